@@ -1,0 +1,189 @@
+"""Latency benchmarks: native model vs every ONNX variant, same inputs, fixed threads, warm-up.
+
+GPU runs happen in a fresh interpreter (`python -m mlops_onnx.benchmark ...`): CUDA cannot be
+initialised in the forked worker processes Airflow runs tasks in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+BATCH_SIZES = (1, 64)
+
+
+@dataclass
+class BenchRow:
+    model: str
+    variant: str  # native_eager, onnx_fp32, onnx_int8_static, ...
+    provider: str  # what actually ran: cpu, cuda, tensorrt
+    batch: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput_per_s: float
+    runs: int
+    size_bytes: int | None
+    execution_provider: str  # the ONNX Runtime provider (or torch/keras device) that ran
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(threads: int) -> dict:
+    versions = {}
+    for package in ("torch", "onnxruntime-gpu", "onnx", "numpy", "tensorflow-cpu", "keras", "tf2onnx", "mlflow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    latencies = np.empty(runs)
+    for i in range(runs):
+        started = time.perf_counter()
+        fn()
+        latencies[i] = time.perf_counter() - started
+    return latencies * 1000.0
+
+
+def batch_of(inputs: np.ndarray, batch: int) -> np.ndarray:
+    reps = -(-batch // len(inputs))
+    return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch]) if reps > 1 else inputs[:batch].copy()
+
+
+def summarize(model: str, variant: str, provider: str, execution_provider: str, batch: int,
+              latencies_ms: np.ndarray, size_bytes: int | None) -> BenchRow:  # fmt: skip
+    p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99])
+    return BenchRow(
+        model=model, variant=variant, provider=provider, batch=batch,
+        p50_ms=round(float(p50), 4), p95_ms=round(float(p95), 4), p99_ms=round(float(p99), 4),
+        mean_ms=round(float(latencies_ms.mean()), 4),
+        throughput_per_s=round(batch * 1000.0 / float(latencies_ms.mean()), 2),
+        runs=len(latencies_ms), size_bytes=size_bytes, execution_provider=execution_provider,
+    )  # fmt: skip
+
+
+def run_benchmark(
+    model: str,
+    natives: dict[str, Callable[[np.ndarray], np.ndarray]],
+    native_size: int | None,
+    onnx_models: dict[str, str],
+    inputs: np.ndarray,
+    provider: str,
+    threads: int,
+    warmup: int,
+    runs: int,
+    native_device: str,
+) -> dict:
+    """Benchmark native predictors and ONNX models (variant -> path) on one provider."""
+    from mlops_onnx.runtime import ProviderUnavailable, make_session
+
+    rows: list[BenchRow] = []
+    notes: dict[str, str] = {}
+    for batch in BATCH_SIZES:
+        x = batch_of(inputs, batch)
+        for name, predict in natives.items():
+            lat = time_calls(lambda p=predict, x=x: p(x), warmup, runs)
+            rows.append(summarize(model, name, provider, native_device, batch, lat, native_size))
+        for variant, path in onnx_models.items():
+            try:
+                session = make_session(path, provider, threads)
+            except ProviderUnavailable as exc:
+                notes[f"onnx_{variant}"] = str(exc)
+                continue
+            feed = {session.get_inputs()[0].name: x}
+            lat = time_calls(lambda s=session, f=feed: s.run(None, f), warmup, runs)
+            rows.append(summarize(model, f"onnx_{variant}", provider, session.get_providers()[0], batch, lat,
+                                  Path(path).stat().st_size))  # fmt: skip
+    return {"machine": machine_info(threads), "provider": provider, "warmup": warmup, "runs": runs,
+            "rows": [asdict(r) for r in rows], "notes": notes}  # fmt: skip
+
+
+def metrics_from(report: dict) -> dict[str, float]:
+    """`bench_<provider>_<variant>_b<batch>_<stat>` metrics for MLflow."""
+    metrics = {}
+    for row in report["rows"]:
+        prefix = f"bench_{row['provider']}_{row['variant']}_b{row['batch']}"
+        for stat in ("p50_ms", "p95_ms", "p99_ms", "throughput_per_s"):
+            metrics[f"{prefix}_{stat}"] = row[stat]
+    return metrics
+
+
+def cuda_report(model: str, state: dict, out: Path) -> dict:
+    """The GPU benchmark, run in a fresh interpreter; writes `out` and returns it."""
+    from mlops_onnx.models import load_spec
+    from mlops_onnx.runtime import ProviderUnavailable, make_session
+    from mlops_onnx.settings import get_settings
+    from mlops_onnx.snapshots import SnapshotStore
+
+    settings = get_settings()
+    spec = load_spec(model)
+    fp32 = state["onnx_fp32"]
+    try:
+        make_session(fp32, "cuda", settings.bench_threads)
+    except ProviderUnavailable as exc:
+        report = {"status": "skipped", "reason": f"GPU not used: {exc}"}
+    else:
+        snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
+        inputs, _ = spec.evaluation_data(snapshot, settings)
+        onnx_models = {"fp32": fp32} | {name: path for name, path in state["passing_variants"].items()}
+        providers = {}
+        for provider in ("cuda", "tensorrt"):
+            natives = spec.native_predictors(Path(state["checkpoint"]), settings, device="cuda") \
+                if provider == "cuda" else {}
+            providers[provider] = run_benchmark(model, natives, None, onnx_models, inputs, provider,
+                                                settings.bench_threads, settings.bench_warmup,
+                                                settings.bench_runs, "cuda")  # fmt: skip
+        rows = [row for p in providers.values() for row in p["rows"]]
+        notes = {f"{p}:{k}": v for p, r in providers.items() for k, v in r["notes"].items()}
+        report = {"status": "ok" if rows else "skipped", "machine": providers["cuda"]["machine"],
+                  "rows": rows, "notes": notes}  # fmt: skip
+        if not rows:
+            report["reason"] = "GPU not used: no provider ran on the GPU"
+    out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="GPU benchmark of one pipeline run (fresh interpreter).")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--state", required=True, type=Path, help="JSON state of the DAG run")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    report = cuda_report(args.model, json.loads(args.state.read_text()), args.out)
+    print(json.dumps({"status": report["status"], "reason": report.get("reason", "")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""`python -m mlops_onnx.cli demo|summary|airflow-env`: what `make demo` runs.
+
+`demo` prepares Airflow's embedded state under MLOPS_HOME (SQLite metadata DB, the `gpu` pool),
+runs every nightly DAG end to end with `airflow dags test`, then prints and writes the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlops_onnx.catalog import PIPELINES
+from mlops_onnx.settings import Settings, get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_PATH = REPO_ROOT / "reports" / "demo-summary.json"
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Environment for Airflow commands on the embedded state (no services to install)."""
+    env = dict(os.environ)
+    env.setdefault("AIRFLOW_HOME", str(settings.airflow_home))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
+    env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
+    env["MLOPS_HOME"] = str(settings.home)
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    return env
+
+
+def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("airflow")), *args]
+    return subprocess.run(command, env=env, check=False, text=True, capture_output=quiet)
+
+
+def prepare_airflow(settings: Settings) -> dict[str, str]:
+    env = airflow_environment(settings)
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    for step in (["db", "migrate"], ["pools", "set", "gpu", "1", "GPU tasks (benchmark_gpu)"]):
+        done = airflow(step, env, quiet=True)
+        if done.returncode != 0:
+            raise SystemExit(f"airflow {' '.join(step)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return env
+
+
+def run_demo(models: list[str]) -> int:
+    settings = get_settings()
+    print(f"MLOPS_HOME={settings.home}\nDATA SOURCE: {settings.data_source} ({settings.data_source_reason})\n"
+          f"MLflow: {settings.tracking_uri}\nprofile: {settings.profile}\n", flush=True)  # fmt: skip
+    env = prepare_airflow(settings)
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    failures = []
+    for model in models:
+        pipeline = PIPELINES[model]
+        print(f"=== {pipeline.dag_id} ({pipeline.title}) ===", flush=True)
+        started = time.perf_counter()
+        done = airflow(["dags", "test", pipeline.dag_id], env)
+        seconds = time.perf_counter() - started
+        print(f"=== {pipeline.dag_id}: {'ok' if done.returncode == 0 else 'FAILED'} in {seconds:.0f}s ===\n")
+        if done.returncode != 0:
+            failures.append(pipeline.dag_id)
+    summary = build_summary(settings, models)
+    print_summary(summary)
+    SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
+    SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str))
+    print(f"\nsummary written to {SUMMARY_PATH}")
+    if failures:
+        print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_summary(settings: Settings, models: list[str]) -> dict:
+    """The latest MLflow run of each pipeline and what it registered, read back from MLflow."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow import MlflowClient
+    from mlops_onnx import tracking
+
+    tracking.configure(settings)
+    client = MlflowClient()
+    summary = {"mlops_home": str(settings.home), "tracking_uri": settings.tracking_uri,
+               "data_source": settings.data_source, "models": {}}  # fmt: skip
+    for model in models:
+        pipeline = PIPELINES[model]
+        experiment = client.get_experiment_by_name(model)
+        runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                                  max_results=1) if experiment else []  # fmt: skip
+        if not runs:
+            summary["models"][model] = {"dag_id": pipeline.dag_id, "status": "no run found"}
+            continue
+        run = runs[0]
+        metrics, tags = run.data.metrics, run.data.tags
+        latency = {k.removeprefix("bench_cpu_").removesuffix("_b1_p50_ms"): v for k, v in metrics.items()
+                   if k.startswith("bench_cpu_") and k.endswith("_b1_p50_ms")}  # fmt: skip
+        entry = {
+            "dag_id": pipeline.dag_id,
+            "mlflow_run_id": run.info.run_id,
+            "airflow_run_id": tags.get("airflow_run_id"),
+            "data_source": tags.get("data_source"),
+            "data_hash": tags.get("data_hash"),
+            "data_rows": {k.removeprefix("data_rows_"): int(v) for k, v in metrics.items()
+                          if k.startswith("data_rows_")},
+            "validation": tags.get("validation_status", "not run"),
+            "test_metrics": {k: v for k, v in metrics.items() if k in ("test_accuracy", "test_macro_f1", "test_f1",
+                                                                        "test_mase", "test_mae")},
+            "parity_fp32_max_abs_diff": metrics.get("parity_fp32_max_abs_diff"),
+            "parity": {k.removeprefix("parity_").removesuffix("_passed"): bool(v) for k, v in metrics.items()
+                       if k.startswith("parity_") and k.endswith("_passed")},
+            "cpu_b1_p50_ms": latency,
+            "gpu": tags.get("bench_gpu_status", "not run"),
+            "gate": tags.get("gate_status", "not reached"),
+            "gate_reason": tags.get("gate_reason"),
+            "registered_version": tags.get("registered_version"),
+            "alias": tags.get("registered_alias"),
+            "serving_variant": tags.get("serving_variant"),
+        }  # fmt: skip
+        try:
+            champion = client.get_model_version_by_alias(model, "champion")
+            entry["current_champion_version"] = champion.version
+        except MlflowException:
+            entry["current_champion_version"] = None
+        summary["models"][model] = entry
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    print("\n" + "=" * 78 + "\nNIGHTLY SUMMARY\n" + "=" * 78)
+    for model, e in summary["models"].items():
+        print(f"\n{model}  ({e['dag_id']})")
+        if "mlflow_run_id" not in e:
+            print(f"  {e['status']}")
+            continue
+        rows = ", ".join(f"{k}={v}" for k, v in e["data_rows"].items())
+        print(f"  data         : {e['data_source']}, hash {str(e['data_hash'])[:12]}, rows {rows}")
+        print(f"  validation   : {e['validation']}")
+        print("  test metrics : " + ", ".join(f"{k}={v:.4f}" for k, v in e["test_metrics"].items()))
+        parity = ", ".join(f"{k}={'pass' if ok else 'FAIL'}" for k, ok in e["parity"].items())
+        diff = e["parity_fp32_max_abs_diff"]
+        print(f"  parity       : {parity}" + (f" (fp32 max abs diff {diff:.2e})" if diff is not None else ""))
+        if e["cpu_b1_p50_ms"]:
+            print("  CPU p50 b=1  : " + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(e["cpu_b1_p50_ms"].items())))
+        print(f"  GPU          : {e['gpu']}")
+        gate = e["gate"] + (f" ({e['gate_reason']})" if e.get("gate_reason") else "")
+        print(f"  gate         : {gate}")
+        if e["registered_version"]:
+            print(f"  registered   : {model} v{e['registered_version']} @{e['alias']}, "
+                  f"serving variant {e['serving_variant']}")  # fmt: skip
+        print(f"  champion     : v{e['current_champion_version']}" if e["current_champion_version"]
+              else "  champion     : none")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops-onnx")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run every nightly DAG end to end through Airflow, then summarise")
+    demo.add_argument("models", nargs="*", default=list(PIPELINES), help="models to run (default: all)")
+    summary = sub.add_parser("summary", help="print the summary of the latest runs from MLflow")
+    summary.add_argument("models", nargs="*", default=list(PIPELINES))
+    sub.add_parser("airflow-env", help="print the Airflow environment variables for this MLOPS_HOME")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return run_demo(args.models)
+    if args.command == "summary":
+        print_summary(build_summary(get_settings(), args.models))
+        return 0
+    env = airflow_environment(get_settings())
+    for key in sorted(k for k in env if k.startswith(("AIRFLOW_", "AIRFLOW__", "MLOPS_", "MLFLOW_"))):
+        print(f"export {key}={env[key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Model specs: what differs between the three pipelines.
+
+A spec says how to validate its dataset, train, export to ONNX, feed ONNX Runtime and score
+outputs; everything else (snapshots, quantized variants, parity, benchmarks, the gate, MLflow)
+is shared and lives outside this package. Specs import torch/tensorflow at module level, so they
+are loaded lazily, inside tasks, through `load_spec`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops_onnx.datasets import DatasetSpec
+from mlops_onnx.parity import ParityRules
+from mlops_onnx.settings import Settings
+from mlops_onnx.snapshots import Snapshot
+from mlops_onnx.validation import ValidationReport
+
+SPEC_MODULES = {
+    "fashion_mnist_cnn": "mlops_onnx.models.fashion",
+}
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, float]  # headline test metrics, logged to MLflow as-is
+    artifacts: list[Path] = field(default_factory=list)  # plots and reports to log
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelSpec(ABC):
+    name: str  # registered model name
+    dataset: DatasetSpec
+    primary_metric: str  # gate and champion metric, e.g. "test_accuracy"
+    higher_is_better: bool = True
+    default_gate_min: float
+    parity_rules: ParityRules
+    variants: tuple[str, ...]  # names from mlops_onnx.variants.VARIANTS
+    onnx_input_name: str
+
+    def gate_min(self, settings: Settings) -> float:
+        return self.default_gate_min if settings.gate_min_score is None else settings.gate_min_score
+
+    @abstractmethod
+    def train_config(self, settings: Settings) -> Any: ...
+
+    @abstractmethod
+    def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport: ...
+
+    @abstractmethod
+    def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult: ...
+
+    @abstractmethod
+    def export_onnx(self, checkpoint: Path, out_path: Path) -> None: ...
+
+    @abstractmethod
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs (exactly what ONNX Runtime is fed) and targets of the test split."""
+
+    @abstractmethod
+    def calibration_data(self, snapshot: Snapshot, settings: Settings, rows: int) -> np.ndarray:
+        """A sample of training inputs for static quantization."""
+
+    @abstractmethod
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+        """Native (PyTorch/Keras) inference functions by variant name, e.g. {"native_eager": f}."""
+
+    @abstractmethod
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """The parity quality figure (accuracy, F1, MAE) of model outputs."""
+
+    def labels(self, outputs: np.ndarray) -> np.ndarray | None:
+        """Predicted labels for agreement checks; None for regression."""
+        return None
+
+
+def load_spec(name: str) -> ModelSpec:
+    try:
+        module = importlib.import_module(SPEC_MODULES[name])
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(SPEC_MODULES)}") from None
+    return module.SPEC

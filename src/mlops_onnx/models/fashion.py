@@ -1,0 +1,215 @@
+"""Fashion-MNIST: a small PyTorch CNN over 28x28 grayscale images, 10 clothing classes.
+
+The network takes raw pixel values (0..255, float32, shape [batch, 1, 28, 28]) and normalises
+inside `forward`, so the exported ONNX model needs no preprocessing beyond reshaping a CSV row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlops_onnx.datasets import FASHION_MNIST
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult
+from mlops_onnx.parity import ParityRules
+from mlops_onnx.settings import Settings
+from mlops_onnx.snapshots import Snapshot
+from mlops_onnx.validation import ValidationReport
+from mlops_onnx.validation.fashion import PIXEL_COLUMNS, validate_snapshot
+
+TRAIN_FILE, TEST_FILE = FASHION_MNIST.file_patterns
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # Fashion-MNIST training-set statistics
+
+
+@dataclass(frozen=True)
+class FashionConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 3
+    validation_fraction: float = 0.1
+    max_train_rows: int | None = None
+    max_test_rows: int | None = None
+    min_rows: tuple[tuple[str, int], ...] = ((TRAIN_FILE, 1000), (TEST_FILE, 200))
+    seed: int = 42
+
+
+QUICK = FashionConfig(epochs=3, max_train_rows=1500, max_test_rows=600)
+
+
+class FashionCNN(nn.Module):
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
+            nn.Linear(128, classes),
+        )  # fmt: skip
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = (image / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        return self.classifier(self.features(x))
+
+
+def load_split(snapshot: Snapshot, name: str, max_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Images as float32 [n, 1, 28, 28] raw pixel values, labels as int64."""
+    import pandas as pd
+
+    frame = pd.read_csv(snapshot.path / name, nrows=max_rows)
+    images = frame[PIXEL_COLUMNS].to_numpy(dtype=np.float32, copy=True).reshape(-1, 1, 28, 28)
+    return images, frame["label"].to_numpy(dtype=np.int64, copy=True)
+
+
+def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 512):
+    model.eval()
+    losses, logits = [], []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            out = model(images[i : i + batch])
+            logits.append(out)
+            losses.append(nn.functional.cross_entropy(out, labels[i : i + batch], reduction="sum"))
+    all_logits = torch.cat(logits)
+    loss = float(torch.stack(losses).sum()) / len(images)
+    accuracy = float((all_logits.argmax(1) == labels).float().mean())
+    return loss, accuracy, all_logits.numpy()
+
+
+class FashionSpec(ModelSpec):
+    name = "fashion_mnist_cnn"
+    dataset = FASHION_MNIST
+    primary_metric = "test_accuracy"
+    default_gate_min = 0.85
+    parity_rules = ParityRules(quality_name="accuracy")
+    variants = ("int8_static", "int8_dynamic", "fp16")
+    onnx_input_name = "image"
+
+    def train_config(self, settings: Settings) -> FashionConfig:
+        cfg = QUICK if settings.profile == "quick" else FashionConfig()
+        overrides = {
+            "epochs": settings.epochs,
+            "max_train_rows": settings.max_train_rows,
+            "max_test_rows": settings.max_test_rows,
+        }
+        return replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+
+    def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
+        cfg = self.train_config(settings)
+        return validate_snapshot(snapshot.path, snapshot.content_hash, list(FASHION_MNIST.file_patterns),
+                                 dict(cfg.min_rows))  # fmt: skip
+
+    def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
+        cfg = self.train_config(settings)
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        images, labels = load_split(snapshot, TRAIN_FILE, cfg.max_train_rows)
+        order = rng.permutation(len(images))
+        n_val = max(1, int(len(images) * cfg.validation_fraction))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        x_train, y_train = torch.from_numpy(images[train_idx]), torch.from_numpy(labels[train_idx])
+        x_val, y_val = torch.from_numpy(images[val_idx]), torch.from_numpy(labels[val_idx])
+
+        model = FashionCNN()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        best_loss, best_state, stale, epochs_run = float("inf"), None, 0, 0
+        for epoch in range(1, cfg.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            permutation = torch.randperm(len(x_train), generator=generator)
+            total_loss, correct = 0.0, 0
+            for i in range(0, len(x_train), cfg.batch_size):
+                idx = permutation[i : i + cfg.batch_size]
+                batch, target = x_train[idx], y_train[idx]
+                flip = torch.rand(len(batch), generator=generator) < 0.5  # clothes are left-right symmetric
+                batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+                optimizer.zero_grad()
+                logits = model(batch)
+                loss = nn.functional.cross_entropy(logits, target)
+                loss.backward()
+                optimizer.step()
+                total_loss += float(loss) * len(batch)
+                correct += int((logits.argmax(1) == target).sum())
+            val_loss, val_accuracy, _ = _evaluate(model, x_val, y_val)
+            epochs_run = epoch
+            on_epoch(epoch, {
+                "train_loss": total_loss / len(x_train), "train_accuracy": correct / len(x_train),
+                "val_loss": val_loss, "val_accuracy": val_accuracy,
+                "epoch_seconds": time.perf_counter() - started,
+            })  # fmt: skip
+            if val_loss < best_loss - 1e-4:
+                best_loss, stale = val_loss, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        model.load_state_dict(best_state)
+        checkpoint = workdir / "model.pt"
+        torch.save(model.state_dict(), checkpoint)
+
+        test_images, test_labels = load_split(snapshot, TEST_FILE, cfg.max_test_rows)
+        test_loss, test_accuracy, logits = _evaluate(model, torch.from_numpy(test_images),
+                                                     torch.from_numpy(test_labels))  # fmt: skip
+        from mlops_onnx.reporting import classification_report_artifacts
+
+        metrics, artifacts = classification_report_artifacts(
+            test_labels, logits.argmax(1), CLASS_NAMES, workdir, title="Fashion-MNIST test set"
+        )
+        metrics.update({"test_loss": test_loss, "test_accuracy": test_accuracy, "best_val_loss": best_loss,
+                        "epochs_run": float(epochs_run), "train_rows": float(len(x_train)),
+                        "val_rows": float(len(x_val)), "test_rows": float(len(test_images))})  # fmt: skip
+        params = {k: v for k, v in asdict(cfg).items() if k != "min_rows"}
+        params["parameters"] = sum(p.numel() for p in model.parameters())
+        return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params)
+
+    def _load(self, checkpoint: Path) -> FashionCNN:
+        model = FashionCNN()
+        model.load_state_dict(torch.load(checkpoint, weights_only=True))
+        return model.eval()
+
+    def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
+        model = self._load(checkpoint)
+        example = torch.zeros(2, 1, 28, 28)
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, input_names=[self.onnx_input_name], output_names=["logits"],
+            dynamic_shapes={"image": {0: torch.export.Dim("batch")}}, external_data=False,
+        )  # fmt: skip
+        program.save(str(out_path))
+
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+        return load_split(snapshot, TEST_FILE, self.train_config(settings).max_test_rows)
+
+    def calibration_data(self, snapshot: Snapshot, settings: Settings, rows: int) -> np.ndarray:
+        images, _ = load_split(snapshot, TRAIN_FILE, rows)
+        return images
+
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+        torch.set_num_threads(settings.bench_threads)
+        model = self._load(checkpoint).to(device)
+
+        def eager(inputs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(inputs).to(device)).cpu().numpy()
+
+        return {"native_eager": eager}
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        return float(np.mean(outputs.argmax(1) == targets))
+
+    def labels(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs.argmax(1)
+
+
+SPEC = FashionSpec()

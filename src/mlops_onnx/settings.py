@@ -1,0 +1,130 @@
+"""Every MLOPS_* setting in one place, typed, with defaults that work offline.
+
+Read from the environment once per process (`get_settings()` is cached); tests that change the
+environment call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DATA_SOURCES = ("kaggle", "local", "synthetic")
+PROFILES = ("full", "quick")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    data_source: str
+    data_source_reason: str
+    data_dir: Path | None
+    tracking_uri: str
+    profile: str
+    epochs: int | None
+    max_train_rows: int | None
+    max_test_rows: int | None
+    gate_min_score: float | None
+    bench_threads: int
+    bench_runs: int
+    bench_warmup: int
+    seed: int
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+def _int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def kaggle_credentials_present() -> bool:
+    """True when the official client would find credentials (env vars or kaggle.json)."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    return (config_dir / "kaggle.json").is_file()
+
+
+def _resolve_data_source(data_dir: Path | None) -> tuple[str, str]:
+    explicit = os.environ.get("MLOPS_DATA_SOURCE", "").strip().lower()
+    if explicit:
+        if explicit not in DATA_SOURCES:
+            raise SettingsError(f"MLOPS_DATA_SOURCE={explicit!r}; expected one of {', '.join(DATA_SOURCES)}")
+        return explicit, "set by MLOPS_DATA_SOURCE"
+    if kaggle_credentials_present():
+        return "kaggle", "Kaggle credentials found"
+    if data_dir is not None and data_dir.is_dir():
+        return "local", f"MLOPS_DATA_DIR={data_dir} exists"
+    return "synthetic", "no Kaggle credentials and no MLOPS_DATA_DIR folder"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    home = Path(os.environ.get("MLOPS_HOME", ".mlops")).expanduser().resolve()
+    raw_dir = os.environ.get("MLOPS_DATA_DIR", "").strip()
+    data_dir = Path(raw_dir).expanduser().resolve() if raw_dir else None
+    source, reason = _resolve_data_source(data_dir)
+    profile = os.environ.get("MLOPS_PROFILE", "full").strip().lower() or "full"
+    if profile not in PROFILES:
+        raise SettingsError(f"MLOPS_PROFILE={profile!r}; expected one of {', '.join(PROFILES)}")
+    quick = profile == "quick"
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{home / 'mlflow.db'}"
+    return Settings(
+        home=home,
+        data_source=source,
+        data_source_reason=reason,
+        data_dir=data_dir,
+        tracking_uri=tracking_uri,
+        profile=profile,
+        epochs=_int("MLOPS_EPOCHS", None),
+        max_train_rows=_int("MLOPS_MAX_TRAIN_ROWS", None),
+        max_test_rows=_int("MLOPS_MAX_TEST_ROWS", None),
+        gate_min_score=_float("MLOPS_GATE_MIN_SCORE", None),
+        bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
+        bench_runs=_int("MLOPS_BENCH_RUNS", 30 if quick else 200) or 1,
+        bench_warmup=_int("MLOPS_BENCH_WARMUP", 3 if quick else 20) or 0,
+        seed=_int("MLOPS_SEED", 42) or 0,
+    )

@@ -1,0 +1,84 @@
+"""The `kaggle` source: the official client, credentials from the environment or kaggle.json.
+
+The zip is kept in `<MLOPS_HOME>/cache/kaggle/<owner>/<slug>/`; the client compares the remote
+file's date with it and skips the download when the dataset has not changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import zipfile
+from pathlib import Path
+
+from mlops_onnx.datasets import DatasetSpec
+from mlops_onnx.settings import Settings, kaggle_credentials_present
+from mlops_onnx.sources import SourceError
+
+log = logging.getLogger(__name__)
+
+NO_CREDENTIALS = (
+    "kaggle source: no credentials; set KAGGLE_USERNAME and KAGGLE_KEY, write ~/.kaggle/kaggle.json, "
+    "or add the Airflow connection 'kaggle_default' (login = username, password = key)"
+)
+
+
+def _client():
+    # The package authenticates and prints help at import time: keep that out of the logs.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    api = KaggleApi()
+    api.authenticate()
+    return api
+
+
+def fetch_kaggle(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:
+    if not kaggle_credentials_present():
+        raise SourceError(NO_CREDENTIALS)
+    cache = settings.cache_dir / "kaggle" / dataset.slug
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / f"{dataset.folder}.zip"
+    before = archive.stat().st_mtime if archive.exists() else None
+    try:
+        api = _client()
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.dataset_download_files(dataset.slug, path=str(cache), unzip=False, quiet=True)
+    except (Exception, SystemExit) as exc:  # the client raises bare Exception and SystemExit
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SourceError(
+            f"kaggle source: could not download {dataset.slug}: {type(exc).__name__}: {first_line}"
+        ) from exc
+    if not archive.is_file():
+        raise SourceError(f"kaggle source: the client reported success but {archive} is missing")
+    downloaded = before is None or archive.stat().st_mtime != before
+    log.info("kaggle %s: %s", dataset.slug, "downloaded" if downloaded else "unchanged, used the cached copy")
+    extracted = extract_dataset_files(dataset, archive, dest)
+    return {"kaggle_slug": dataset.slug, "downloaded": downloaded, "files_extracted": extracted}
+
+
+def extract_dataset_files(dataset: DatasetSpec, archive: Path, dest: Path) -> int:
+    """Extract the members the dataset declares, refusing paths that escape `dest`."""
+    import fnmatch
+
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise SourceError(f"{archive}: not a valid zip (interrupted download?)") from exc
+    extracted = 0
+    with zf:
+        for member in zf.infolist():
+            name = member.filename
+            if member.is_dir() or not any(fnmatch.fnmatch(name, p) for p in dataset.file_patterns):
+                continue
+            target = (dest / name).resolve()
+            if not target.is_relative_to(dest.resolve()):
+                raise SourceError(f"{archive}: member {name!r} points outside the snapshot folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, target.open("wb") as out:
+                while block := src.read(1 << 20):
+                    out.write(block)
+            extracted += 1
+    if extracted == 0:
+        raise SourceError(f"{archive}: none of {list(dataset.file_patterns)} found in the archive")
+    return extracted

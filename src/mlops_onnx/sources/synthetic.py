@@ -1,0 +1,72 @@
+"""The `synthetic` source: data generated with the exact Kaggle schema, deterministic per seed.
+
+The data is learnable (each class has its own shape) so that the whole pipeline, gate included,
+behaves as on real data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mlops_onnx.datasets import FASHION_MNIST, DatasetSpec
+from mlops_onnx.settings import Settings
+from mlops_onnx.sources import SourceError
+
+FASHION_ROWS = {"full": (6000, 1000), "quick": (2000, 500)}
+
+
+def _fashion_templates() -> np.ndarray:
+    """Ten 28x28 silhouettes, one per Fashion-MNIST class (0 T-shirt ... 9 ankle boot)."""
+    t = np.zeros((10, 28, 28), dtype=np.float32)
+    t[0, 6:10, 4:24] = 1; t[0, 10:24, 9:19] = 1  # noqa: E702  T-shirt: sleeves + body
+    t[1, 4:26, 8:13] = 1; t[1, 4:26, 15:20] = 1; t[1, 4:8, 8:20] = 1  # noqa: E702  trouser
+    t[2, 5:24, 3:25] = 1; t[2, 5:9, 12:16] = 0  # noqa: E702  pullover with neckline
+    for row in range(4, 26):  # dress: widening triangle
+        half = 3 + (row - 4) // 2
+        t[3, row, 14 - half : 14 + half] = 1
+    t[4, 3:26, 5:23] = 1; t[4, 3:26, 13:15] = 0  # noqa: E702  coat: open front
+    t[5, 18:20, 2:26] = 1; t[5, 22:24, 2:26] = 1; t[5, 14:16, 6:22] = 1  # noqa: E702  sandal straps
+    t[6, 5:24, 6:22] = 1; t[6, 5:12, 12:16] = 0.3  # noqa: E702  shirt with collar
+    t[7, 17:24, 2:26] = 1; t[7, 13:17, 14:26] = 1  # noqa: E702  sneaker
+    t[8, 9:25, 4:24] = 1; t[8, 4:9, 9:11] = 1; t[8, 4:9, 17:19] = 1; t[8, 4:6, 9:19] = 1  # noqa: E702  bag
+    t[9, 3:24, 14:22] = 1; t[9, 18:25, 3:22] = 1  # noqa: E702  ankle boot
+    return t
+
+
+def _fashion_rows(n: int, rng: np.random.Generator) -> np.ndarray:
+    templates = _fashion_templates()
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = templates[labels] * rng.uniform(0.55, 1.0, size=(n, 1, 1)).astype(np.float32)
+    for shift_axis in (1, 2):
+        shifts = rng.integers(-2, 3, size=n)
+        for s in np.unique(shifts):
+            idx = shifts == s
+            images[idx] = np.roll(images[idx], s, axis=shift_axis)
+    images = images * 230 + rng.normal(0, 22, size=images.shape)
+    pixels = np.clip(np.rint(images), 0, 255).astype(np.int64).reshape(n, 784)
+    return np.column_stack([labels, pixels])
+
+
+def write_fashion(dest: Path, rng: np.random.Generator, rows: tuple[int, int]) -> dict:
+    header = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
+    for name, n in zip(FASHION_MNIST.file_patterns, rows):
+        np.savetxt(dest / name, _fashion_rows(n, rng), fmt="%d", delimiter=",", header=header, comments="")
+    return {"rows": dict(zip(FASHION_MNIST.file_patterns, rows))}
+
+
+GENERATORS: dict[str, Callable[[Path, np.random.Generator, Settings], dict]] = {
+    FASHION_MNIST.name: lambda dest, rng, s: write_fashion(dest, rng, FASHION_ROWS[s.profile]),
+}
+
+
+def fetch_synthetic(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:
+    generator = GENERATORS.get(dataset.name)
+    if generator is None:
+        raise SourceError(f"synthetic source: no generator for dataset {dataset.name!r}")
+    rng = np.random.default_rng(settings.seed)
+    details = generator(dest, rng, settings)
+    return {"seed": settings.seed, "profile": settings.profile, **details}

@@ -1,0 +1,318 @@
+"""The nightly stages as plain functions: `stage(model, ctx, state) -> state`.
+
+Airflow only schedules and retries them (see `dag_factory`); a test, a notebook or the CLI can
+call them directly. `state` is the small JSON dict the tasks pass along through XCom: paths,
+hashes and headline metrics, never arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlops_onnx import tracking
+from mlops_onnx.settings import Settings, get_settings
+from mlops_onnx.tracking import RunContext
+
+log = logging.getLogger(__name__)
+
+
+class StageSkipped(RuntimeError):
+    """The stage has nothing to do here (e.g. no GPU); the DAG marks the task skipped."""
+
+
+class ParityError(RuntimeError):
+    """ONNX fp32 does not reproduce the native model: nothing from this run may be registered."""
+
+
+def _spec(model: str):
+    from mlops_onnx.models import load_spec
+
+    return load_spec(model)
+
+
+def _store(settings: Settings):
+    from mlops_onnx.snapshots import SnapshotStore
+
+    return SnapshotStore(settings.snapshots_dir)
+
+
+def _snapshot(state: dict, settings: Settings):
+    return _store(settings).get(state["dataset"], state["snapshot"])
+
+
+def _write_report(state: dict, name: str, payload: dict) -> Path:
+    path = Path(state["workdir"]) / "reports" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def _mlflow_run(state: dict):
+    import mlflow
+
+    tracking.configure(get_settings())
+    return mlflow.start_run(run_id=state["mlflow_run_id"])
+
+
+def ingest(model: str, ctx: RunContext) -> dict:
+    """Fetch the dataset from the configured source into a new content-hashed snapshot."""
+    import mlflow
+    from mlops_onnx import sources
+
+    settings = get_settings()
+    spec = _spec(model)
+    log.warning("DATA SOURCE: %s (%s) for %s", settings.data_source.upper(), settings.data_source_reason,
+                spec.dataset.slug)  # fmt: skip
+    store = _store(settings)
+    with store.staging(spec.dataset.name) as staging:
+        details = sources.fetch(settings.data_source, spec.dataset, staging, settings)
+        snapshot = store.commit(spec.dataset.name, staging, source=settings.data_source, details=details)
+    workdir = settings.work_dir / ctx.dag_id / ctx.safe_run_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_id = tracking.find_or_create_run(model, ctx, settings)
+    state = {"model": model, "dataset": spec.dataset.name, "snapshot": snapshot.content_hash,
+             "data_source": settings.data_source, "workdir": str(workdir), "mlflow_run_id": run_id}  # fmt: skip
+    with _mlflow_run(state):
+        mlflow.set_tags({"data_source": settings.data_source, "data_source_reason": settings.data_source_reason,
+                         "data_hash": snapshot.content_hash, "dataset": spec.dataset.slug,
+                         "profile": settings.profile})  # fmt: skip
+        mlflow.log_dict(snapshot.manifest, "reports/snapshot_manifest.json")
+    log.info("snapshot %s: %d file(s) at %s", snapshot.content_hash[:12], len(snapshot.files), snapshot.path)
+    return state
+
+
+def validate(model: str, ctx: RunContext, state: dict) -> dict:
+    """Run the dataset's Great Expectations suite; move `last_good` only if it passes."""
+    import mlflow
+    from mlops_onnx.validation import DataValidationError
+
+    settings = get_settings()
+    spec = _spec(model)
+    store = _store(settings)
+    snapshot = _snapshot(state, settings)
+    store.verify(snapshot)
+    report = spec.validate(snapshot, settings)
+    path = _write_report(state, "validation.json", report.to_dict())
+    with _mlflow_run(state):
+        mlflow.log_artifact(str(path), "reports")
+        mlflow.set_tag("validation_status", "passed" if report.success else "failed")
+        for name, file_report in report.files.items():
+            if file_report.rows is not None:
+                mlflow.log_metric(f"data_rows_{Path(name).stem.replace('-', '_')}", file_report.rows)
+        if not report.success:
+            mlflow.set_tags({"gate_status": "rejected", "gate_reason": "data validation failed"})
+    if not report.success:
+        raise DataValidationError(report.message())
+    store.promote(snapshot, validation={"report": str(path), "run_id": ctx.run_id})
+    return {**state, "validation": "passed", "data_rows": report.summary}
+
+
+def train(model: str, ctx: RunContext, state: dict) -> dict:
+    """Train the native model; per-epoch curves and test metrics go to MLflow."""
+    import mlflow
+
+    settings = get_settings()
+    spec = _spec(model)
+    workdir = Path(state["workdir"])
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics, step=epoch)
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
+        print(f"[{model}] epoch {epoch:>3}  {shown}  ({metrics.get('epoch_seconds', 0):.1f}s)", flush=True)
+
+    with _mlflow_run(state):
+        result = spec.train(_snapshot(state, settings), workdir, settings, on_epoch)
+        mlflow.log_params(result.params)
+        mlflow.log_metrics(result.metrics)
+        for artifact in result.artifacts:
+            mlflow.log_artifact(str(artifact), "plots" if artifact.suffix == ".png" else "reports")
+        mlflow.log_metric("size_native_bytes", result.checkpoint.stat().st_size)
+    return {**state, "checkpoint": str(result.checkpoint),
+            "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k}}
+
+
+def export(model: str, ctx: RunContext, state: dict) -> dict:
+    """Export to ONNX fp32, run the full checker and stamp provenance into the metadata."""
+    import onnx
+
+    import mlflow
+    from mlops_onnx.variants import graph_op_types
+
+    spec = _spec(model)
+    out = Path(state["workdir"]) / "model_fp32.onnx"
+    started = time.perf_counter()
+    spec.export_onnx(Path(state["checkpoint"]), out)
+    proto = onnx.load(str(out))
+    onnx.helper.set_model_props(proto, {
+        "producer": "mlops_onnx", "model": model, "git_commit": tracking.code_version(),
+        "data_hash": state["snapshot"], "airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id,
+    })  # fmt: skip
+    onnx.save(proto, str(out))
+    onnx.checker.check_model(str(out), full_check=True)
+    ops = sorted(graph_op_types(out))
+    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    with _mlflow_run(state):
+        mlflow.log_params({"onnx_opset": opset, "onnx_input": proto.graph.input[0].name,
+                           "onnx_output": proto.graph.output[0].name})  # fmt: skip
+        mlflow.log_metrics({"size_onnx_fp32_bytes": out.stat().st_size,
+                            "export_seconds": time.perf_counter() - started})  # fmt: skip
+        mlflow.log_dict({"op_types": ops, "opset": opset}, "reports/onnx_graph.json")
+    return {**state, "onnx_fp32": str(out), "onnx_ops": ops}
+
+
+def quantize(model: str, ctx: RunContext, state: dict) -> dict:
+    """Build the spec's variants (int8 static/dynamic, fp16) from the fp32 model."""
+    import mlflow
+    from mlops_onnx.variants import VARIANTS, build_variants
+
+    settings = get_settings()
+    spec = _spec(model)
+    calibration = None
+    if any(VARIANTS[v].needs_calibration for v in spec.variants):
+        calibration = spec.calibration_data(_snapshot(state, settings), settings, rows=256)
+    variants = build_variants(spec.variants, Path(state["onnx_fp32"]), Path(state["workdir"]), calibration)
+    with _mlflow_run(state):
+        for name, info in variants.items():
+            if info["status"] == "built":
+                mlflow.log_metric(f"size_onnx_{name}_bytes", info["size_bytes"])
+            mlflow.set_tag(f"variant_{name}_build", info["status"] if info["status"] == "built"
+                           else f"failed: {info['error']}"[:500])  # fmt: skip
+    return {**state, "variants": variants}
+
+
+def parity(model: str, ctx: RunContext, state: dict) -> dict:
+    """Compare native vs ONNX fp32 and every variant on the whole test split."""
+    import mlflow
+    from mlops_onnx.parity import compare
+    from mlops_onnx.runtime import make_session, run_batched
+
+    settings = get_settings()
+    spec = _spec(model)
+    inputs, targets = spec.evaluation_data(_snapshot(state, settings), settings)
+    native = spec.native_predictors(Path(state["checkpoint"]), settings)["native_eager"]
+    native_out = run_batched_native(native, inputs)
+    native_quality = spec.quality(native_out, targets)
+    native_labels = spec.labels(native_out)
+    candidates = {"fp32": state["onnx_fp32"]} | {
+        name: info["path"] for name, info in state["variants"].items() if info["status"] == "built"
+    }
+    results = {}
+    for name, path in candidates.items():
+        try:
+            out = run_batched(make_session(path, "cpu", threads=0), inputs)  # 0: all cores; not a benchmark
+        except Exception as exc:  # a model ONNX Runtime cannot load or run fails parity, with the reason
+            from mlops_onnx.parity import VariantParity
+
+            results[name] = VariantParity(name, False, float("inf"), float("inf"), None, float("nan"),
+                                          float("inf"), [f"could not run: {type(exc).__name__}: {exc}"])  # fmt: skip
+            continue
+        results[name] = compare(name, native_out, out, native_labels, spec.labels(out), native_quality,
+                                spec.quality(out, targets), spec.parity_rules)  # fmt: skip
+    for name, info in state["variants"].items():
+        if info["status"] != "built":
+            from mlops_onnx.parity import VariantParity
+
+            results[name] = VariantParity(name, False, float("inf"), float("inf"), None, float("nan"),
+                                          float("inf"), [f"not built: {info.get('error')}"])  # fmt: skip
+    report = {"native_quality": native_quality, "quality_name": spec.parity_rules.quality_name,
+              "rows": len(inputs), "rules": spec.parity_rules.__dict__,
+              "variants": {n: r.to_dict() for n, r in results.items()}}  # fmt: skip
+    path = _write_report(state, "parity.json", report)
+    fp32 = results["fp32"]
+    with _mlflow_run(state):
+        mlflow.log_artifact(str(path), "reports")
+        mlflow.log_metric("parity_rows", len(inputs))
+        for name, r in results.items():
+            mlflow.log_metric(f"parity_{name}_passed", float(r.passed))
+            if np.isfinite(r.max_abs_diff):
+                mlflow.log_metric(f"parity_{name}_max_abs_diff", r.max_abs_diff)
+                mlflow.log_metric(f"parity_{name}_quality_drop", r.quality_drop)
+            if r.agreement is not None:
+                mlflow.log_metric(f"parity_{name}_agreement", r.agreement)
+            mlflow.set_tag(f"parity_{name}", "passed" if r.passed else "failed: " + "; ".join(r.reasons)[:480])
+        mlflow.set_tag("parity_status", "passed" if fp32.passed else "failed")
+        if not fp32.passed:
+            reason = "fp32 parity failed: " + "; ".join(fp32.reasons)
+            mlflow.set_tags({"gate_status": "rejected", "gate_reason": reason})
+    for name, r in results.items():
+        agreement = "n/a" if r.agreement is None else f"{r.agreement:.4%}"
+        print(f"[{model}] parity {name:<13} {'PASS' if r.passed else 'FAIL'}  max_abs_diff={r.max_abs_diff:.3g}"
+              f"  agreement={agreement}  {spec.parity_rules.quality_name}_drop={r.quality_drop:.4f}"
+              + (f"  ({'; '.join(r.reasons)})" if r.reasons else ""), flush=True)  # fmt: skip
+    if not fp32.passed:
+        raise ParityError(f"ONNX fp32 does not match the native model: {'; '.join(fp32.reasons)}")
+    passing = {n: candidates[n] for n, r in results.items() if r.passed and n != "fp32"}
+    return {**state, "parity": {n: r.passed for n, r in results.items()},
+            "parity_fp32_max_abs_diff": fp32.max_abs_diff, "passing_variants": passing}  # fmt: skip
+
+
+def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
+    return np.concatenate([predict(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
+
+
+def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
+    """Latency of the native model and every passing ONNX model on ONNX Runtime's CPU provider."""
+    import mlflow
+    from mlops_onnx.benchmark import metrics_from, run_benchmark
+
+    settings = get_settings()
+    spec = _spec(model)
+    inputs, _ = spec.evaluation_data(_snapshot(state, settings), settings)
+    onnx_models = {"fp32": state["onnx_fp32"]} | state["passing_variants"]
+    natives = spec.native_predictors(Path(state["checkpoint"]), settings)
+    report = run_benchmark(model, natives, Path(state["checkpoint"]).stat().st_size, onnx_models, inputs[:256],
+                           "cpu", settings.bench_threads, settings.bench_warmup, settings.bench_runs,
+                           "cpu")  # fmt: skip
+    for row in report["rows"]:
+        if row["variant"].startswith("onnx_") and row["execution_provider"] != "CPUExecutionProvider":
+            raise RuntimeError(f"{row['variant']} ran on {row['execution_provider']}, not the CPU provider")
+    path = _write_report(state, "benchmark_cpu.json", report)
+    with _mlflow_run(state):
+        mlflow.log_artifact(str(path), "reports")
+        mlflow.log_metrics(metrics_from(report))
+        mlflow.set_tags({"bench_cpu_model": report["machine"]["cpu_model"][:250],
+                         "bench_threads": str(settings.bench_threads)})  # fmt: skip
+    for row in report["rows"]:
+        print(f"[{model}] cpu {row['variant']:<18} b={row['batch']:<3} p50={row['p50_ms']:.3f}ms "
+              f"p95={row['p95_ms']:.3f}ms p99={row['p99_ms']:.3f}ms {row['throughput_per_s']:.0f}/s", flush=True)
+    b1 = {r["variant"]: r["p95_ms"] for r in report["rows"] if r["batch"] == 1}
+    return {**state, "bench_cpu_b1_p95_ms": b1, "bench_cpu_report": str(path)}
+
+
+def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
+    """The same benchmark on CUDA (and TensorRT when it loads), in a fresh interpreter; skipped without a GPU."""
+    import mlflow
+    from mlops_onnx.benchmark import metrics_from
+
+    state_path = _write_report(state, "gpu_benchmark_input.json", state)
+    out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
+    proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
+                           "--state", str(state_path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=3600)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"GPU benchmark process failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    report = json.loads(out.read_text())
+    with _mlflow_run(state):
+        if report["status"] != "ok":
+            mlflow.set_tag("bench_gpu_status", report["reason"][:500])
+        else:
+            mlflow.log_artifact(str(out), "reports")
+            mlflow.log_metrics(metrics_from(report))
+            mlflow.set_tag("bench_gpu_status", "ok")
+    if report["status"] != "ok":
+        raise StageSkipped(report["reason"])
+    return {**state, "bench_gpu": "ok"}
+
+
+def gate_and_register(model: str, ctx: RunContext, state: dict) -> dict:
+    from mlops_onnx.registry import gate_and_register as register
+
+    return register(_spec(model), ctx, state, get_settings())
+

@@ -1,0 +1,165 @@
+"""Great Expectations 1.x runner shared by every dataset's suite, and the validation report.
+
+GX 1.x does not raise on a failed expectation: the report's `success` is what the `validate`
+stage checks before it lets anything downstream run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class DataValidationError(RuntimeError):
+    """The snapshot failed its suite; the message names each file and failed expectation."""
+
+
+@dataclass
+class CheckResult:
+    expectation: str
+    column: str | None
+    success: bool
+    detail: str = ""
+
+
+@dataclass
+class FileReport:
+    rows: int | None
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(c.success for c in self.checks)
+
+
+@dataclass
+class ValidationReport:
+    dataset: str
+    snapshot: str
+    files: dict[str, FileReport] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.files) and all(f.success for f in self.files.values())
+
+    def failures(self) -> list[str]:
+        lines = []
+        for name, report in self.files.items():
+            for check in report.checks:
+                if not check.success:
+                    where = f"[{check.column}]" if check.column else ""
+                    lines.append(f"{name}: {check.expectation}{where}: {check.detail}")
+        return lines
+
+    def message(self) -> str:
+        failures = self.failures()
+        head = f"validation of {self.dataset} snapshot {self.snapshot[:12]} failed ({len(failures)} problem(s))"
+        return head + ":\n  - " + "\n  - ".join(failures)
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "snapshot": self.snapshot,
+            "success": self.success,
+            "summary": self.summary,
+            "files": {
+                name: {"rows": r.rows, "success": r.success, "checks": [asdict(c) for c in r.checks]}
+                for name, r in self.files.items()
+            },
+        }
+
+
+def read_csv_checked(path: Path, **kwargs: Any) -> tuple[pd.DataFrame | None, CheckResult | None]:
+    """Read a CSV; on failure return a failed check that names the file's problem instead of raising."""
+    if path.is_dir():
+        return None, CheckResult("file_is_readable", None, False, f"{path.name} is a directory, not a file")
+    if not path.exists():
+        return None, CheckResult("file_is_readable", None, False, f"{path.name} is missing")
+    if path.stat().st_size == 0:
+        return None, CheckResult("file_is_readable", None, False, f"{path.name} is empty (0 bytes, no header)")
+    try:
+        frame = pd.read_csv(path, encoding="utf-8", **kwargs)
+    except UnicodeDecodeError as exc:
+        detail = f"{path.name} is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        return None, CheckResult("file_is_readable", None, False, detail)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        detail = f"{path.name} is not a readable CSV: {str(exc).strip().splitlines()[0]}"
+        return None, CheckResult("file_is_readable", None, False, detail)
+    return frame, None
+
+
+@lru_cache(maxsize=1)
+def _gx_context():
+    # Imported after Airflow, GX logs ~200 "Skipping registering function" lines at INFO; its
+    # progress bars would fill the task logs, and its analytics would try to reach the internet.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    return gx, gx.get_context(mode="ephemeral")
+
+
+def expectations():
+    """The `great_expectations.expectations` module, for suites to build their expectations from."""
+    gx, _ = _gx_context()
+    return gx.expectations
+
+
+def run_suite(frame: pd.DataFrame, suite_name: str, expectation_list: list) -> list[CheckResult]:
+    """Validate `frame` against the given GX expectations; one CheckResult per expectation."""
+    gx, context = _gx_context()
+    unique = f"{suite_name}-{uuid.uuid4().hex[:8]}"
+    batch = (
+        context.data_sources.add_pandas(unique)
+        .add_dataframe_asset(unique)
+        .add_batch_definition_whole_dataframe(unique)
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    suite = gx.ExpectationSuite(name=unique)
+    for expectation in expectation_list:
+        suite.add_expectation(expectation)
+    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
+    checks = []
+    for item in result.results:
+        config = item.expectation_config
+        checks.append(
+            CheckResult(
+                expectation=config.type,
+                column=config.kwargs.get("column"),
+                success=bool(item.success),
+                detail="" if item.success else describe_failure(item.result or {}, item.exception_info),
+            )
+        )
+    context.data_sources.delete(unique)
+    return checks
+
+
+def describe_failure(result: dict, exception_info: Any) -> str:
+    if result.get("unexpected_count"):
+        sample = result.get("partial_unexpected_list") or []
+        return (
+            f"{result['unexpected_count']} unexpected value(s) of {result.get('element_count', '?')}"
+            f" (e.g. {sample[:5]})"
+        )
+    if "observed_value" in result:
+        observed = result["observed_value"]
+        if isinstance(observed, list) and len(observed) > 8:
+            observed = f"{observed[:4]} ... {observed[-2:]} ({len(observed)} columns)"
+        details = result.get("details") or {}
+        mismatch = details.get("mismatched") if isinstance(details, dict) else None
+        extra = f"; mismatched: {mismatch[:5]}" if mismatch else ""
+        return f"observed {observed}{extra}"
+    if exception_info and isinstance(exception_info, dict) and exception_info.get("raised_exception"):
+        return f"could not evaluate: {exception_info.get('exception_message')}"
+    return "failed"

@@ -1,0 +1,136 @@
+"""ONNX variants as data: each is a small spec that turns the fp32 model into another file.
+
+Adding a variant is one entry in `VARIANTS`; a model spec lists the ones that suit it. Every
+variant then goes through the same loop: make, check parity, benchmark, keep or reject.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+log = logging.getLogger(__name__)
+
+LOOP_OPS = {"Loop", "Scan", "If"}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    description: str
+    make: Callable[[Path, Path, np.ndarray | None], None]
+    needs_calibration: bool = False
+
+
+def graph_op_types(model_path: Path) -> set[str]:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    ops: set[str] = set()
+
+    def walk(graph) -> None:
+        for node in graph.node:
+            ops.add(node.op_type)
+            for attribute in node.attribute:
+                if attribute.g is not None and attribute.g.node:
+                    walk(attribute.g)
+
+    walk(model.graph)
+    return ops
+
+
+class ArrayCalibrationReader(CalibrationDataReader):
+    """Feeds a calibration sample to `quantize_static` in small batches."""
+
+    def __init__(self, input_name: str, data: np.ndarray, batch: int = 32) -> None:
+        self._batches = iter([{input_name: data[i : i + batch]} for i in range(0, len(data), batch)])
+
+    def get_next(self) -> dict | None:
+        return next(self._batches, None)
+
+
+def _preprocessed(fp32_path: Path, workdir: Path) -> Path:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = workdir / "preprocessed.onnx"
+    quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+    return out
+
+
+def make_int8_static(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if calibration is None:
+        raise ValueError("int8_static needs calibration data")
+    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    reader = ArrayCalibrationReader(input_name, calibration)
+    with tempfile.TemporaryDirectory() as tmp:
+        quantize_static(
+            str(_preprocessed(fp32_path, Path(tmp))), str(out_path), reader,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )  # fmt: skip
+
+
+def make_int8_dynamic(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    extra = {"EnableSubgraph": True} if graph_op_types(fp32_path) & LOOP_OPS else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        quantize_dynamic(str(_preprocessed(fp32_path, Path(tmp))), str(out_path),
+                         weight_type=QuantType.QInt8, extra_options=extra)  # fmt: skip
+
+
+def make_fp16(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True))
+    # keep_io_types appends the input Casts after their consumers; ONNX requires topological order.
+    model.topological_sort()
+    onnx.save(model.model, str(out_path))
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    v.name: v
+    for v in (
+        VariantSpec("int8_static", "static QDQ int8, per-channel weights, calibrated on training data",
+                    make_int8_static, needs_calibration=True),  # fmt: skip
+        VariantSpec("int8_dynamic", "dynamic int8 (weights int8, activations quantized at run time)",
+                    make_int8_dynamic),  # fmt: skip
+        VariantSpec("fp16", "float16 weights and compute, float32 inputs/outputs", make_fp16),
+    )
+}
+
+
+def build_variants(names: tuple[str, ...], fp32_path: Path, outdir: Path,
+                   calibration: np.ndarray | None) -> dict[str, dict]:  # fmt: skip
+    """Make every listed variant; a variant that fails to build is recorded, not fatal."""
+    import onnx
+
+    results: dict[str, dict] = {}
+    for name in names:
+        spec = VARIANTS[name]
+        out = outdir / f"model_{name}.onnx"
+        started = time.perf_counter()
+        try:
+            spec.make(fp32_path, out, calibration if spec.needs_calibration else None)
+            onnx.checker.check_model(str(out), full_check=True)
+            results[name] = {"path": str(out), "status": "built", "description": spec.description,
+                             "size_bytes": out.stat().st_size}  # fmt: skip
+        except Exception as exc:  # a broken variant must not take the others down
+            log.error("variant %s failed to build: %s\n%s", name, exc, traceback.format_exc())
+            results[name] = {"path": None, "status": "failed", "description": spec.description,
+                             "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+        results[name]["build_seconds"] = round(time.perf_counter() - started, 3)
+    return results

@@ -1,0 +1,128 @@
+"""Shared fixtures: a private MLOPS_HOME per test, the real data sample when it exists, and a
+helper that runs a nightly DAG through Airflow (`airflow dags test`) on that state."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+HAS_SHARED_DATA = (SHARED_DATA / "fashionmnist" / "fashion-mnist_train.csv").is_file()
+
+# Airflow reads its home at import time: give the test process a private one before anything imports it.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+for leaked in ("MLOPS_DATA_SOURCE", "MLOPS_DATA_DIR", "MLOPS_HOME", "MLFLOW_TRACKING_URI", "MLOPS_PROFILE",
+               "MLOPS_EPOCHS", "MLOPS_MAX_TRAIN_ROWS", "MLOPS_MAX_TEST_ROWS", "MLOPS_GATE_MIN_SCORE",
+               "KAGGLE_USERNAME", "KAGGLE_KEY"):
+    os.environ.pop(leaked, None)
+os.environ["KAGGLE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="kaggle-none-")  # never the developer's kaggle.json
+
+
+@pytest.fixture
+def settings_env(monkeypatch, tmp_path):
+    """Point every MLOPS_* setting at a private state folder; returns a function to set more."""
+    from mlops_onnx.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mlops"))
+    monkeypatch.setenv("MLOPS_PROFILE", "quick")
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: never inherit another test's store.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+
+    def apply(**values: str):
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield apply
+    get_settings.cache_clear()
+
+
+def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a DAG run in `home`, small settings, real sample data when it exists."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW_", "AIRFLOW__"))}
+    env.update({
+        "MLOPS_HOME": str(home),
+        "MLOPS_PROFILE": "quick",
+        "MLOPS_GATE_MIN_SCORE": "0.5",
+        "MLOPS_BENCH_RUNS": "10",
+        "MLOPS_BENCH_WARMUP": "2",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    })
+    data_dir = data_dir or (SHARED_DATA if HAS_SHARED_DATA else None)
+    if data_dir is not None:
+        env.update({"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(data_dir)})
+    else:
+        env["MLOPS_DATA_SOURCE"] = "synthetic"
+    env.update(extra)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    env.update({
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    })
+    return env
+
+
+def run_dag(dag_id: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    """`airflow dags test <dag_id>` on the state in env["MLOPS_HOME"] (migrating it first)."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    done = subprocess.run([airflow, "dags", "test", dag_id], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    sys.stdout.write(done.stdout[-20000:])
+    sys.stderr.write(done.stderr[-5000:])
+    return done
+
+
+def mlflow_client(home: Path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+@pytest.fixture(scope="session")
+def exported_cnn(tmp_path_factory):
+    """An untrained, seeded FashionCNN checkpoint and its real `torch.onnx` export."""
+    import torch
+
+    from mlops_onnx.models.fashion import SPEC, FashionCNN
+
+    folder = tmp_path_factory.mktemp("cnn")
+    torch.manual_seed(0)
+    checkpoint = folder / "model.pt"
+    torch.save(FashionCNN().state_dict(), checkpoint)
+    onnx_path = folder / "model_fp32.onnx"
+    SPEC.export_onnx(checkpoint, onnx_path)
+    return checkpoint, onnx_path
+
+
+def perturbed_copy(onnx_path: Path, out: Path, scale: float = 1.5) -> Path:
+    """The same graph with one weight tensor changed: a broken export."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    for init in model.graph.initializer:
+        weights = numpy_helper.to_array(init)
+        if weights.ndim == 4:  # the first conv kernel
+            init.CopyFrom(numpy_helper.from_array((weights * scale).astype(np.float32), init.name))
+            break
+    onnx.save(model, str(out))
+    return out

@@ -1,0 +1,53 @@
+"""Every DAG file imports cleanly, has the nightly shape, and parses without torch or tensorflow."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+from mlops_onnx.catalog import NIGHTLY, PIPELINES
+
+EXPECTED_TASKS = {"ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu",
+                  "benchmark_gpu", "gate_and_register"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO_ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert {p.dag_id for p in PIPELINES.values()} <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("pipeline", list(PIPELINES.values()), ids=lambda p: p.dag_id)
+def test_nightly_shape(dagbag, pipeline):
+    dag = dagbag.dags[pipeline.dag_id]
+    assert {t.task_id for t in dag.tasks} == EXPECTED_TASKS
+    assert dag.schedule == NIGHTLY and dag.timetable.expression == NIGHTLY and dag.catchup is False
+    assert dag.doc_md and pipeline.model in dag.doc_md
+    for task in dag.tasks:
+        if task.task_id != "benchmark_gpu":
+            assert task.retries == 2 and task.retry_exponential_backoff
+    gpu = dag.get_task("benchmark_gpu")
+    assert gpu.pool == "gpu" and gpu.queue == "gpu"
+    gate = dag.get_task("gate_and_register")
+    assert gate.trigger_rule == "none_failed"
+    assert gate.upstream_task_ids == {"benchmark_cpu", "benchmark_gpu"}
+    assert dag.get_task("validate").upstream_task_ids == {"ingest"}
+
+
+def test_parsing_imports_no_heavy_framework():
+    code = (
+        "import runpy, sys, glob\n"
+        f"for f in glob.glob({str(REPO_ROOT / 'dags')!r} + '/*.py'): runpy.run_path(f)\n"
+        "heavy = [m for m in ('torch', 'tensorflow', 'keras', 'onnxruntime', 'mlflow', 'great_expectations')"
+        " if m in sys.modules]\n"
+        "print('heavy=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "heavy="

@@ -1,0 +1,138 @@
+"""The nightly Fashion-MNIST DAG end to end through Airflow (`airflow dags test`), real MLflow."""
+
+import json
+import shutil
+
+import pytest
+from conftest import HAS_SHARED_DATA, SHARED_DATA, mlflow_client, pipeline_env, run_dag
+
+pytestmark = pytest.mark.e2e
+DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_cnn"
+VARIANTS = ("fp32", "int8_static", "int8_dynamic", "fp16")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("fashion-e2e")
+
+
+@pytest.fixture(scope="module")
+def first_run(home):
+    done = run_dag(DAG_ID, pipeline_env(home))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def latest_run(client, index=0):
+    experiment = client.get_experiment_by_name(MODEL)
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[index]
+
+
+def test_registers_a_traceable_champion(home, first_run):
+    client = mlflow_client(home)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    run = latest_run(client)
+    assert str(version.version) == "1" and version.run_id == run.info.run_id
+    tags = version.tags
+    assert tags["airflow_dag_id"] == DAG_ID and tags["airflow_run_id"].startswith("manual__")
+    assert len(tags["data_hash"]) == 64 and tags["data_hash"] == run.data.tags["data_hash"]
+    assert tags["data_source"] == ("local" if HAS_SHARED_DATA else "synthetic")
+    assert tags["git_commit"] and tags["parity_status"] == "passed"
+    assert tags["serving_variant"] in VARIANTS
+    snapshot = home / "snapshots" / "fashionmnist"
+    assert json.loads((snapshot / "last_good.json").read_text())["content_hash"] == tags["data_hash"]
+
+
+def test_run_carries_every_headline_metric(home, first_run):
+    run = latest_run(mlflow_client(home))
+    metrics, tags = run.data.metrics, run.data.tags
+    assert metrics["test_accuracy"] >= 0.5 and "test_macro_f1" in metrics
+    assert metrics["parity_fp32_max_abs_diff"] <= 1e-4 and metrics["parity_fp32_agreement"] == 1.0
+    for variant in VARIANTS[1:]:
+        assert f"parity_{variant}_agreement" in metrics, variant
+    for batch in (1, 64):
+        assert metrics[f"bench_cpu_native_eager_b{batch}_p50_ms"] > 0
+        assert metrics[f"bench_cpu_onnx_fp32_b{batch}_p99_ms"] > 0
+    assert metrics["size_onnx_fp32_bytes"] > metrics["size_onnx_int8_static_bytes"] > 0
+    assert tags["validation_status"] == "passed" and tags["gate_status"] == "registered"
+    assert tags["bench_gpu_status"].startswith("GPU not used")  # CI has no GPU: skipped, with the reason
+    assert tags["data_source_reason"]
+
+
+def test_per_epoch_curves_and_artifacts_are_logged(home, first_run):
+    client = mlflow_client(home)
+    run = latest_run(client)
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert len(history) >= 2 and [m.step for m in history] == list(range(1, len(history) + 1))
+    paths = {a.path for folder in ("reports", "plots", "model", "variants")
+             for a in client.list_artifacts(run.info.run_id, folder)}
+    for expected in ("reports/validation.json", "reports/parity.json", "reports/benchmark_cpu.json",
+                     "plots/confusion_matrix.png", "model/MLmodel", "model/model.onnx"):
+        assert expected in paths, sorted(paths)
+
+
+def test_registered_model_loads_and_predicts(home, first_run):
+    import numpy as np
+
+    import mlflow
+
+    mlflow_client(home)
+    model = mlflow.onnx.load_model(f"models:/{MODEL}@champion")
+    from mlops_onnx.runtime import make_session
+
+    path = home / "loaded.onnx"
+    import onnx
+
+    onnx.save(model, str(path))
+    out = make_session(path).run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})[0]
+    assert out.shape == (3, 10)
+
+
+def test_worse_second_run_leaves_the_champion(home, first_run):
+    worse = pipeline_env(home, MLOPS_EPOCHS="1", MLOPS_MAX_TRAIN_ROWS="300", MLOPS_GATE_MIN_SCORE="0.2")
+    done = run_dag(DAG_ID, worse)
+    assert done.returncode == 0, done.stdout[-3000:]
+    client = mlflow_client(home)
+    first_accuracy = latest_run(client, 1).data.metrics["test_accuracy"]
+    second = latest_run(client)
+    assert second.data.metrics["test_accuracy"] < first_accuracy
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+    assert second.data.tags["registered_alias"] == "challenger"
+
+
+@pytest.mark.parametrize("problem", ["label_12", "missing_column"])
+def test_bad_data_stops_at_validate_and_registers_nothing(tmp_path, problem):
+    data = tmp_path / "data" / "fashionmnist"
+    data.mkdir(parents=True)
+    if HAS_SHARED_DATA:
+        for name in ("fashion-mnist_train.csv", "fashion-mnist_test.csv"):
+            lines = (SHARED_DATA / "fashionmnist" / name).read_text().splitlines()[:1501]
+            (data / name).write_text("\n".join(lines) + "\n")
+    else:
+        import numpy as np
+
+        from mlops_onnx.sources.synthetic import write_fashion
+
+        write_fashion(data, np.random.default_rng(0), (1500, 1500))
+    train = data / "fashion-mnist_train.csv"
+    lines = train.read_text().splitlines()
+    if problem == "label_12":
+        lines[5] = "12" + lines[5][lines[5].index(","):]
+    else:
+        lines = [line.rsplit(",", 1)[0] for line in lines]
+    train.write_text("\n".join(lines) + "\n")
+
+    home = tmp_path / "home"
+    done = run_dag(DAG_ID, pipeline_env(home, data_dir=tmp_path / "data"))
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "validate failed" in output and "fashion-mnist_train.csv" in output
+    assert ("12" in output) if problem == "label_12" else ("pixel784" in output)
+    assert "▶ train started" not in output
+    client = mlflow_client(home)
+    assert client.search_registered_models() == []
+    run = latest_run(client)
+    assert run.data.tags["validation_status"] == "failed" and run.data.tags["gate_status"] == "rejected"
+    assert not (home / "snapshots" / "fashionmnist" / "last_good.json").exists()
+    shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,112 @@
+import sys
+import types
+import zipfile
+
+import pandas as pd
+import pytest
+
+from mlops_onnx import sources
+from mlops_onnx.datasets import FASHION_MNIST
+from mlops_onnx.sources import SourceError
+from mlops_onnx.sources.kaggle import NO_CREDENTIALS
+from mlops_onnx.validation.fashion import COLUMNS
+
+
+def test_synthetic_fashion_has_the_exact_kaggle_schema(settings_env, tmp_path):
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic")
+    details = sources.fetch("synthetic", FASHION_MNIST, tmp_path, settings)
+    for name in FASHION_MNIST.file_patterns:
+        frame = pd.read_csv(tmp_path / name)
+        assert list(frame.columns) == COLUMNS
+        assert frame["label"].between(0, 9).all() and set(frame["label"]) == set(range(10))
+        assert frame[COLUMNS[1:]].to_numpy().min() >= 0 and frame[COLUMNS[1:]].to_numpy().max() <= 255
+    assert details["seed"] == settings.seed
+
+
+def test_synthetic_is_deterministic(settings_env, tmp_path):
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sources.fetch("synthetic", FASHION_MNIST, tmp_path / "a", settings)
+    sources.fetch("synthetic", FASHION_MNIST, tmp_path / "b", settings)
+    name = FASHION_MNIST.file_patterns[0]
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_local_source_names_the_missing_folder(settings_env, tmp_path):
+    settings = settings_env(MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path))
+    with pytest.raises(SourceError, match="fashionmnist does not exist"):
+        sources.fetch("local", FASHION_MNIST, tmp_path / "out", settings)
+
+
+def test_kaggle_without_credentials_fails_with_one_clear_line(settings_env, tmp_path):
+    settings = settings_env(MLOPS_DATA_SOURCE="kaggle")
+    with pytest.raises(SourceError) as error:
+        sources.fetch("kaggle", FASHION_MNIST, tmp_path, settings)
+    assert str(error.value) == NO_CREDENTIALS and "\n" not in str(error.value)
+
+
+class FakeKaggleApi:
+    """Stands in for Kaggle's servers: writes the dataset zip, or leaves it when unchanged."""
+
+    calls: list[str] = []
+    fail_with: Exception | None = None
+
+    def authenticate(self):
+        pass
+
+    def dataset_download_files(self, slug, path, unzip, quiet):
+        FakeKaggleApi.calls.append(slug)
+        if FakeKaggleApi.fail_with:
+            raise FakeKaggleApi.fail_with
+        archive = f"{path}/{slug.split('/')[1]}.zip"
+        import os
+
+        if os.path.exists(archive):
+            return  # the official client skips the download when the local zip is current
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("fashion-mnist_train.csv", "label,pixel1\n1,0\n")
+            zf.writestr("fashion-mnist_test.csv", "label,pixel1\n2,0\n")
+            zf.writestr("t10k-images-idx3-ubyte", "not part of the snapshot")
+
+
+@pytest.fixture
+def fake_kaggle(monkeypatch):
+    module = types.ModuleType("kaggle.api.kaggle_api_extended")
+    module.KaggleApi = FakeKaggleApi
+    monkeypatch.setitem(sys.modules, "kaggle.api.kaggle_api_extended", module)
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
+    FakeKaggleApi.calls = []
+    FakeKaggleApi.fail_with = None
+    return FakeKaggleApi
+
+
+def test_kaggle_extracts_the_dataset_files_and_skips_unchanged_downloads(settings_env, tmp_path, fake_kaggle):
+    settings = settings_env(MLOPS_DATA_SOURCE="kaggle")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = sources.fetch("kaggle", FASHION_MNIST, tmp_path / "one", settings)
+    second = sources.fetch("kaggle", FASHION_MNIST, tmp_path / "two", settings)
+    assert first["downloaded"] is True and second["downloaded"] is False
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(FASHION_MNIST.file_patterns)
+    assert fake_kaggle.calls == ["zalando-research/fashionmnist"] * 2
+
+
+def test_kaggle_unreachable_is_reported_as_a_source_error(settings_env, tmp_path, fake_kaggle):
+    fake_kaggle.fail_with = ConnectionError("Max retries exceeded with url: /api/v1/datasets/download")
+    settings = settings_env(MLOPS_DATA_SOURCE="kaggle")
+    with pytest.raises(SourceError, match="could not download zalando-research/fashionmnist: ConnectionError"):
+        sources.fetch("kaggle", FASHION_MNIST, tmp_path, settings)
+
+
+def test_zip_members_cannot_escape_the_snapshot(tmp_path):
+    from mlops_onnx.sources.kaggle import extract_dataset_files
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../fashion-mnist_train.csv", "x")
+    dataset = FASHION_MNIST.__class__(name="x", slug="a/b", file_patterns=("*fashion-mnist_train.csv",))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SourceError, match="outside the snapshot"):
+        extract_dataset_files(dataset, archive, tmp_path / "out")
