@@ -84,6 +84,8 @@ def _log_model(spec, state: dict) -> str:
     )  # fmt: skip
     for path in state.get("passing_variants", {}).values():
         mlflow.log_artifact(path, "variants")
+    for path in state.get("preprocessing", []):
+        mlflow.log_artifact(path, "model/preprocessing")
     reports = Path(state["workdir"]) / "reports"
     for report in sorted(reports.glob("*.json")):
         if report.name != "gpu_benchmark_input.json":

@@ -100,12 +100,18 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
     store.verify(snapshot)
     report = spec.validate(snapshot, settings)
     path = _write_report(state, "validation.json", report.to_dict())
+    quarantined = report.quarantined()
     with _mlflow_run(state):
         mlflow.log_artifact(str(path), "reports")
         mlflow.set_tag("validation_status", "passed" if report.success else "failed")
-        for name, file_report in report.files.items():
-            if file_report.rows is not None:
-                mlflow.log_metric(f"data_rows_{Path(name).stem.replace('-', '_')}", file_report.rows)
+        if report.min_passing_files is not None:  # per-file verdicts: bad files are quarantined, not fatal
+            mlflow.log_dict(quarantined, "reports/quarantine.json")
+            mlflow.log_metrics({"data_files_passed": len(report.files) - len(quarantined),
+                                "data_files_quarantined": len(quarantined)})  # fmt: skip
+        else:
+            for name, file_report in report.files.items():
+                if file_report.rows is not None:
+                    mlflow.log_metric(f"data_rows_{Path(name).stem.replace('-', '_')}", file_report.rows)
         if not report.success:
             mlflow.set_tags({"gate_status": "rejected", "gate_reason": "data validation failed"})
     if not report.success:
@@ -133,8 +139,10 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
         mlflow.log_metrics(result.metrics)
         for artifact in result.artifacts:
             mlflow.log_artifact(str(artifact), "plots" if artifact.suffix == ".png" else "reports")
+        for path in result.preprocessing:
+            mlflow.log_artifact(str(path), "preprocessing")
         mlflow.log_metric("size_native_bytes", result.checkpoint.stat().st_size)
-    return {**state, "checkpoint": str(result.checkpoint),
+    return {**state, "checkpoint": str(result.checkpoint), "preprocessing": [str(p) for p in result.preprocessing],
             "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k}}
 
 
@@ -176,7 +184,7 @@ def quantize(model: str, ctx: RunContext, state: dict) -> dict:
     spec = _spec(model)
     calibration = None
     if any(VARIANTS[v].needs_calibration for v in spec.variants):
-        calibration = spec.calibration_data(_snapshot(state, settings), settings, rows=256)
+        calibration = spec.calibration_data(_snapshot(state, settings), settings, Path(state["workdir"]), rows=256)
     variants = build_variants(spec.variants, Path(state["onnx_fp32"]), Path(state["workdir"]), calibration)
     with _mlflow_run(state):
         for name, info in variants.items():
@@ -195,7 +203,7 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
 
     settings = get_settings()
     spec = _spec(model)
-    inputs, targets = spec.evaluation_data(_snapshot(state, settings), settings)
+    inputs, targets = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"]))
     native = spec.native_predictors(Path(state["checkpoint"]), settings)["native_eager"]
     native_out = run_batched_native(native, inputs)
     native_quality = spec.quality(native_out, targets)
@@ -264,7 +272,7 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
 
     settings = get_settings()
     spec = _spec(model)
-    inputs, _ = spec.evaluation_data(_snapshot(state, settings), settings)
+    inputs, _ = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"]))
     onnx_models = {"fp32": state["onnx_fp32"]} | state["passing_variants"]
     natives = spec.native_predictors(Path(state["checkpoint"]), settings)
     report = run_benchmark(model, natives, Path(state["checkpoint"]).stat().st_size, onnx_models, inputs[:256],

@@ -25,6 +25,8 @@ from mlops_onnx.validation import ValidationReport
 
 SPEC_MODULES = {
     "fashion_mnist_cnn": "mlops_onnx.models.fashion",
+    "fake_news_rnn": "mlops_onnx.models.fake_news",
+    "stock_lstm": "mlops_onnx.models.stocks",
 }
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -37,6 +39,8 @@ class TrainResult:
     metrics: dict[str, float]  # headline test metrics, logged to MLflow as-is
     artifacts: list[Path] = field(default_factory=list)  # plots and reports to log
     params: dict[str, Any] = field(default_factory=dict)
+    # Files the ONNX model needs at inference (a vocabulary, a scaler), registered beside it.
+    preprocessing: list[Path] = field(default_factory=list)
 
 
 class ModelSpec(ABC):
@@ -65,11 +69,15 @@ class ModelSpec(ABC):
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None: ...
 
     @abstractmethod
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs (exactly what ONNX Runtime is fed) and targets of the test split."""
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs (exactly what ONNX Runtime is fed) and targets of the test split.
+
+        `workdir` holds what `train` wrote (e.g. the tokenizer's vocabulary) and
+        `reports/validation.json` (e.g. which files passed validation).
+        """
 
     @abstractmethod
-    def calibration_data(self, snapshot: Snapshot, settings: Settings, rows: int) -> np.ndarray:
+    def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         """A sample of training inputs for static quantization."""
 
     @abstractmethod

@@ -188,10 +188,10 @@ class FashionSpec(ModelSpec):
         )  # fmt: skip
         program.save(str(out_path))
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
         return load_split(snapshot, TEST_FILE, self.train_config(settings).max_test_rows)
 
-    def calibration_data(self, snapshot: Snapshot, settings: Settings, rows: int) -> np.ndarray:
+    def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         images, _ = load_split(snapshot, TRAIN_FILE, rows)
         return images
 

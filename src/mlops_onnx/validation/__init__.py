@@ -30,6 +30,10 @@ class CheckResult:
     success: bool
     detail: str = ""
 
+    def describe(self) -> str:
+        where = f"[{self.column}]" if self.column else ""
+        return f"{self.expectation}{where}: {self.detail}"
+
 
 @dataclass
 class FileReport:
@@ -43,28 +47,46 @@ class FileReport:
 
 @dataclass
 class ValidationReport:
+    """Per-file checks. By default every file must pass; with `min_passing_files` set (datasets of
+    many files, e.g. one per ticker) a failing file is quarantined and the snapshot passes while
+    at least that many files pass."""
+
     dataset: str
     snapshot: str
     files: dict[str, FileReport] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    min_passing_files: int | None = None
 
     @property
     def success(self) -> bool:
-        return bool(self.files) and all(f.success for f in self.files.values())
+        if not self.files:
+            return False
+        if self.min_passing_files is not None:
+            return len(self.passing_files()) >= self.min_passing_files
+        return all(f.success for f in self.files.values())
+
+    def passing_files(self) -> list[str]:
+        return [name for name, report in self.files.items() if report.success]
+
+    def quarantined(self) -> dict[str, list[str]]:
+        """Failing files and why, when failing files are quarantined rather than fatal."""
+        if self.min_passing_files is None:
+            return {}
+        return {
+            name: [c.describe() for c in r.checks if not c.success]
+            for name, r in self.files.items()
+            if not r.success
+        }
 
     def failures(self) -> list[str]:
-        lines = []
-        for name, report in self.files.items():
-            for check in report.checks:
-                if not check.success:
-                    where = f"[{check.column}]" if check.column else ""
-                    lines.append(f"{name}: {check.expectation}{where}: {check.detail}")
-        return lines
+        return [f"{name}: {c.describe()}" for name, r in self.files.items() for c in r.checks if not c.success]
 
     def message(self) -> str:
         failures = self.failures()
         head = f"validation of {self.dataset} snapshot {self.snapshot[:12]} failed ({len(failures)} problem(s))"
-        return head + ":\n  - " + "\n  - ".join(failures)
+        if self.min_passing_files is not None:
+            head += f"; only {len(self.passing_files())} file(s) passed, at least {self.min_passing_files} required"
+        return head + ":\n  - " + "\n  - ".join(failures[:50])
 
     def to_dict(self) -> dict:
         return {
@@ -72,11 +94,21 @@ class ValidationReport:
             "snapshot": self.snapshot,
             "success": self.success,
             "summary": self.summary,
+            "min_passing_files": self.min_passing_files,
+            "passing_files": self.passing_files(),
+            "quarantined": self.quarantined(),
             "files": {
                 name: {"rows": r.rows, "success": r.success, "checks": [asdict(c) for c in r.checks]}
                 for name, r in self.files.items()
             },
         }
+
+
+def load_report(workdir: Path) -> dict:
+    """The validation report the `validate` stage wrote for this DAG run."""
+    import json
+
+    return json.loads((workdir / "reports" / "validation.json").read_text(encoding="utf-8"))
 
 
 def read_csv_checked(path: Path, **kwargs: Any) -> tuple[pd.DataFrame | None, CheckResult | None]:
