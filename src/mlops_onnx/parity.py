@@ -37,6 +37,12 @@ class VariantParity:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def failed(cls, variant: str, reason: str) -> VariantParity:
+        """A variant that could not even be compared (not built, or ONNX Runtime could not run it)."""
+        inf = float("inf")
+        return cls(variant, False, inf, inf, None, float("nan"), inf, [reason])
+
 
 def quality_drop(native: float, candidate: float, rules: ParityRules) -> float:
     """How much worse the candidate is (positive = worse), absolute or relative to native."""
@@ -57,9 +63,8 @@ def compare(
     rules: ParityRules,
 ) -> VariantParity:
     if native_outputs.shape != candidate_outputs.shape:
-        return VariantParity(
-            variant, False, float("inf"), float("inf"), None, candidate_quality, float("inf"),
-            [f"output shape {candidate_outputs.shape} differs from native {native_outputs.shape}"],
+        return VariantParity.failed(
+            variant, f"output shape {candidate_outputs.shape} differs from native {native_outputs.shape}"
         )
     diff = np.abs(native_outputs.astype(np.float64) - candidate_outputs.astype(np.float64))
     max_abs = float(np.nanmax(diff)) if diff.size else 0.0

@@ -38,6 +38,8 @@ class Settings:
     bench_runs: int
     bench_warmup: int
     seed: int
+    stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
+    stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
 
     @property
     def snapshots_dir(self) -> Path:
@@ -127,4 +129,12 @@ def get_settings() -> Settings:
         bench_runs=_int("MLOPS_BENCH_RUNS", 30 if quick else 200) or 1,
         bench_warmup=_int("MLOPS_BENCH_WARMUP", 3 if quick else 20) or 0,
         seed=_int("MLOPS_SEED", 42) or 0,
+        stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
+        stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
     )
+
+
+def _tickers(raw: str) -> tuple[str, ...] | None:
+    """`MLOPS_STOCK_TICKERS`: comma-separated tickers (`aapl,msft,spy`), or empty/`all` for all that pass."""
+    names = tuple(t.strip().lower() for t in raw.split(",") if t.strip())
+    return None if not names or names == ("all",) else names

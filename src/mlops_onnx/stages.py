@@ -73,6 +73,8 @@ def ingest(model: str, ctx: RunContext) -> dict:
     store = _store(settings)
     with store.staging(spec.dataset.name) as staging:
         details = sources.fetch(settings.data_source, spec.dataset, staging, settings)
+        for aux in spec.dataset.auxiliary:
+            details[f"aux_{aux.name}"] = _fetch_auxiliary(aux, staging / "aux" / aux.name, settings)
         snapshot = store.commit(spec.dataset.name, staging, source=settings.data_source, details=details)
     workdir = settings.work_dir / ctx.dag_id / ctx.safe_run_id
     workdir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +88,21 @@ def ingest(model: str, ctx: RunContext) -> dict:
         mlflow.log_dict(snapshot.manifest, "reports/snapshot_manifest.json")
     log.info("snapshot %s: %d file(s) at %s", snapshot.content_hash[:12], len(snapshot.files), snapshot.path)
     return state
+
+
+def _fetch_auxiliary(dataset, folder: Path, settings: Settings) -> dict:
+    """A secondary dataset (reported, never gated): missing is a warning, not a failure."""
+    import shutil
+
+    from mlops_onnx.sources import SourceError, fetch
+
+    folder.mkdir(parents=True)
+    try:
+        return fetch(settings.data_source, dataset, folder, settings)
+    except SourceError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("auxiliary dataset %s unavailable: %s", dataset.name, exc)
+        return {"missing": str(exc)}
 
 
 def validate(model: str, ctx: RunContext, state: dict) -> dict:
@@ -103,6 +120,7 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
     quarantined = report.quarantined()
     with _mlflow_run(state):
         mlflow.log_artifact(str(path), "reports")
+        mlflow.log_text(report.to_html(), "reports/validation.html")
         mlflow.set_tag("validation_status", "passed" if report.success else "failed")
         if report.min_passing_files is not None:  # per-file verdicts: bad files are quarantined, not fatal
             mlflow.log_dict(quarantined, "reports/quarantine.json")
@@ -198,7 +216,7 @@ def quantize(model: str, ctx: RunContext, state: dict) -> dict:
 def parity(model: str, ctx: RunContext, state: dict) -> dict:
     """Compare native vs ONNX fp32 and every variant on the whole test split."""
     import mlflow
-    from mlops_onnx.parity import compare
+    from mlops_onnx.parity import VariantParity, compare
     from mlops_onnx.runtime import make_session, run_batched
 
     settings = get_settings()
@@ -216,19 +234,13 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
         try:
             out = run_batched(make_session(path, "cpu", threads=0), inputs)  # 0: all cores; not a benchmark
         except Exception as exc:  # a model ONNX Runtime cannot load or run fails parity, with the reason
-            from mlops_onnx.parity import VariantParity
-
-            results[name] = VariantParity(name, False, float("inf"), float("inf"), None, float("nan"),
-                                          float("inf"), [f"could not run: {type(exc).__name__}: {exc}"])  # fmt: skip
+            results[name] = VariantParity.failed(name, f"could not run: {type(exc).__name__}: {exc}")
             continue
         results[name] = compare(name, native_out, out, native_labels, spec.labels(out), native_quality,
                                 spec.quality(out, targets), spec.parity_rules)  # fmt: skip
     for name, info in state["variants"].items():
         if info["status"] != "built":
-            from mlops_onnx.parity import VariantParity
-
-            results[name] = VariantParity(name, False, float("inf"), float("inf"), None, float("nan"),
-                                          float("inf"), [f"not built: {info.get('error')}"])  # fmt: skip
+            results[name] = VariantParity.failed(name, f"not built: {info.get('error')}")
     report = {"native_quality": native_quality, "quality_name": spec.parity_rules.quality_name,
               "rows": len(inputs), "rules": spec.parity_rules.__dict__,
               "variants": {n: r.to_dict() for n, r in results.items()}}  # fmt: skip

@@ -34,4 +34,6 @@ def copy_dataset_files(dataset: DatasetSpec, folder: Path, dest: Path) -> int:
                 raise SourceError(f"{path}: is a directory where the dataset expects a file")
             shutil.copyfile(path, target)
             copied += 1
+    if copied == 0:
+        raise SourceError(f"{folder}: no file matches any of {list(dataset.file_patterns)} (dataset {dataset.slug})")
     return copied

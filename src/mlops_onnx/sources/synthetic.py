@@ -58,15 +58,29 @@ def write_fashion(dest: Path, rng: np.random.Generator, rows: tuple[int, int]) -
     return {"rows": dict(zip(FASHION_MNIST.file_patterns, rows))}
 
 
-GENERATORS: dict[str, Callable[[Path, np.random.Generator, Settings], dict]] = {
-    FASHION_MNIST.name: lambda dest, rng, s: write_fashion(dest, rng, FASHION_ROWS[s.profile]),
+def generate_fashion(dest: Path, rng: np.random.Generator, settings: Settings) -> dict:
+    return write_fashion(dest, rng, FASHION_ROWS[settings.profile])
+
+
+Generator = Callable[[Path, np.random.Generator, Settings], dict]
+
+# dataset name -> "module:function" writing that dataset's files (imported only when used)
+GENERATORS: dict[str, str] = {
+    "fashionmnist": "mlops_onnx.sources.synthetic:generate_fashion",
+    "fake_news": "mlops_onnx.sources.synthetic_news:generate_news",
+    "liar": "mlops_onnx.sources.synthetic_news:generate_liar",
+    "stocks": "mlops_onnx.sources.synthetic_stocks:generate_stocks",
 }
 
 
 def fetch_synthetic(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:
-    generator = GENERATORS.get(dataset.name)
-    if generator is None:
+    import importlib
+
+    target = GENERATORS.get(dataset.name)
+    if target is None:
         raise SourceError(f"synthetic source: no generator for dataset {dataset.name!r}")
+    module, function = target.split(":")
+    generator: Generator = getattr(importlib.import_module(module), function)
     rng = np.random.default_rng(settings.seed)
     details = generator(dest, rng, settings)
     return {"seed": settings.seed, "profile": settings.profile, **details}

@@ -104,6 +104,30 @@ class ValidationReport:
         }
 
 
+    def to_html(self) -> str:
+        """A one-page summary (MLflow's artifact viewer renders it), one table row per check."""
+        from html import escape
+
+        status = "PASSED" if self.success else "FAILED"
+        rows = []
+        for name, report in self.files.items():
+            for check in report.checks or [CheckResult("(no checks)", None, report.success)]:
+                colour = "#e6f4ea" if check.success else "#fce8e6"
+                rows.append(
+                    f'<tr style="background:{colour}"><td>{escape(name)}</td><td>{report.rows}</td>'
+                    f"<td>{escape(check.expectation)}</td><td>{escape(check.column or '')}</td>"
+                    f"<td>{'pass' if check.success else 'FAIL'}</td><td>{escape(check.detail)}</td></tr>"
+                )
+        return (
+            f"<html><body style='font-family:sans-serif'><h2>{escape(self.dataset)}: validation {status}</h2>"
+            f"<p>snapshot <code>{self.snapshot}</code></p>"
+            "<table border=1 cellpadding=4 style='border-collapse:collapse'>"
+            "<tr><th>file</th><th>rows</th><th>expectation</th><th>column</th><th>result</th><th>detail</th></tr>"
+            + "".join(rows)
+            + "</table></body></html>"
+        )
+
+
 def load_report(workdir: Path) -> dict:
     """The validation report the `validate` stage wrote for this DAG run."""
     import json
