@@ -8,7 +8,10 @@ version it created before instead of adding another.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -102,7 +105,27 @@ def _input_example(spec, session):
     return np.zeros(shape, dtype=dtype)
 
 
+@contextlib.contextmanager
+def registry_lock(model: str, settings: Settings) -> Iterator[None]:
+    """Serialise check-register-alias for one model, so two concurrent runs cannot both register
+    for the same Airflow run or both read the old champion and move the alias last-writer-wins.
+    (A file lock: it covers every process sharing MLOPS_HOME.)"""
+    path = settings.home / "locks" / f"registry-{model}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -> dict:
+    with registry_lock(spec.name, settings):
+        return _gate_and_register(spec, ctx, state, settings)
+
+
+def _gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -> dict:
     import mlflow
     from mlflow import MlflowClient
 

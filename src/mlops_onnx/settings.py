@@ -15,6 +15,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DATA_SOURCES = ("kaggle", "local", "synthetic")
+ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
 
 
@@ -28,6 +29,7 @@ class Settings:
     data_source: str
     data_source_reason: str
     data_dir: Path | None
+    on_source_failure: str  # "fail" or "use_last_good" (continue on the last validated snapshot)
     tracking_uri: str
     profile: str
     epochs: int | None
@@ -114,11 +116,17 @@ def get_settings() -> Settings:
         raise SettingsError(f"MLOPS_PROFILE={profile!r}; expected one of {', '.join(PROFILES)}")
     quick = profile == "quick"
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{home / 'mlflow.db'}"
+    on_source_failure = os.environ.get("MLOPS_ON_SOURCE_FAILURE", "fail").strip().lower() or "fail"
+    if on_source_failure not in ON_SOURCE_FAILURE:
+        raise SettingsError(
+            f"MLOPS_ON_SOURCE_FAILURE={on_source_failure!r}; expected one of {', '.join(ON_SOURCE_FAILURE)}"
+        )
     return Settings(
         home=home,
         data_source=source,
         data_source_reason=reason,
         data_dir=data_dir,
+        on_source_failure=on_source_failure,
         tracking_uri=tracking_uri,
         profile=profile,
         epochs=_int("MLOPS_EPOCHS", None),

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops_onnx import tracking
+from mlops_onnx.monitoring import measured
 from mlops_onnx.settings import Settings, get_settings
 from mlops_onnx.tracking import RunContext
 
@@ -61,21 +62,30 @@ def _mlflow_run(state: dict):
     return mlflow.start_run(run_id=state["mlflow_run_id"])
 
 
+@measured
 def ingest(model: str, ctx: RunContext) -> dict:
-    """Fetch the dataset from the configured source into a new content-hashed snapshot."""
+    """Fetch the dataset from the configured source into a new content-hashed snapshot.
+
+    If the source fails and MLOPS_ON_SOURCE_FAILURE=use_last_good, the run goes on with the last
+    snapshot that passed validation, tagged `stale_data=true`; otherwise the task fails.
+    """
     import mlflow
-    from mlops_onnx import sources
+    from mlops_onnx.sources import SourceError
 
     settings = get_settings()
     spec = _spec(model)
     log.warning("DATA SOURCE: %s (%s) for %s", settings.data_source.upper(), settings.data_source_reason,
                 spec.dataset.slug)  # fmt: skip
     store = _store(settings)
-    with store.staging(spec.dataset.name) as staging:
-        details = sources.fetch(settings.data_source, spec.dataset, staging, settings)
-        for aux in spec.dataset.auxiliary:
-            details[f"aux_{aux.name}"] = _fetch_auxiliary(aux, staging / "aux" / aux.name, settings)
-        snapshot = store.commit(spec.dataset.name, staging, source=settings.data_source, details=details)
+    stale_reason = None
+    try:
+        snapshot = _snapshot_from_source(spec.dataset, store, settings)
+    except SourceError as exc:
+        snapshot = store.last_good(spec.dataset.name) if settings.on_source_failure == "use_last_good" else None
+        if snapshot is None:
+            raise
+        stale_reason = str(exc)
+        log.warning("source failed (%s); continuing on the last good snapshot %s", exc, snapshot.content_hash[:12])
     workdir = settings.work_dir / ctx.dag_id / ctx.safe_run_id
     workdir.mkdir(parents=True, exist_ok=True)
     run_id = tracking.find_or_create_run(model, ctx, settings)
@@ -84,10 +94,22 @@ def ingest(model: str, ctx: RunContext) -> dict:
     with _mlflow_run(state):
         mlflow.set_tags({"data_source": settings.data_source, "data_source_reason": settings.data_source_reason,
                          "data_hash": snapshot.content_hash, "dataset": spec.dataset.slug,
-                         "profile": settings.profile})  # fmt: skip
+                         "profile": settings.profile, "stale_data": str(stale_reason is not None).lower()})  # fmt: skip
+        if stale_reason:
+            mlflow.set_tag("source_error", stale_reason[:500])
         mlflow.log_dict(snapshot.manifest, "reports/snapshot_manifest.json")
     log.info("snapshot %s: %d file(s) at %s", snapshot.content_hash[:12], len(snapshot.files), snapshot.path)
     return state
+
+
+def _snapshot_from_source(dataset, store, settings: Settings):
+    from mlops_onnx import sources
+
+    with store.staging(dataset.name) as staging:
+        details = sources.fetch(settings.data_source, dataset, staging, settings)
+        for aux in dataset.auxiliary:
+            details[f"aux_{aux.name}"] = _fetch_auxiliary(aux, staging / "aux" / aux.name, settings)
+        return store.commit(dataset.name, staging, source=settings.data_source, details=details)
 
 
 def _fetch_auxiliary(dataset, folder: Path, settings: Settings) -> dict:
@@ -105,6 +127,7 @@ def _fetch_auxiliary(dataset, folder: Path, settings: Settings) -> dict:
         return {"missing": str(exc)}
 
 
+@measured
 def validate(model: str, ctx: RunContext, state: dict) -> dict:
     """Run the dataset's Great Expectations suite; move `last_good` only if it passes."""
     import mlflow
@@ -138,6 +161,7 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
     return {**state, "validation": "passed", "data_rows": report.summary}
 
 
+@measured
 def train(model: str, ctx: RunContext, state: dict) -> dict:
     """Train the native model; per-epoch curves and test metrics go to MLflow."""
     import mlflow
@@ -164,6 +188,7 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
             "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k}}
 
 
+@measured
 def export(model: str, ctx: RunContext, state: dict) -> dict:
     """Export to ONNX fp32, run the full checker and stamp provenance into the metadata."""
     import onnx
@@ -193,6 +218,7 @@ def export(model: str, ctx: RunContext, state: dict) -> dict:
     return {**state, "onnx_fp32": str(out), "onnx_ops": ops}
 
 
+@measured
 def quantize(model: str, ctx: RunContext, state: dict) -> dict:
     """Build the spec's variants (int8 static/dynamic, fp16) from the fp32 model."""
     import mlflow
@@ -213,6 +239,7 @@ def quantize(model: str, ctx: RunContext, state: dict) -> dict:
     return {**state, "variants": variants}
 
 
+@measured
 def parity(model: str, ctx: RunContext, state: dict) -> dict:
     """Compare native vs ONNX fp32 and every variant on the whole test split."""
     import mlflow
@@ -277,6 +304,7 @@ def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndar
     return np.concatenate([predict(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
 
 
+@measured
 def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     """Latency of the native model and every passing ONNX model on ONNX Runtime's CPU provider."""
     import mlflow
@@ -306,6 +334,7 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     return {**state, "bench_cpu_b1_p95_ms": b1, "bench_cpu_report": str(path)}
 
 
+@measured
 def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
     """The same benchmark on CUDA (and TensorRT when it loads), in a fresh interpreter; skipped without a GPU."""
     import mlflow
@@ -331,6 +360,7 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
     return {**state, "bench_gpu": "ok"}
 
 
+@measured
 def gate_and_register(model: str, ctx: RunContext, state: dict) -> dict:
     from mlops_onnx.registry import gate_and_register as register
 
