@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint lock summary clean-state
+.PHONY: setup demo test lint lock summary clean-state up down status
 
 setup: $(STAMP)
 
@@ -21,6 +21,15 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: setup
 	$(PY) -m mlops_onnx.cli demo
+
+up: setup
+	$(PY) -m mlops_onnx.services up
+
+down:
+	$(PY) -m mlops_onnx.services down
+
+status:
+	$(PY) -m mlops_onnx.services status
 
 summary: setup
 	$(PY) -m mlops_onnx.cli summary

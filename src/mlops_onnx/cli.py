@@ -40,8 +40,9 @@ def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> subpro
     return subprocess.run(command, env=env, check=False, text=True, capture_output=quiet)
 
 
-def prepare_airflow(settings: Settings) -> dict[str, str]:
-    env = airflow_environment(settings)
+def prepare_airflow(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Migrate Airflow's metadata DB and create the `gpu` pool (both idempotent)."""
+    env = env or airflow_environment(settings)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     for step in (["db", "migrate"], ["pools", "set", "gpu", "1", "GPU tasks (benchmark_gpu)"]):
         done = airflow(step, env, quiet=True)

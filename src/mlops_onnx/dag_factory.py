@@ -7,6 +7,7 @@ an ONNX export that does not match) fail the task at once instead of retrying.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 from mlops_onnx.catalog import PIPELINES, Pipeline
+from mlops_onnx.links import model_url
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
@@ -51,7 +53,18 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
         print(f"[{pipeline.model}] ✗ {stage} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
         raise
     print(f"[{pipeline.model}] ✓ {stage} finished in {time.perf_counter() - started:.1f}s", flush=True)
+    _push_links(context["ti"], pipeline.model, result)
     return result
+
+
+def _push_links(ti, model: str, state: dict) -> None:
+    """XComs behind the plugin's "MLflow run" / "MLflow model" extra links (plugins/mlflow_links.py)."""
+    from mlops_onnx import links
+
+    if state.get("mlflow_experiment_id") and state.get("mlflow_run_id"):
+        ti.xcom_push(key=links.MLFLOW_RUN_XCOM, value=links.run_url(state["mlflow_experiment_id"],
+                                                                    state["mlflow_run_id"]))  # fmt: skip
+    ti.xcom_push(key=links.MLFLOW_MODEL_XCOM, value=links.model_url(model, state.get("version")))
 
 
 def _export_kaggle_connection() -> None:
@@ -69,6 +82,10 @@ def _export_kaggle_connection() -> None:
     if connection.login and connection.password:
         os.environ["KAGGLE_USERNAME"] = connection.login
         os.environ["KAGGLE_KEY"] = connection.password
+
+
+# One XCom per task (the whole state dict), not one per key as a `-> dict` annotation would infer.
+pipeline_task = functools.partial(task, multiple_outputs=False)
 
 
 def nightly_dag(model: str):
@@ -94,44 +111,46 @@ whole test split, `benchmark_cpu`/`benchmark_gpu` measure latency, and `gate_and
 registers **`{pipeline.model}`** in MLflow only if every check passed; `champion` moves only
 to a better version.
 
-MLflow experiment: `{pipeline.model}` (one MLflow run per DAG run, tagged with this run id).
+MLflow experiment: `{pipeline.model}` (one MLflow run per DAG run, tagged with this run id);
+each task has an **MLflow run** and an **MLflow model** extra link.
+Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)}).
 """,
     )
     def nightly():
-        @task
+        @pipeline_task()
         def ingest() -> dict:
             return _call(pipeline, "ingest")
 
-        @task
+        @pipeline_task()
         def validate(state: dict) -> dict:
             return _call(pipeline, "validate", state)
 
-        @task(execution_timeout=timedelta(hours=2))
+        @pipeline_task(execution_timeout=timedelta(hours=2))
         def train(state: dict) -> dict:
             return _call(pipeline, "train", state)
 
-        @task
+        @pipeline_task()
         def export(state: dict) -> dict:
             return _call(pipeline, "export", state)
 
-        @task
+        @pipeline_task()
         def quantize(state: dict) -> dict:
             return _call(pipeline, "quantize", state)
 
-        @task
+        @pipeline_task()
         def parity(state: dict) -> dict:
             return _call(pipeline, "parity", state)
 
-        @task
+        @pipeline_task()
         def benchmark_cpu(state: dict) -> dict:
             return _call(pipeline, "benchmark_cpu", state)
 
-        @task(pool="gpu", queue="gpu", retries=0)
+        @pipeline_task(pool="gpu", queue="gpu", retries=0)
         def benchmark_gpu(state: dict) -> dict:
             return _call(pipeline, "benchmark_gpu", state)
 
         # The GPU benchmark is optional: skipped without CUDA, and the gate does not need it.
-        @task(trigger_rule="none_failed")
+        @pipeline_task(trigger_rule="none_failed")
         def gate_and_register(state: dict) -> dict:
             return _call(pipeline, "gate_and_register", state)
 

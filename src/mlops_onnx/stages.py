@@ -90,7 +90,8 @@ def ingest(model: str, ctx: RunContext) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     run_id = tracking.find_or_create_run(model, ctx, settings)
     state = {"model": model, "dataset": spec.dataset.name, "snapshot": snapshot.content_hash,
-             "data_source": settings.data_source, "workdir": str(workdir), "mlflow_run_id": run_id}  # fmt: skip
+             "data_source": settings.data_source, "workdir": str(workdir), "mlflow_run_id": run_id,
+             "mlflow_experiment_id": tracking.experiment_id(model, settings)}  # fmt: skip
     with _mlflow_run(state):
         mlflow.set_tags({"data_source": settings.data_source, "data_source_reason": settings.data_source_reason,
                          "data_hash": snapshot.content_hash, "dataset": spec.dataset.slug,

@@ -136,3 +136,28 @@ def test_bad_data_stops_at_validate_and_registers_nothing(tmp_path, problem):
     assert run.data.tags["validation_status"] == "failed" and run.data.tags["gate_status"] == "rejected"
     assert not (home / "snapshots" / "fashionmnist" / "last_good.json").exists()
     shutil.rmtree(home, ignore_errors=True)
+
+
+def test_plugin_links_open_the_mlflow_run_and_model(home, first_run):
+    """The plugin's extra links, resolved as the Airflow API server does, from this run's metadata DB."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    run = latest_run(mlflow_client(home))
+    code = (
+        "import sys; sys.path.insert(0, 'plugins')\n"
+        "from airflow.models.taskinstancekey import TaskInstanceKey\n"
+        "import mlflow_links\n"
+        f"key = TaskInstanceKey('{DAG_ID}', 'gate_and_register', '{run.data.tags['airflow_run_id']}', 1, -1)\n"
+        "print(mlflow_links.MlflowRunLink().get_link(None, ti_key=key))\n"
+        "print(mlflow_links.MlflowModelLink().get_link(None, ti_key=key))\n"
+        "other = TaskInstanceKey('some_other_dag', 'gate_and_register', 'x', 1, -1)\n"
+        "print(repr(mlflow_links.MlflowRunLink().get_link(None, ti_key=other)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=pipeline_env(home), cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    assert out[-3] == f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert out[-2] == f"http://127.0.0.1:5000/#/models/{MODEL}/versions/{run.data.tags['registered_version']}"
+    assert out[-1] == "''"

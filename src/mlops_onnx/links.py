@@ -1,0 +1,26 @@
+"""MLflow UI addresses for a DAG run, shared by the tasks (which push them) and the Airflow plugin."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+from mlops_onnx.catalog import PIPELINES
+
+MLFLOW_RUN_XCOM = "mlflow_run_url"
+MLFLOW_MODEL_XCOM = "mlflow_model_url"
+PIPELINE_DAG_IDS = frozenset(p.dag_id for p in PIPELINES.values())
+
+
+def mlflow_ui_base() -> str:
+    """Where users open the MLflow UI (`make up` serves it on 127.0.0.1:5000)."""
+    return os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    return f"{mlflow_ui_base()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_url(model: str, version: str | None = None) -> str:
+    url = f"{mlflow_ui_base()}/#/models/{quote(model)}"
+    return f"{url}/versions/{version}" if version else url

@@ -1,0 +1,227 @@
+"""`make up` / `make down`: Airflow 3 and the MLflow tracking server on the `make demo` state.
+
+Every process is started in its own session with a PID file under `$MLOPS_HOME/run/`; `down`
+stops exactly those process groups, and `up` leaves a service alone while its PID is alive.
+Both UIs bind to 127.0.0.1 unless MLOPS_BIND_HOST says otherwise. The Airflow admin password is
+generated on first start into `$MLOPS_HOME/airflow/passwords.json` (never in the repo) and
+printed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_onnx.catalog import PIPELINES
+from mlops_onnx.cli import airflow, airflow_environment, prepare_airflow
+from mlops_onnx.settings import Settings, get_settings
+
+ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Ports:
+    host: str
+    airflow: int
+    mlflow: int
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        return cls(
+            host=os.environ.get("MLOPS_BIND_HOST", "127.0.0.1"),
+            airflow=int(os.environ.get("MLOPS_AIRFLOW_PORT", "8080")),
+            mlflow=int(os.environ.get("MLOPS_MLFLOW_PORT", "5000")),
+        )
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def service_commands(settings: Settings, ports: Ports) -> dict[str, list[str]]:
+    return {
+        "mlflow": [
+            _bin("mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
+            "--artifacts-destination", str(settings.artifacts_dir),
+            "--host", ports.host, "--port", str(ports.mlflow), "--workers", "1",
+        ],
+        "airflow-api-server": [_bin("airflow"), "api-server", "--host", ports.host, "--port", str(ports.airflow)],
+        "airflow-scheduler": [_bin("airflow"), "scheduler"],
+        "airflow-dag-processor": [_bin("airflow"), "dag-processor"],
+        "airflow-triggerer": [_bin("airflow"), "triggerer"],
+    }  # fmt: skip
+
+
+def service_environment(settings: Settings, ports: Ports) -> dict[str, str]:
+    env = airflow_environment(settings)
+    env.update({
+        # Tasks started by the scheduler log to the MLflow server, so the UI shows them at once.
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports.mlflow}",
+        "MLOPS_MLFLOW_UI_URL": f"http://127.0.0.1:{ports.mlflow}",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # ~430 MB instead of ~2.4 GB
+        "AIRFLOW__API__HOST": ports.host,
+        "AIRFLOW__API__PORT": str(ports.airflow),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports.airflow}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports.airflow}",
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+    })  # fmt: skip
+    return env
+
+
+def password_file(settings: Settings) -> Path:
+    return settings.airflow_home / "passwords.json"
+
+
+def ensure_admin_password(settings: Settings) -> str | None:
+    """Generate the admin password on first start; return it only when it was just created."""
+    path = password_file(settings)
+    if path.exists():
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({ADMIN: password}, handle)
+    return password
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.home / "run" / f"{name}.pid"
+
+
+def running_pid(settings: Settings, name: str) -> int | None:
+    path = _pid_file(settings, name)
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        path.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def wait_for(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 (a local http URL we built)
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    return False
+
+
+def up(timeout: float = 180) -> int:
+    settings = get_settings()
+    ports = Ports.from_env()
+    env = service_environment(settings, ports)
+    new_password = ensure_admin_password(settings)
+    prepare_airflow(settings, env)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (settings.home / "run").mkdir(parents=True, exist_ok=True)
+    for name, command in service_commands(settings, ports).items():
+        pid = running_pid(settings, name)
+        if pid is not None:
+            print(f"{name}: already running (pid {pid})")
+            continue
+        with (logs / f"{name}.log").open("ab") as log_file:
+            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        _pid_file(settings, name).write_text(str(process.pid))
+        print(f"{name}: started (pid {process.pid}, log {logs / f'{name}.log'})")
+    mlflow_ok = wait_for(f"http://127.0.0.1:{ports.mlflow}/health", timeout)
+    airflow_ok = wait_for(f"http://127.0.0.1:{ports.airflow}/api/v2/monitor/health", timeout)
+    unpause(env, timeout)
+    print(f"\nMLflow UI : http://127.0.0.1:{ports.mlflow}  ({'up' if mlflow_ok else 'NOT RESPONDING'})")
+    print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  ({'up' if airflow_ok else 'NOT RESPONDING'})")
+    print(f"Airflow login: user '{ADMIN}', password in {password_file(settings)}")
+    if new_password:
+        print(f"  (generated now: {new_password})")
+    return 0 if mlflow_ok and airflow_ok else 1
+
+
+def unpause(env: dict[str, str], timeout: float) -> None:
+    """Unpause the nightly DAGs once the DAG processor has parsed them, so the schedule really runs."""
+    deadline = time.monotonic() + timeout
+    pending = [p.dag_id for p in PIPELINES.values()]
+    while pending and time.monotonic() < deadline:
+        pending = [d for d in pending if airflow(["dags", "unpause", d], env, quiet=True).returncode != 0]
+        if pending:
+            time.sleep(3)
+    if pending:
+        print(f"could not unpause {', '.join(pending)} yet; unpause them in the UI", file=sys.stderr)
+
+
+def down(timeout: float = 30) -> int:
+    """Stop what `up` started: each service's whole session (the scheduler's task workers too)."""
+    settings = get_settings()
+    for name in reversed(list(service_commands(settings, Ports.from_env()))):
+        pid = running_pid(settings, name)
+        if pid is None:
+            continue
+        _signal_session(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _session_members(pid):
+            time.sleep(0.5)
+        _signal_session(pid, signal.SIGKILL)
+        _pid_file(settings, name).unlink(missing_ok=True)
+        print(f"{name}: stopped (pid {pid})")
+    return 0
+
+
+def _session_members(sid: int) -> list[int]:
+    """Processes in the session `up` started (its workers may sit in process groups of their own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == sid:
+                    members.append(int(entry.name))
+    return members
+
+
+def _signal_session(sid: int, signum: int) -> None:
+    for pid in _session_members(sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def status() -> int:
+    settings = get_settings()
+    for name in service_commands(settings, Ports.from_env()):
+        pid = running_pid(settings, name)
+        print(f"{name:<22} {f'running (pid {pid})' if pid else 'stopped'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops-onnx-services")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    return {"up": up, "down": down, "status": status}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

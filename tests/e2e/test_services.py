@@ -1,0 +1,77 @@
+"""`make up` / `make down`: Airflow 3 and the MLflow server on a temporary state, as a user starts them."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from conftest import REPO_ROOT, pipeline_env
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def services(command: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlops_onnx.services", command], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=400)
+
+
+def api(url: str, token: str | None = None, body: dict | None = None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_up_twice_then_down(tmp_path):
+    home = tmp_path / "home"
+    ports = {"MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_MLFLOW_PORT": str(free_port())}
+    env = pipeline_env(home, MLOPS_DATA_SOURCE="synthetic", **ports)
+    try:
+        first = services("up", env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        pids = {p.name: p.read_text() for p in (home / "run").glob("*.pid")}
+        assert set(pids) == {"mlflow.pid", "airflow-api-server.pid", "airflow-scheduler.pid",
+                             "airflow-dag-processor.pid", "airflow-triggerer.pid"}
+
+        password_file = home / "airflow" / "passwords.json"
+        assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+        password = json.loads(password_file.read_text())["admin"]
+        assert f"(generated now: {password})" in first.stdout
+
+        second = services("up", env)
+        assert second.stdout.count("already running") == 5 and "generated now" not in second.stdout
+        assert {p.name: p.read_text() for p in (home / "run").glob("*.pid")} == pids
+
+        airflow = f"http://127.0.0.1:{ports['MLOPS_AIRFLOW_PORT']}"
+        token = api(f"{airflow}/auth/token", body={"username": "admin", "password": password})["access_token"]
+        dags = {d["dag_id"]: d["is_paused"] for d in api(f"{airflow}/api/v2/dags", token)["dags"]}
+        assert dags["fashion_mnist_nightly"] is False
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['MLOPS_MLFLOW_PORT']}/health", timeout=10) as health:
+            assert health.status == 200
+        listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+        for port in ports.values():
+            assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+    finally:
+        stopped = services("down", env)
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped") == 5
+    assert not list((home / "run").glob("*.pid"))
+    sessions = {int(pid) for pid in pids.values()}
+    survivors = [p for p in os.listdir("/proc") if p.isdigit() and _sid(int(p)) in sessions]
+    assert survivors == []  # the scheduler's task workers are gone too
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
