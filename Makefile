@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint lock summary clean-state up down status
+.PHONY: setup demo test lint lock summary clean-state up down status serve
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ down:
 
 status:
 	$(PY) -m mlops_onnx.services status
+
+serve: setup
+	$(VENV)/bin/uvicorn mlops_onnx.serving.app:app --host $${MLOPS_BIND_HOST:-127.0.0.1} --port $${MLOPS_SERVE_PORT:-8000}
 
 summary: setup
 	$(PY) -m mlops_onnx.cli summary

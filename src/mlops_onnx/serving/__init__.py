@@ -1,0 +1,1 @@
+"""Serving: the fake-news FastAPI app and the stock-forecast dashboard."""
