@@ -80,9 +80,9 @@ def run_demo(models: list[str]) -> int:
 
 def build_summary(settings: Settings, models: list[str]) -> dict:
     """The latest MLflow run of each pipeline and what it registered, read back from MLflow."""
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from mlflow import MlflowClient
     from mlops_onnx import tracking
 
     tracking.configure(settings)

@@ -65,11 +65,11 @@ def _existing_version(client, name: str, run_id: str):
 
 def _log_model(spec, state: dict) -> str:
     """Log the fp32 ONNX model, the passing variants and the reports into the DAG run; return the model URI."""
+    import mlflow
     import numpy as np
     import onnx
     from mlflow.models import infer_signature
 
-    import mlflow
     from mlops_onnx.runtime import make_session
 
     fp32 = Path(state["onnx_fp32"])

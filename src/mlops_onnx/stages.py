@@ -70,6 +70,7 @@ def ingest(model: str, ctx: RunContext) -> dict:
     snapshot that passed validation, tagged `stale_data=true`; otherwise the task fails.
     """
     import mlflow
+
     from mlops_onnx.sources import SourceError
 
     settings = get_settings()
@@ -132,6 +133,7 @@ def _fetch_auxiliary(dataset, folder: Path, settings: Settings) -> dict:
 def validate(model: str, ctx: RunContext, state: dict) -> dict:
     """Run the dataset's Great Expectations suite; move `last_good` only if it passes."""
     import mlflow
+
     from mlops_onnx.validation import DataValidationError
 
     settings = get_settings()
@@ -192,9 +194,9 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
 @measured
 def export(model: str, ctx: RunContext, state: dict) -> dict:
     """Export to ONNX fp32, run the full checker and stamp provenance into the metadata."""
+    import mlflow
     import onnx
 
-    import mlflow
     from mlops_onnx.variants import graph_op_types
 
     spec = _spec(model)
@@ -223,6 +225,7 @@ def export(model: str, ctx: RunContext, state: dict) -> dict:
 def quantize(model: str, ctx: RunContext, state: dict) -> dict:
     """Build the spec's variants (int8 static/dynamic, fp16) from the fp32 model."""
     import mlflow
+
     from mlops_onnx.variants import VARIANTS, build_variants
 
     settings = get_settings()
@@ -244,6 +247,7 @@ def quantize(model: str, ctx: RunContext, state: dict) -> dict:
 def parity(model: str, ctx: RunContext, state: dict) -> dict:
     """Compare native vs ONNX fp32 and every variant on the whole test split."""
     import mlflow
+
     from mlops_onnx.parity import VariantParity, compare
     from mlops_onnx.runtime import make_session, run_batched
 
@@ -309,6 +313,7 @@ def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndar
 def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     """Latency of the native model and every passing ONNX model on ONNX Runtime's CPU provider."""
     import mlflow
+
     from mlops_onnx.benchmark import metrics_from, run_benchmark
 
     settings = get_settings()
@@ -339,6 +344,7 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
 def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
     """The same benchmark on CUDA (and TensorRT when it loads), in a fresh interpreter; skipped without a GPU."""
     import mlflow
+
     from mlops_onnx.benchmark import metrics_from
 
     state_path = _write_report(state, "gpu_benchmark_input.json", state)

@@ -72,9 +72,8 @@ def test_per_epoch_curves_and_artifacts_are_logged(home, first_run):
 
 
 def test_registered_model_loads_and_predicts(home, first_run):
-    import numpy as np
-
     import mlflow
+    import numpy as np
 
     mlflow_client(home)
     model = mlflow.onnx.load_model(f"models:/{MODEL}@champion")
