@@ -3,7 +3,9 @@ helper that runs a nightly DAG through Airflow (`airflow dags test`) on that sta
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,14 +18,16 @@ SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
 HAS_SHARED_DATA = (SHARED_DATA / "fashionmnist" / "fashion-mnist_train.csv").is_file()
 
 # Airflow reads its home at import time: give the test process a private one before anything imports it.
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+_SCRATCH = tempfile.mkdtemp(prefix="mlops-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = os.path.join(_SCRATCH, "airflow-home")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
 for leaked in ("MLOPS_DATA_SOURCE", "MLOPS_DATA_DIR", "MLOPS_HOME", "MLFLOW_TRACKING_URI", "MLOPS_PROFILE",
                "MLOPS_EPOCHS", "MLOPS_MAX_TRAIN_ROWS", "MLOPS_MAX_TEST_ROWS", "MLOPS_GATE_MIN_SCORE",
                "KAGGLE_USERNAME", "KAGGLE_KEY"):
     os.environ.pop(leaked, None)
-os.environ["KAGGLE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="kaggle-none-")  # never the developer's kaggle.json
+os.environ["KAGGLE_CONFIG_DIR"] = os.path.join(_SCRATCH, "no-kaggle")  # never the developer's kaggle.json
 
 
 @pytest.fixture
