@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint lock summary clean-state up down status serve
+
+.PHONY: system-packages setup demo test lint lock summary clean-state up down status serve dashboard
 
 setup: $(STAMP)
 
@@ -16,8 +17,22 @@ $(STAMP): requirements.lock pyproject.toml
 	@mkdir -p $(VENV)
 	@$(PY) -m pip install -r requirements.lock > $(VENV)/setup.log 2>&1 || { grep -v '^WARNING: Location' $(VENV)/setup.log | tail -30; exit 1; }
 	@$(PY) -m pip install --no-deps -e . >> $(VENV)/setup.log 2>&1 || { tail -30 $(VENV)/setup.log; exit 1; }
+	@$(MAKE) --no-print-directory system-packages
 	@touch $(STAMP)
 	@echo "environment ready: $(VENV)"
+
+# Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser) and
+# docker-compose v1 to validate docker-compose.yaml without an engine. Skipped, with a note, without apt/root.
+system-packages:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } >> $(VENV)/setup.log 2>&1 \
+	      || echo "apt-get install$$missing failed; the tests that need them will skip (see $(VENV)/setup.log)"; \
+	  else echo "not installed:$$missing (needs root + apt-get); the tests that need them will skip"; fi; \
+	fi
 
 demo: setup
 	$(PY) -m mlops_onnx.cli demo
@@ -34,6 +49,11 @@ status:
 serve: setup
 	$(VENV)/bin/uvicorn mlops_onnx.serving.app:app --host $${MLOPS_BIND_HOST:-127.0.0.1} --port $${MLOPS_SERVE_PORT:-8000}
 
+dashboard: setup
+	$(VENV)/bin/streamlit run src/mlops_onnx/serving/dashboard.py --server.headless true \
+	  --server.address $${MLOPS_BIND_HOST:-127.0.0.1} --server.port $${MLOPS_DASHBOARD_PORT:-8501} \
+	  --browser.gatherUsageStats false
+
 summary: setup
 	$(PY) -m mlops_onnx.cli summary
 
@@ -46,7 +66,8 @@ lint: setup
 	$(PY) -m ruff format --check src dags plugins tests
 
 lock:
-	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
+	@{ echo '# Full lock (pip freeze) of requirements.in; `make setup` installs exactly this.'; echo '# Regenerate: make lock'; \
+	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock
 
 clean-state:
 	rm -rf .mlops reports/demo-summary.json

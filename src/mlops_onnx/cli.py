@@ -19,6 +19,11 @@ from mlops_onnx.settings import Settings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_PATH = REPO_ROOT / "reports" / "demo-summary.json"
+HEADLINE_METRICS = (
+    "test_accuracy", "test_macro_f1", "test_f1", "test_roc_auc",  # classifiers
+    "test_accuracy_raw_text", "leakage_probe_subject_date_accuracy", "liar_accuracy", "liar_f1",  # fake news
+    "val_mase", "test_mase", "test_mae", "naive_test_mae", "test_directional_accuracy",  # forecaster
+)  # fmt: skip
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
@@ -110,8 +115,9 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             "data_rows": {k.removeprefix("data_rows_"): int(v) for k, v in metrics.items()
                           if k.startswith("data_rows_")},
             "validation": tags.get("validation_status", "not run"),
-            "test_metrics": {k: v for k, v in metrics.items() if k in ("test_accuracy", "test_macro_f1", "test_f1",
-                                                                        "test_mase", "test_mae")},
+            "data_files": {k.removeprefix("data_files_"): int(v) for k, v in metrics.items()
+                           if k.startswith("data_files_")},
+            "test_metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
             "parity_fp32_max_abs_diff": metrics.get("parity_fp32_max_abs_diff"),
             "parity": {k.removeprefix("parity_").removesuffix("_passed"): bool(v) for k, v in metrics.items()
                        if k.startswith("parity_") and k.endswith("_passed")},
@@ -139,8 +145,8 @@ def print_summary(summary: dict) -> None:
         if "mlflow_run_id" not in e:
             print(f"  {e['status']}")
             continue
-        rows = ", ".join(f"{k}={v}" for k, v in e["data_rows"].items())
-        print(f"  data         : {e['data_source']}, hash {str(e['data_hash'])[:12]}, rows {rows}")
+        rows = ", ".join(f"{k}={v}" for k, v in (e["data_rows"] or e["data_files"]).items())
+        print(f"  data         : {e['data_source']}, hash {str(e['data_hash'])[:12]}, {rows}")
         print(f"  validation   : {e['validation']}")
         print("  test metrics : " + ", ".join(f"{k}={v:.4f}" for k, v in e["test_metrics"].items()))
         parity = ", ".join(f"{k}={'pass' if ok else 'FAIL'}" for k, ok in e["parity"].items())

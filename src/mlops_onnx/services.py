@@ -79,7 +79,6 @@ def service_environment(settings: Settings, ports: Ports) -> dict[str, str]:
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
     })  # fmt: skip
     return env
@@ -163,9 +162,13 @@ def up(timeout: float = 180) -> int:
 
 
 def unpause(env: dict[str, str], timeout: float) -> None:
-    """Unpause the nightly DAGs once the DAG processor has parsed them, so the schedule really runs."""
+    """Unpause the nightly DAGs once the DAG processor has parsed them, so the schedule really runs
+    (MLOPS_UNPAUSE: `all`, the default, a comma-separated list of DAG ids, or `none`)."""
     deadline = time.monotonic() + timeout
-    pending = [p.dag_id for p in PIPELINES.values()]
+    wanted = os.environ.get("MLOPS_UNPAUSE", "all").strip()
+    pending = [p.dag_id for p in PIPELINES.values()] if wanted == "all" else [
+        d.strip() for d in wanted.split(",") if d.strip() and d.strip() != "none"
+    ]
     while pending and time.monotonic() < deadline:
         pending = [d for d in pending if airflow(["dags", "unpause", d], env, quiet=True).returncode != 0]
         if pending:

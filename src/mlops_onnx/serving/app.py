@@ -113,21 +113,13 @@ class LoadedModel:
 
 def load_version(client, name: str, version) -> LoadedModel:
     """Download the version's serving variant and tokenizer and open an ONNX Runtime session."""
-    import mlflow
-
     from mlops_onnx.runtime import make_session
+    from mlops_onnx.serving.artifacts import run_file, serving_onnx
     from mlops_onnx.text import Tokenizer
 
-    variant = version.tags.get("serving_variant", "fp32")
     folder = Path(tempfile.mkdtemp(prefix=f"{name}-v{version.version}-"))
-    if variant == "fp32":
-        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}", dst_path=str(folder)))
-        onnx_path = next(model_dir.rglob("*.onnx"))
-    else:
-        onnx_path = Path(mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=f"variants/model_{variant}.onnx", dst_path=str(folder)))  # fmt: skip
-    tokenizer_path = Path(mlflow.artifacts.download_artifacts(
-        run_id=version.run_id, artifact_path="model/preprocessing/tokenizer.json", dst_path=str(folder)))  # fmt: skip
+    onnx_path, variant = serving_onnx(name, version, folder)
+    tokenizer_path = run_file(version, "model/preprocessing/tokenizer.json", folder)
     run = client.get_run(version.run_id)
     return LoadedModel(
         name=name, version=str(version.version), alias=ALIAS, variant=variant,

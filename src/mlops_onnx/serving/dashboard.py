@@ -1,0 +1,163 @@
+"""Stock forecasts dashboard (Streamlit): `make dashboard`, on 127.0.0.1:8501.
+
+View 1: pick a ticker; its actual close, the `stock_lstm@champion` next-day forecast run through
+ONNX Runtime (the gate's serving variant, with the scaler registered beside it) and the naive
+forecast (tomorrow = today), with their error metrics.
+View 2: the registered versions side by side (MASE, latency, size) from MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MODEL_NAME = "stock_lstm"
+PREPROCESSING = "model/preprocessing/stock_preprocessing.json"
+VERSION_METRICS = {
+    "val_mase": "val MASE",
+    "test_mase": "test MASE",
+    "test_mae": "test MAE",
+    "naive_test_mae": "naive test MAE",
+    "bench_cpu_onnx_fp32_b1_p50_ms": "ONNX fp32 p50 b=1 (ms)",
+    "bench_cpu_native_eager_b1_p50_ms": "Keras eager p50 b=1 (ms)",
+    "size_onnx_fp32_bytes": "ONNX fp32 size (bytes)",
+}
+
+
+@dataclass
+class Champion:
+    version: str
+    variant: str
+    session: object
+    scaler: object
+    window: int
+    data_hash: str
+    tickers_used: list[str]
+
+
+def load_champion(client, name: str = MODEL_NAME) -> Champion | None:
+    """The champion's serving variant in an ONNX Runtime session, and its scaler; None without one."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_onnx.runtime import make_session
+    from mlops_onnx.serving.artifacts import run_file, serving_onnx
+    from mlops_onnx.timeseries import FeatureScaler
+
+    try:
+        version = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-v{version.version}-"))
+    onnx_path, variant = serving_onnx(name, version, folder)
+    scaler_path = run_file(version, PREPROCESSING, folder)
+    try:
+        used = json.loads(run_file(version, "reports/stock_tickers.json", folder).read_text())
+        tickers_used = [Path(f).name.split(".")[0] for f in used.get("files", [])]
+    except (MlflowException, OSError):
+        tickers_used = []
+    return Champion(
+        version=str(version.version), variant=variant, session=make_session(onnx_path),
+        scaler=FeatureScaler.from_json(scaler_path), window=int(json.loads(scaler_path.read_text())["window"]),
+        data_hash=version.tags.get("data_hash", ""), tickers_used=tickers_used,
+    )  # fmt: skip
+
+
+def ticker_files(snapshot_path: Path) -> dict[str, Path]:
+    return {p.name.split(".")[0]: p for p in sorted(snapshot_path.glob("*/*.us.txt")) if p.stat().st_size > 0}
+
+
+def forecast_ticker(champion: Champion, path: Path, days: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Next-day close forecasts for the last `days` days of a ticker: model, naive and actual."""
+    from mlops_onnx.runtime import run_batched
+    from mlops_onnx.timeseries import WARMUP, forecast_metrics, make_features, read_ticker, windows
+
+    frame = read_ticker(path)
+    first_origin = WARMUP + champion.window - 1
+    origins = np.arange(max(first_origin, len(frame) - 1 - days), len(frame) - 1)
+    if len(origins) == 0:
+        raise ValueError(f"{path.name}: {len(frame)} rows are too few for a {champion.window}-day window")
+    features = champion.scaler.transform(make_features(frame).to_numpy(dtype=np.float32))
+    predicted = run_batched(champion.session, windows(features, origins, champion.window)).reshape(-1)
+    close = frame["Close"].to_numpy(dtype=np.float64)
+    close_now, close_next = close[origins], close[origins + 1]
+    chart = pd.DataFrame(
+        {"actual close": close_next, "model forecast": close_now * np.exp(predicted), "naive forecast": close_now},
+        index=pd.DatetimeIndex(frame["Date"].to_numpy()[origins + 1], name="date"),
+    )
+    return chart, forecast_metrics(close_now, close_next, predicted, "view")
+
+
+def versions_table(client, name: str = MODEL_NAME) -> pd.DataFrame:
+    """One row per registered version with the figures a reviewer compares."""
+    rows = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+        row = {"version": int(version.version), "aliases": ", ".join(version.aliases),
+               "serving variant": version.tags.get("serving_variant", "")}  # fmt: skip
+        row.update({label: metrics.get(key) for key, label in VERSION_METRICS.items()})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame()
+
+
+def main() -> None:
+    import streamlit as st
+    from mlflow import MlflowClient
+
+    from mlops_onnx import tracking
+    from mlops_onnx.settings import get_settings
+    from mlops_onnx.snapshots import SnapshotError, SnapshotStore
+
+    settings = get_settings()
+    tracking.configure(settings)
+    client = MlflowClient()
+    st.set_page_config(page_title="Stock forecasts", layout="wide")
+    st.title("Stock forecasts: stock_lstm@champion vs the naive forecast")
+    forecast_tab, versions_tab = st.tabs(["Forecast", "Registered versions"])
+
+    with forecast_tab:
+        champion = load_champion(client)
+        if champion is None:
+            st.warning(f"No {MODEL_NAME}@champion in the registry yet: run the stock_forecast_nightly DAG.")
+        else:
+            try:
+                snapshot = SnapshotStore(settings.snapshots_dir).get("stocks", champion.data_hash)
+            except SnapshotError:
+                snapshot = None
+                st.error(f"The champion's data snapshot {champion.data_hash[:12]} is not under "
+                         f"{settings.snapshots_dir}.")
+            if snapshot is not None:
+                files = ticker_files(snapshot.path)
+                names = sorted(files, key=lambda t: (t not in champion.tickers_used, t))
+                ticker = st.selectbox("Ticker", names, help="Tickers the model trained on come first.")
+                days = st.slider("Days", min_value=20, max_value=500, value=120, step=10)
+                st.caption(f"{MODEL_NAME} v{champion.version} · serving variant {champion.variant} · "
+                           f"data {champion.data_hash[:12]}")  # fmt: skip
+                try:
+                    chart, metrics = forecast_ticker(champion, files[ticker], days)
+                except ValueError as exc:
+                    st.error(str(exc))
+                else:
+                    st.line_chart(chart)
+                    st.dataframe(pd.DataFrame({
+                        "model": [metrics["view_mae"], metrics["view_rmse"], metrics["view_mape"]],
+                        "naive": [metrics["naive_view_mae"], metrics["naive_view_rmse"], metrics["naive_view_mape"]],
+                    }, index=["MAE", "RMSE", "MAPE %"]))  # fmt: skip
+                    st.metric("MASE (model MAE / naive MAE)", f"{metrics['view_mase']:.4f}")
+                    st.metric("Directional accuracy", f"{metrics['view_directional_accuracy']:.1%}")
+
+    with versions_tab:
+        table = versions_table(client)
+        if table.empty:
+            st.info(f"No registered versions of {MODEL_NAME} yet.")
+        else:
+            st.dataframe(table, hide_index=True)
+            st.bar_chart(table.set_index("version")[["val MASE", "test MASE"]])
+
+
+if __name__ == "__main__":
+    main()
