@@ -139,7 +139,7 @@ class FashionSpec(ModelSpec):
                 loss = nn.functional.cross_entropy(logits, target)
                 loss.backward()
                 optimizer.step()
-                total_loss += float(loss) * len(batch)
+                total_loss += loss.item() * len(batch)
                 correct += int((logits.argmax(1) == target).sum())
             val_loss, val_accuracy, _ = _evaluate(model, x_val, y_val)
             epochs_run = epoch

@@ -172,33 +172,36 @@ def expectations():
     return gx.expectations
 
 
-def run_suite(frame: pd.DataFrame, suite_name: str, expectation_list: list) -> list[CheckResult]:
-    """Validate `frame` against the given GX expectations; one CheckResult per expectation."""
+def validate_frame(frame: pd.DataFrame, name: str, expectation_list: list, result_format: dict | str = "SUMMARY"):
+    """One GX validation of an in-memory frame (ephemeral context); the raw GX result."""
     gx, context = _gx_context()
-    unique = f"{suite_name}-{uuid.uuid4().hex[:8]}"
+    unique = f"{name}-{uuid.uuid4().hex[:8]}"
     batch = (
         context.data_sources.add_pandas(unique)
         .add_dataframe_asset(unique)
         .add_batch_definition_whole_dataframe(unique)
         .get_batch(batch_parameters={"dataframe": frame})
     )
-    suite = gx.ExpectationSuite(name=unique)
-    for expectation in expectation_list:
-        suite.add_expectation(expectation)
-    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
-    checks = []
-    for item in result.results:
-        config = item.expectation_config
-        checks.append(
-            CheckResult(
-                expectation=config.type,
-                column=config.kwargs.get("column"),
-                success=bool(item.success),
-                detail="" if item.success else describe_failure(item.result or {}, item.exception_info),
-            )
+    try:
+        return batch.validate(gx.ExpectationSuite(name=unique, expectations=expectation_list),
+                              result_format=result_format)  # fmt: skip
+    finally:
+        context.data_sources.delete(unique)
+
+
+def run_suite(frame: pd.DataFrame, suite_name: str, expectation_list: list) -> list[CheckResult]:
+    """Validate `frame` against the given GX expectations; one CheckResult per expectation."""
+    result = validate_frame(frame, suite_name, expectation_list,
+                            {"result_format": "SUMMARY", "partial_unexpected_count": 5})  # fmt: skip
+    return [
+        CheckResult(
+            expectation=item.expectation_config.type,
+            column=item.expectation_config.kwargs.get("column"),
+            success=bool(item.success),
+            detail="" if item.success else describe_failure(item.result or {}, item.exception_info),
         )
-    context.data_sources.delete(unique)
-    return checks
+        for item in result.results
+    ]
 
 
 def describe_failure(result: dict, exception_info: Any) -> str:
