@@ -65,15 +65,25 @@ def machine_info(threads: int) -> dict:
     }
 
 
-def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> np.ndarray:
+MIN_RUNS = 10
+
+
+def time_calls(fn: Callable[[], object], warmup: int, runs: int, max_seconds: float = float("inf")) -> np.ndarray:
+    """Latencies in ms of `runs` calls after `warmup` calls; a predictor slower than the time budget
+    stops early (after at least MIN_RUNS timed calls) so one slow native path cannot take minutes."""
+    deadline = time.perf_counter() + max_seconds
     for _ in range(warmup):
         fn()
-    latencies = np.empty(runs)
-    for i in range(runs):
+        if time.perf_counter() > deadline:
+            break
+    latencies = []
+    for _ in range(runs):
         started = time.perf_counter()
         fn()
-        latencies[i] = time.perf_counter() - started
-    return latencies * 1000.0
+        latencies.append(time.perf_counter() - started)
+        if len(latencies) >= MIN_RUNS and started > deadline:
+            break
+    return np.asarray(latencies) * 1000.0
 
 
 def batch_of(inputs: np.ndarray, batch: int) -> np.ndarray:
@@ -104,6 +114,7 @@ def run_benchmark(
     warmup: int,
     runs: int,
     native_device: str,
+    max_seconds: float = float("inf"),
 ) -> dict:
     """Benchmark native predictors and ONNX models (variant -> path) on one provider."""
     from mlops_onnx.runtime import ProviderUnavailable, make_session
@@ -113,7 +124,7 @@ def run_benchmark(
     for batch in BATCH_SIZES:
         x = batch_of(inputs, batch)
         for name, predict in natives.items():
-            lat = time_calls(lambda p=predict, x=x: p(x), warmup, runs)
+            lat = time_calls(lambda p=predict, x=x: p(x), warmup, runs, max_seconds)
             rows.append(summarize(model, name, provider, native_device, batch, lat, native_size))
         for variant, path in onnx_models.items():
             try:
@@ -122,10 +133,11 @@ def run_benchmark(
                 notes[f"onnx_{variant}"] = str(exc)
                 continue
             feed = {session.get_inputs()[0].name: x}
-            lat = time_calls(lambda s=session, f=feed: s.run(None, f), warmup, runs)
+            lat = time_calls(lambda s=session, f=feed: s.run(None, f), warmup, runs, max_seconds)
             rows.append(summarize(model, f"onnx_{variant}", provider, session.get_providers()[0], batch, lat,
                                   Path(path).stat().st_size))  # fmt: skip
     return {"machine": machine_info(threads), "provider": provider, "warmup": warmup, "runs": runs,
+            "max_seconds_per_measurement": max_seconds,
             "rows": [asdict(r) for r in rows], "notes": notes}  # fmt: skip
 
 
@@ -163,7 +175,7 @@ def cuda_report(model: str, state: dict, out: Path) -> dict:
                 if provider == "cuda" else {}
             providers[provider] = run_benchmark(model, natives, None, onnx_models, inputs, provider,
                                                 settings.bench_threads, settings.bench_warmup,
-                                                settings.bench_runs, "cuda")  # fmt: skip
+                                                settings.bench_runs, "cuda", settings.bench_max_seconds)  # fmt: skip
         rows = [row for p in providers.values() for row in p["rows"]]
         notes = {f"{p}:{k}": v for p, r in providers.items() for k, v in r["notes"].items()}
         report = {"status": "ok" if rows else "skipped", "machine": providers["cuda"]["machine"],

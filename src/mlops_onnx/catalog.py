@@ -22,6 +22,8 @@ PIPELINES: dict[str, Pipeline] = {
     p.model: p
     for p in (
         Pipeline("fashion_mnist_cnn", "fashion_mnist_nightly", "Fashion-MNIST PyTorch CNN"),
+        Pipeline("fake_news_rnn", "fake_news_nightly", "Fake-news Keras RNN classifier"),
+        Pipeline("stock_lstm", "stock_forecast_nightly", "Stock price Keras LSTM forecaster"),
     )
 }
 

@@ -39,6 +39,7 @@ class Settings:
     bench_threads: int
     bench_runs: int
     bench_warmup: int
+    bench_max_seconds: float  # time budget of one measurement: fewer runs (at least 10) for slow predictors
     seed: int
     stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
     stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
@@ -136,6 +137,7 @@ def get_settings() -> Settings:
         bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
         bench_runs=_int("MLOPS_BENCH_RUNS", 30 if quick else 200) or 1,
         bench_warmup=_int("MLOPS_BENCH_WARMUP", 3 if quick else 20) or 0,
+        bench_max_seconds=_float("MLOPS_BENCH_MAX_SECONDS", 5.0 if quick else 15.0) or 15.0,
         seed=_int("MLOPS_SEED", 42) or 0,
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
         stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),

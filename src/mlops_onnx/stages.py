@@ -323,7 +323,7 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     natives = spec.native_predictors(Path(state["checkpoint"]), settings)
     report = run_benchmark(model, natives, Path(state["checkpoint"]).stat().st_size, onnx_models, inputs[:256],
                            "cpu", settings.bench_threads, settings.bench_warmup, settings.bench_runs,
-                           "cpu")  # fmt: skip
+                           "cpu", settings.bench_max_seconds)  # fmt: skip
     for row in report["rows"]:
         if row["variant"].startswith("onnx_") and row["execution_provider"] != "CPUExecutionProvider":
             raise RuntimeError(f"{row['variant']} ran on {row['execution_provider']}, not the CPU provider")

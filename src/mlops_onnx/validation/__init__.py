@@ -162,8 +162,11 @@ def _gx_context():
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    return gx, gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx, context
 
 
 def expectations():

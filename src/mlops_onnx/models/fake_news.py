@@ -1,0 +1,354 @@
+"""Fake-news detector: Keras Embedding + LSTM + sigmoid over the cleaned title and text of an article.
+
+The dataset is easy for the wrong reasons: nearly every real article carries a "(Reuters)" dateline
+and `subject`/`date` alone separate the classes. So the model sees only `text.clean_text(title,
+text)` (source markers stripped, never subject or date); articles are de-duplicated, exactly and
+after cleaning, *before* the seeded stratified split; and the run logs a leakage probe beside the
+model's metrics: how well a trivial classifier does on subject/date only, how well the "(Reuters)"
+marker alone does, and the model's accuracy on raw vs cleaned test text. LIAR statements (aux
+dataset, mapped to binary) give a cross-dataset figure that is reported, never gated.
+
+The LSTM is a plain `keras.layers.LSTM` without `mask_zero`: tf2onnx turns it into ONNX's fused
+`LSTM` op (GRU, Bidirectional or masking become slower `Loop` subgraphs). The ONNX input is int32
+token ids [batch, sequence_length] from `text.Tokenizer`, whose JSON is registered beside the model.
+TensorFlow is imported inside the functions that need it, so tasks that only read data or the
+ONNX files (ingest, validate, quantize, gate) do not pay its ~5 s import.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops_onnx.datasets import FAKE_NEWS
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult
+from mlops_onnx.parity import ParityRules
+from mlops_onnx.settings import Settings
+from mlops_onnx.snapshots import Snapshot
+from mlops_onnx.text import Tokenizer, clean_text
+from mlops_onnx.validation import ValidationReport
+from mlops_onnx.validation.fake_news import CLASS_FILES, NewsRules, has_content, parse_dates, read_news_csv
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+CLASS_NAMES = ["real", "fake"]  # label 0, label 1
+LIAR_FAKE = {"pants-fire", "false", "barely-true"}
+LIAR_REAL = {"half-true", "mostly-true", "true"}
+LIAR_COLUMNS, LIAR_LABEL, LIAR_STATEMENT = 14, 1, 2  # LIAR's TSV: id, label, statement, ... (no header)
+
+
+@dataclass(frozen=True)
+class FakeNewsConfig:
+    vocab_size: int = 20000
+    sequence_length: int = 256  # tokens kept from the start of title + text
+    embedding_dim: int = 64
+    lstm_units: int = 64
+    embedding_dropout: float = 0.2
+    dropout: float = 0.3
+    learning_rate: float = 1e-3
+    clipnorm: float = 1.0  # long unmasked sequences: clipping keeps the LSTM from diverging
+    batch_size: int = 64
+    epochs: int = 10
+    patience: int = 2
+    test_fraction: float = 0.15
+    validation_fraction: float = 0.15  # of what is left after the test split
+    max_train_rows: int | None = None
+    max_test_rows: int | None = None
+    max_liar_rows: int | None = None
+    min_rows: int = 1000  # per class file, checked by validation
+    seed: int = 42
+
+
+QUICK = FakeNewsConfig(vocab_size=5000, sequence_length=128, embedding_dim=32, lstm_units=32, epochs=3,
+                       max_train_rows=1500, max_test_rows=400, max_liar_rows=500, min_rows=200)  # fmt: skip
+
+
+def build_model(cfg: FakeNewsConfig):
+    import keras
+    from keras import layers
+
+    tokens = keras.Input(shape=(cfg.sequence_length,), dtype="int32", name="tokens")
+    x = layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")(tokens)
+    x = layers.SpatialDropout1D(cfg.embedding_dropout)(x)
+    x = layers.LSTM(cfg.lstm_units, name="lstm")(x)  # no mask_zero: keeps ONNX's fused LSTM op
+    x = layers.Dropout(cfg.dropout)(x)
+    fake = layers.Dense(1, activation="sigmoid", name="fake_probability")(x)
+    model = keras.Model(tokens, fake, name="fake_news_rnn")
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm),
+                  loss="binary_crossentropy", metrics=["accuracy"])  # fmt: skip
+    return model
+
+
+# --- data: one function builds the splits, for train and for evaluation alike ------------------
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    counts: dict[str, float]  # rows dropped at each step, logged as metrics
+
+
+def load_articles(folder: Path) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Both class files with a `label` (1 = fake) and the cleaned `clean` text; rows with neither
+    title nor text (which validation allowed below its threshold) dropped."""
+    frames, counts = [], {}
+    for name, label in CLASS_FILES.items():
+        frame, unreadable = read_news_csv(folder / name)
+        if frame is None:
+            raise ValueError(f"{folder / name}: {unreadable.detail}")
+        content = has_content(frame)
+        counts[f"rows_without_content_{name.removesuffix('.csv').lower()}"] = float((~content).sum())
+        frames.append(frame[content].assign(label=label, source=name))
+    articles = pd.concat(frames, ignore_index=True)
+    articles["clean"] = [clean_text(t, x) for t, x in zip(articles["title"], articles["text"])]
+    return articles, counts
+
+
+def deduplicate(articles: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Drop every copy of a text found in both classes (its label is unknowable), then repeats of an
+    article (same title and text; then the same text after cleaning), keeping the first."""
+    conflicting = articles.groupby("clean")["label"].transform("nunique") > 1
+    articles = articles[~conflicting]
+    exact = articles.duplicated(["title", "text"])
+    articles = articles[~exact]
+    normalised = articles.duplicated("clean")
+    articles = articles[~normalised].reset_index(drop=True)
+    counts = {"dedup_conflicting_label_rows": conflicting.sum(), "dedup_exact_rows": exact.sum(),
+              "dedup_normalised_rows": normalised.sum()}  # fmt: skip
+    return articles, {k: float(v) for k, v in counts.items()}
+
+
+def split_articles(folder: Path, cfg: FakeNewsConfig) -> Splits:
+    """De-duplicated articles in a seeded, stratified train/val/test split (the same on every call)."""
+    from sklearn.model_selection import train_test_split
+
+    articles, counts = load_articles(folder)
+    articles, dedup = deduplicate(articles)
+    rest, test = train_test_split(articles, test_size=cfg.test_fraction, stratify=articles["label"],
+                                  random_state=cfg.seed)  # fmt: skip
+    train, val = train_test_split(rest, test_size=cfg.validation_fraction, stratify=rest["label"],
+                                  random_state=cfg.seed)  # fmt: skip
+    train, test = train.head(cfg.max_train_rows), test.head(cfg.max_test_rows)  # already shuffled
+    return Splits(train, val, test, {**counts, **dedup, "articles": float(len(articles))})
+
+
+def label_array(frame: pd.DataFrame) -> np.ndarray:
+    return frame["label"].to_numpy(dtype=np.int64)
+
+
+def load_liar(folder: Path, max_rows: int | None) -> tuple[list[str], np.ndarray, str]:
+    """LIAR statements (cleaned) and binary labels, 1 = pants-fire/false/barely-true; and a note."""
+    files = sorted(folder.glob("*.tsv")) if folder.is_dir() else []
+    if not files:
+        return [], np.zeros(0, np.int64), f"LIAR not in the snapshot ({folder} missing): liar_rows=0"
+    frames = []
+    for path in files:
+        frame = pd.read_csv(path, sep="\t", header=None, quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+        if frame.shape[1] != LIAR_COLUMNS:
+            log.warning("%s: %d columns, LIAR has %d; file skipped", path.name, frame.shape[1], LIAR_COLUMNS)
+            continue
+        frames.append(frame)
+    if not frames:
+        return [], np.zeros(0, np.int64), f"no readable LIAR file in {folder}: liar_rows=0"
+    liar = pd.concat(frames, ignore_index=True)
+    liar = liar[liar[LIAR_LABEL].isin(LIAR_FAKE | LIAR_REAL)].head(max_rows)
+    texts = [clean_text("", statement) for statement in liar[LIAR_STATEMENT]]
+    note = f"LIAR {', '.join(p.name for p in files)}: {len(texts)} statements, {sorted(LIAR_FAKE)} = fake"
+    return texts, liar[LIAR_LABEL].isin(LIAR_FAKE).to_numpy(dtype=np.int64), note
+
+
+# --- the leakage probe ---------------------------------------------------------------------------
+
+
+def metadata_features(frame: pd.DataFrame, subjects: list[str], with_subject: bool) -> np.ndarray:
+    """What a shortcut-taker would use: one-hot subject, the parsed date and which date format it had."""
+    parsed, fmt = parse_dates(frame["date"])
+    columns = [parsed.dt.year.fillna(0), parsed.dt.month.fillna(0), parsed.dt.day.fillna(0),
+               parsed.dt.dayofweek.fillna(-1), fmt, frame["date"].str.endswith(" ").astype(int)]  # fmt: skip
+    if with_subject:
+        columns += [(frame["subject"] == s).astype(int) for s in subjects]
+    return np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+
+
+def leakage_probe(splits: Splits, seed: int) -> dict[str, float]:
+    """Accuracy of trivial classifiers that never read the article: the shortcuts the model must not take."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    subjects = sorted(splits.train["subject"].unique())
+    metrics = {}
+    for name, with_subject in (("subject_date", True), ("date", False)):
+        tree = DecisionTreeClassifier(max_depth=4, random_state=seed)
+        tree.fit(metadata_features(splits.train, subjects, with_subject), label_array(splits.train))
+        predicted = tree.predict(metadata_features(splits.test, subjects, with_subject))
+        metrics[f"leakage_probe_{name}_accuracy"] = float(np.mean(predicted == label_array(splits.test)))
+    says_reuters = splits.test["text"].str.contains("(Reuters)", regex=False).to_numpy()
+    metrics["leakage_probe_reuters_marker_accuracy"] = float(np.mean((~says_reuters) == label_array(splits.test)))
+    return metrics
+
+
+# --- the spec ------------------------------------------------------------------------------------
+
+
+def _predict(model, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Fake probabilities [n, 1], batched through the model in inference mode."""
+    if not len(inputs):
+        return np.zeros((0, 1), np.float32)
+    return np.concatenate([model(inputs[i : i + batch], training=False).numpy() for i in range(0, len(inputs), batch)])
+
+
+def binary_metrics(y_true: np.ndarray, probability: np.ndarray, prefix: str) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    predicted = (probability >= 0.5).astype(np.int64)
+    metrics = {f"{prefix}_accuracy": accuracy_score(y_true, predicted),
+               f"{prefix}_precision": precision_score(y_true, predicted, zero_division=0),
+               f"{prefix}_recall": recall_score(y_true, predicted, zero_division=0),
+               f"{prefix}_f1": f1_score(y_true, predicted, zero_division=0)}  # fmt: skip
+    if len(np.unique(y_true)) == 2:
+        metrics[f"{prefix}_roc_auc"] = roc_auc_score(y_true, probability)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+class FakeNewsSpec(ModelSpec):
+    name = "fake_news_rnn"
+    dataset = FAKE_NEWS
+    primary_metric = "test_f1"  # F1 of the "fake" class
+    default_gate_min = 0.90
+    parity_rules = ParityRules(quality_name="f1")
+    variants = ("int8_dynamic", "fp16")
+    onnx_input_name = "tokens"
+
+    def train_config(self, settings: Settings) -> FakeNewsConfig:
+        cfg = QUICK if settings.profile == "quick" else FakeNewsConfig()
+        overrides = {
+            "epochs": settings.epochs,
+            "max_train_rows": settings.max_train_rows,
+            "max_test_rows": settings.max_test_rows,
+        }
+        return replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+
+    def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
+        from mlops_onnx.validation.fake_news import validate_snapshot
+
+        rules = NewsRules(min_rows=self.train_config(settings).min_rows)
+        return validate_snapshot(snapshot.path, snapshot.content_hash, rules)
+
+    def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
+        import keras
+
+        cfg = self.train_config(settings)
+        splits = split_articles(snapshot.path, cfg)
+        tokenizer = Tokenizer.fit(splits.train["clean"], cfg.vocab_size, cfg.sequence_length)
+        tokenizer_path = tokenizer.save(workdir / TOKENIZER_FILE)
+        x_train, x_val = tokenizer.encode(splits.train["clean"]), tokenizer.encode(splits.val["clean"])
+
+        keras.utils.set_random_seed(cfg.seed)
+        model = build_model(cfg)
+        started = {}
+
+        def epoch_end(epoch: int, logs: dict) -> None:
+            on_epoch(epoch + 1, {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
+                                 "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
+                                 "epoch_seconds": time.perf_counter() - started["epoch"]})  # fmt: skip
+
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+        history = model.fit(
+            x_train, label_array(splits.train), validation_data=(x_val, label_array(splits.val)), epochs=cfg.epochs,
+            batch_size=cfg.batch_size, verbose=0, callbacks=[stopper, keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs: started.update(epoch=time.perf_counter()), on_epoch_end=epoch_end)],
+        )  # fmt: skip
+        checkpoint = workdir / "model.keras"
+        model.save(checkpoint)
+
+        from mlops_onnx.reporting import classification_report_artifacts
+
+        test, y_test = splits.test, label_array(splits.test)
+        probability = _predict(model, tokenizer.encode(test["clean"]))[:, 0]
+        metrics, artifacts = classification_report_artifacts(y_test, (probability >= 0.5).astype(np.int64),
+                                                             CLASS_NAMES, workdir, "Fake-news test set")  # fmt: skip
+        metrics.update(binary_metrics(y_test, probability, "test"))
+        raw = tokenizer.encode([clean_text(t, x, strip_markers=False) for t, x in zip(test["title"], test["text"])])
+        metrics["test_accuracy_raw_text"] = float(np.mean((_predict(model, raw)[:, 0] >= 0.5) == y_test))
+        metrics.update(leakage_probe(splits, cfg.seed))
+        liar_texts, liar_targets, liar_note = load_liar(snapshot.path / "aux" / "liar", cfg.max_liar_rows)
+        metrics["liar_rows"] = float(len(liar_texts))
+        if liar_texts:
+            metrics.update(binary_metrics(liar_targets, _predict(model, tokenizer.encode(liar_texts))[:, 0], "liar"))
+        metrics.update({**splits.counts, "best_val_loss": float(min(history.history["val_loss"])),
+                        "epochs_run": float(len(history.history["val_loss"])), "train_rows": float(len(x_train)),
+                        "val_rows": float(len(x_val)), "test_rows": float(len(test))})  # fmt: skip
+        params = {k: v for k, v in asdict(cfg).items() if k != "min_rows"}
+        params.update({"recurrent_layer": "LSTM", "onnx_input_dtype": "int32", "liar": liar_note,
+                       "vocabulary_words": len(tokenizer.words), "parameters": model.count_params(),
+                       "model_features": "clean_text(title, text); never subject or date"})  # fmt: skip
+        return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params,
+                           preprocessing=[tokenizer_path])  # fmt: skip
+
+    def _load(self, checkpoint: Path):
+        import keras
+
+        return keras.models.load_model(checkpoint)
+
+    def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
+        import tensorflow as tf
+        import tf2onnx
+
+        from mlops_onnx.variants import LOOP_OPS, graph_op_types
+
+        model = self._load(checkpoint)
+        signature = [tf.TensorSpec((None, model.input_shape[1]), tf.int32, name=self.onnx_input_name)]
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
+        ops = graph_op_types(out_path)
+        recurrent = sorted(ops & ({"LSTM", "GRU", "RNN"} | LOOP_OPS))
+        log.warning("fake_news_rnn ONNX graph: recurrent op(s) %s%s", recurrent,
+                    "" if "LSTM" in ops and not ops & LOOP_OPS else " (expected one fused LSTM, no Loop)")  # fmt: skip
+
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+        test = split_articles(snapshot.path, self.train_config(settings)).test
+        return Tokenizer.load(workdir / TOKENIZER_FILE).encode(test["clean"]), label_array(test)
+
+    def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
+        train = split_articles(snapshot.path, self.train_config(settings)).train.head(rows)
+        return Tokenizer.load(workdir / TOKENIZER_FILE).encode(train["clean"])
+
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+        if device != "cpu":  # tensorflow-cpu: no GPU build of Keras here
+            return {}
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(settings.bench_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already ran in this process; its thread pools are fixed
+            log.warning("TensorFlow already initialised: threads not set to %d", settings.bench_threads)
+        model = self._load(checkpoint)
+
+        def eager(inputs: np.ndarray) -> np.ndarray:
+            return model(inputs, training=False).numpy()
+
+        def predict(inputs: np.ndarray) -> np.ndarray:
+            return model.predict(inputs, verbose=0)
+
+        return {"native_eager": eager, "native_predict": predict}
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(targets, self.labels(outputs), zero_division=0))
+
+    def labels(self, outputs: np.ndarray) -> np.ndarray:
+        return (outputs.reshape(-1) >= 0.5).astype(np.int64)
+
+
+SPEC = FakeNewsSpec()

@@ -1,0 +1,338 @@
+"""Stock prices: a Keras LSTM forecasting tomorrow's close from the last `window` trading days.
+
+The model predicts the next day's log return r = log(C[t+1] / C[t]); the close forecast is
+C[t]·exp(r). Returns rather than price levels: they are comparable across tickers and decades
+(AAPL at $0.42 in 1984 and $175 in 2017), and a prediction of 0 *is* the naive forecast
+"tomorrow = today", so the model has to earn every bit of MASE below 1. Inputs are ten features per
+day (see `mlops_onnx.timeseries`), standardised by a scaler fitted on training rows only and saved
+as `stock_preprocessing.json` beside the model; the ONNX model takes the scaled window
+`[batch, window, 10]` and returns the log return `[batch, 1]` (a final Rescaling layer undoes the
+target scaling inside the graph).
+
+Tickers are the files that passed validation (∩ MLOPS_STOCK_TICKERS when set), longest histories
+first, at most `max_tickers`; each is read on its own and trimmed to the rows its splits need, so
+memory grows with `max_tickers × (max_train_windows + val_days + test_days)` rows, never with the
+archive. Training batches are gathered from those rows on the fly (no materialised windows).
+The gate metric is the validation MASE: the model registers only if it is not worse than naive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from mlops_onnx.datasets import STOCKS
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult
+from mlops_onnx.parity import ParityRules
+from mlops_onnx.settings import Settings
+from mlops_onnx.snapshots import Snapshot
+from mlops_onnx.timeseries import (
+    FEATURES,
+    WARMUP,
+    FeatureScaler,
+    TickerSeries,
+    forecast_metrics,
+    load_series,
+    windows,
+)
+from mlops_onnx.validation import ValidationReport, load_report
+from mlops_onnx.validation.stocks import StockChecks, ticker_of, validate_stocks
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ info logs in task output
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+log = logging.getLogger(__name__)
+PREPROCESSING_FILE = "stock_preprocessing.json"
+TICKERS_FILE = "stock_tickers.json"
+
+
+@dataclass(frozen=True)
+class StockConfig:
+    window: int = 30  # trading days per input sequence
+    val_days: int = 250  # forecast origins per ticker in the validation period (about a year)
+    test_days: int = 250  # the last origins of each ticker: the test period
+    max_train_windows: int = 2500  # per ticker, the most recent before validation (about ten years)
+    min_train_windows: int = 500  # a shorter history is quarantined by validation
+    max_tickers: int | None = 100  # longest histories first; None = every eligible ticker
+    min_tickers: int = 5  # validation fails below this many passing tickers
+    units: int = 32
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 5
+    feature_clip: float = 8.0  # scaled features beyond ±8 std (bad ticks, splits) are clipped
+    plot_tickers: int = 3
+    seed: int = 42
+
+    @property
+    def min_rows(self) -> int:
+        """Rows a ticker file needs: feature warm-up, one window, and the three splits."""
+        return WARMUP + self.window + self.min_train_windows + self.val_days + self.test_days
+
+
+QUICK = StockConfig(window=20, val_days=60, test_days=60, max_train_windows=300, min_train_windows=100,
+                    max_tickers=8, min_tickers=3, units=16, epochs=3, patience=2, plot_tickers=2)  # fmt: skip
+
+
+def build_model(cfg: StockConfig, target_scale: float) -> keras.Model:
+    """Plain `LSTM` (no recurrent dropout, no masking) so tf2onnx emits one fused ONNX `LSTM` op."""
+    inputs = keras.Input((cfg.window, len(FEATURES)), name="window")
+    x = keras.layers.LSTM(cfg.units, name="lstm")(inputs)
+    x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    # Zero-initialised head: training starts from the naive forecast (return 0) and moves away only where that helps.
+    x = keras.layers.Dense(1, kernel_initializer="zeros", name="scaled_return")(x)
+    outputs = keras.layers.Rescaling(target_scale, name="log_return")(x)  # train in ~unit scale, output returns
+    return keras.Model(inputs, outputs, name="stock_lstm")
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """Shuffled training batches gathered from per-ticker feature rows: windows are never materialised."""
+
+    def __init__(self, series: list[TickerSeries], scaler: FeatureScaler, window: int, batch_size: int,
+                 seed: int) -> None:  # fmt: skip
+        super().__init__()
+        offsets = np.cumsum([0] + [len(s.features) for s in series])
+        self.features = np.concatenate([scaler.transform(s.features) for s in series])
+        self.origins = np.concatenate([s.origins["train"] + o for s, o in zip(series, offsets)])
+        self.targets = np.concatenate([s.targets("train") for s in series]).astype(np.float32)
+        self.window, self.batch_size = window, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(self.origins))
+
+    def __len__(self) -> int:
+        return -(-len(self.origins) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return windows(self.features, self.origins[picked], self.window), self.targets[picked, None]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.origins))
+
+
+@dataclass
+class SplitData:
+    """One split's windows over every ticker, with what price-level metrics need."""
+
+    inputs: np.ndarray  # float32 [n, window, features], scaled
+    targets: np.ndarray  # float32 [n], next-day log returns
+    close_now: np.ndarray
+    close_next: np.ndarray
+    dates: np.ndarray  # the date of each forecast's target day
+    tickers: np.ndarray
+    predicted: np.ndarray | None = None  # the model's log returns, once predicted
+
+
+def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, split: str) -> SplitData:
+    parts = []
+    for s in series:
+        t = s.origins[split]
+        parts.append((windows(scaler.transform(s.features), t, window), s.targets(split).astype(np.float32),
+                      s.close[t], s.close[t + 1], s.dates[t + 1], np.full(len(t), s.ticker)))  # fmt: skip
+    return SplitData(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def select_files(report: dict, tickers: tuple[str, ...] | None, max_tickers: int | None) -> tuple[list[str], int]:
+    """Passing files (of the configured tickers), longest histories first, and how many were eligible."""
+    eligible = [f for f in report["passing_files"] if tickers is None or ticker_of(f) in tickers]
+    ranked = sorted(eligible, key=lambda f: (-(report["files"][f]["rows"] or 0), f))
+    return ranked[:max_tickers] if max_tickers is not None else ranked, len(eligible)
+
+
+def load_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> list[TickerSeries]:
+    """Each file read on its own and trimmed to the rows its splits need."""
+    return [load_series(snapshot.path / f, ticker_of(f), cfg.window, cfg.val_days, cfg.test_days,
+                        cfg.max_train_windows) for f in files]  # fmt: skip
+
+
+def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[Path]:
+    """Test-period close vs the model's and the naive forecast, and actual vs predicted returns."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ticker in tickers:
+        rows = data.tickers == ticker
+        predicted_close = data.close_now[rows] * np.exp(data.predicted[rows])
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(2, 1))
+        top.plot(data.dates[rows], data.close_next[rows], label="actual close", color="black", linewidth=1.2)
+        top.plot(data.dates[rows], predicted_close, label="LSTM forecast", color="tab:blue", linewidth=1)
+        top.plot(data.dates[rows], data.close_now[rows], label="naive (yesterday's close)", color="tab:orange",
+                 linewidth=0.8, linestyle="--")  # fmt: skip
+        top.set_ylabel("close")
+        top.set_title(f"{ticker}: next-day close forecast, test period")
+        top.legend(loc="best", fontsize=8)
+        bottom.bar(data.dates[rows], data.targets[rows], color="lightgray", label="actual log return")
+        bottom.plot(data.dates[rows], data.predicted[rows], color="tab:blue", linewidth=1, label="predicted")
+        bottom.set_ylabel("log return")
+        bottom.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        path = workdir / f"forecast_{ticker}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def split_periods(series: list[TickerSeries]) -> dict[str, dict[str, list[str]]]:
+    """First and last forecast-origin date of each split, per ticker."""
+    return {s.ticker: {split: [str(s.dates[o[0]])[:10], str(s.dates[o[-1]])[:10]] for split, o in s.origins.items()}
+            for s in series}  # fmt: skip
+
+
+def per_ticker_metrics(data: SplitData) -> dict[str, dict[str, float]]:
+    return {str(ticker): forecast_metrics(data.close_now[rows], data.close_next[rows], data.predicted[rows], "test")
+            for ticker in np.unique(data.tickers) for rows in [data.tickers == ticker]}  # fmt: skip
+
+
+class StockSpec(ModelSpec):
+    name = "stock_lstm"
+    dataset = STOCKS
+    primary_metric = "val_mase"
+    higher_is_better = False
+    default_gate_min = 1.0  # gate: validation MASE ≤ 1, i.e. not worse than the naive forecast
+    parity_rules = ParityRules(fp32_max_abs_diff=1e-4, quality_name="mae", higher_is_better=False,
+                               relative_drop=True, variant_max_quality_drop=0.02)  # fmt: skip
+    variants = ("int8_dynamic", "fp16")
+    onnx_input_name = "window"
+
+    def train_config(self, settings: Settings) -> StockConfig:
+        cfg = QUICK if settings.profile == "quick" else StockConfig()
+        overrides = {
+            "epochs": settings.epochs,
+            "max_train_windows": settings.max_train_rows,
+            "test_days": settings.max_test_rows,
+            "min_tickers": settings.stock_min_tickers,
+        }
+        return replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+
+    def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
+        cfg = self.train_config(settings)
+        checks = StockChecks(min_rows=cfg.min_rows, min_passing=cfg.min_tickers)
+        return validate_stocks(snapshot.path, snapshot.content_hash, snapshot.files, checks, settings.stock_tickers)
+
+    def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
+        cfg = self.train_config(settings)
+        keras.utils.set_random_seed(cfg.seed)
+        files, eligible = select_files(load_report(workdir), settings.stock_tickers, cfg.max_tickers)
+        if not files:
+            raise ValueError(f"no ticker to train on: none of the passing files matches MLOPS_STOCK_TICKERS="
+                             f"{','.join(settings.stock_tickers or ())}")  # fmt: skip
+        series = load_tickers(snapshot, files, cfg)
+        scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
+        batches = WindowBatches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
+        val = split_data(series, scaler, cfg.window, "val")
+        target_scale = float(np.std(batches.targets))
+
+        model = build_model(cfg, target_scale)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mae")
+        epoch_started = [time.perf_counter()]
+
+        def log_epoch(epoch: int, logs: dict) -> None:
+            on_epoch(epoch + 1, {"train_loss": float(logs["loss"]), "val_loss": float(logs["val_loss"]),
+                                 "epoch_seconds": time.perf_counter() - epoch_started[0]})  # fmt: skip
+            epoch_started[0] = time.perf_counter()
+
+        history = model.fit(
+            batches, validation_data=(val.inputs, val.targets[:, None]), epochs=cfg.epochs, verbose=0,
+            callbacks=[keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
+                       keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)],
+        )  # fmt: skip
+        checkpoint = workdir / "model.keras"
+        model.save(checkpoint)
+
+        test = split_data(series, scaler, cfg.window, "test")
+        val.predicted = model.predict(val.inputs, verbose=0, batch_size=1024).reshape(-1)
+        test.predicted = model.predict(test.inputs, verbose=0, batch_size=1024).reshape(-1)
+        val_metrics = forecast_metrics(val.close_now, val.close_next, val.predicted, "val")
+        metrics = forecast_metrics(test.close_now, test.close_next, test.predicted, "test")
+        metrics.update({"val_mase": val_metrics["val_mase"], "val_mae": val_metrics["val_mae"],
+                        "naive_val_mae": val_metrics["naive_val_mae"],
+                        "best_val_loss": float(min(history.history["val_loss"])),
+                        "epochs_run": float(len(history.history["loss"])), "tickers_used": float(len(files)),
+                        "train_windows": float(len(batches.origins)), "val_windows": float(len(val.targets)),
+                        "test_windows": float(len(test.targets))})  # fmt: skip
+
+        preprocessing = scaler.to_json(
+            workdir / PREPROCESSING_FILE, window=cfg.window, input=self.onnx_input_name,
+            input_shape=["batch", cfg.window, len(FEATURES)],
+            output="log_return: predicted log(C[t+1] / C[t]); forecast close = C[t] * exp(log_return)",
+            usage="features from mlops_onnx.timeseries.make_features, then (x - mean) / std clipped to ±clip",
+        )  # fmt: skip
+        selection = (f"passing files{' of MLOPS_STOCK_TICKERS' if settings.stock_tickers else ''}, "
+                     f"longest histories first, at most {cfg.max_tickers} of {eligible}")  # fmt: skip
+        tickers_path = workdir / TICKERS_FILE
+        tickers_path.write_text(json.dumps({"files": files, "selection": selection, "periods": split_periods(series)},
+                                           indent=2))  # fmt: skip
+        by_ticker_path = workdir / "test_metrics_by_ticker.json"
+        by_ticker_path.write_text(json.dumps(per_ticker_metrics(test), indent=2))
+        plots = plot_forecasts(test, [s.ticker for s in series[: cfg.plot_tickers]], workdir)
+
+        params = asdict(cfg)
+        params.update({"recurrent_layer": "keras.layers.LSTM", "features": ",".join(FEATURES),
+                       "target": "next-day log return", "loss": "mae", "parameters": model.count_params(),
+                       "tickers": ",".join(s.ticker for s in series)[:500]})  # fmt: skip
+        return TrainResult(checkpoint=checkpoint, metrics=metrics, params=params, preprocessing=[preprocessing],
+                           artifacts=[tickers_path, by_ticker_path, *plots])  # fmt: skip
+
+    def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
+        import tf2onnx
+
+        model = keras.models.load_model(checkpoint)
+        _, window, features = model.input_shape
+        signature = [tf.TensorSpec((None, window, features), tf.float32, name=self.onnx_input_name)]
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
+
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The test windows of the tickers `train` used, scaled with its saved scaler, and their log returns."""
+        cfg = self.train_config(settings)
+        series = load_tickers(snapshot, json.loads((workdir / TICKERS_FILE).read_text())["files"], cfg)
+        test = split_data(series, FeatureScaler.from_json(workdir / PREPROCESSING_FILE), cfg.window, "test")
+        return test.inputs, test.targets
+
+    def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
+        cfg = self.train_config(settings)
+        series = load_tickers(snapshot, json.loads((workdir / TICKERS_FILE).read_text())["files"], cfg)
+        scaler = FeatureScaler.from_json(workdir / PREPROCESSING_FILE)
+        per_ticker = -(-rows // len(series))  # the most recent training windows of every ticker
+        return np.concatenate([windows(scaler.transform(s.features), s.origins["train"][-per_ticker:], cfg.window)
+                               for s in series])[:rows]  # fmt: skip
+
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+        if device != "cpu":  # tensorflow-cpu: the Keras model has no GPU to run on
+            return {}
+        try:  # as many threads as ONNX Runtime gets in the benchmark; possible only before TF's first op
+            tf.config.threading.set_intra_op_parallelism_threads(settings.bench_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            log.warning(
+                "TensorFlow already started in this process: Keras keeps %s intra-op thread(s), not %d",
+                tf.config.threading.get_intra_op_parallelism_threads() or "all",
+                settings.bench_threads,
+            )
+        model = keras.models.load_model(checkpoint)
+
+        def eager(inputs: np.ndarray) -> np.ndarray:
+            return model(inputs, training=False).numpy()
+
+        def predict(inputs: np.ndarray) -> np.ndarray:
+            return model.predict(inputs, verbose=0)
+
+        return {"native_eager": eager, "native_predict": predict}
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """MAE of the predicted next-day log returns (the model's output units)."""
+        return float(np.mean(np.abs(outputs.reshape(-1) - targets.reshape(-1))))
+
+
+SPEC = StockSpec()

@@ -1,0 +1,118 @@
+"""The nightly stock forecaster DAG end to end through Airflow (`airflow dags test`), real MLflow.
+
+The gate is the validation MASE (≤ threshold registers). A generous threshold (5) must register a
+`stock_lstm` version exactly when the logged val_mase is within it; an impossible one (0.0001) must
+reject the run with a reason that names the MASE and register nothing.
+"""
+
+import json
+
+import pytest
+from conftest import HAS_SHARED_DATA, mlflow_client, pipeline_env, run_dag
+
+pytestmark = pytest.mark.e2e
+DAG_ID, MODEL = "stock_forecast_nightly", "stock_lstm"
+# The bad files of the real sample (see ../shared/data/PROVENANCE.md) or of the synthetic archive.
+BAD_FILES = {
+    "Stocks/accp.us.txt": "empty (0 bytes",
+    "Stocks/jmom.us.txt": "single-row",
+    "ETFs/fieg.us.txt": "single-row",
+    "Stocks/ben.us.txt": "High must be >= Low",
+    "ETFs/cwi.us.txt": "Open must be a number > 0",
+    "Stocks/hydb.us.txt": "Volume=0",
+} if HAS_SHARED_DATA else {
+    "Stocks/empt.us.txt": "empty (0 bytes",
+    "Stocks/solo.us.txt": "single-row",
+    "Stocks/badp.us.txt": "High must be >= Low",
+    "Stocks/illq.us.txt": "Volume=0",
+    "ETFs/shrt.us.txt": "data row(s)",
+}  # fmt: skip
+
+
+def latest_run(client):
+    experiment = client.get_experiment_by_name(MODEL)
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+
+
+def artifact_json(client, run_id, path):
+    return json.loads(open(client.download_artifacts(run_id, path)).read())
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("stock-e2e")
+    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_GATE_MIN_SCORE="5"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return home
+
+
+def test_quarantine_report_names_every_bad_file_with_its_reason(home):
+    client = mlflow_client(home)
+    run = latest_run(client)
+    quarantine = artifact_json(client, run.info.run_id, "reports/quarantine.json")
+    assert set(quarantine) == set(BAD_FILES)
+    for name, reason in BAD_FILES.items():
+        assert any(reason in r for r in quarantine[name]), (name, quarantine[name])
+    assert run.data.metrics["data_files_quarantined"] == len(BAD_FILES)
+    assert run.data.metrics["data_files_passed"] >= 3 and run.data.tags["validation_status"] == "passed"
+    used = artifact_json(client, run.info.run_id, "reports/stock_tickers.json")["files"]
+    assert used and not set(used) & set(BAD_FILES)
+
+
+def test_mase_and_naive_metrics_are_logged(home):
+    client = mlflow_client(home)
+    run = latest_run(client)
+    metrics = run.data.metrics
+    for name in ("mae", "rmse", "mape"):
+        assert metrics[f"test_{name}"] > 0 and metrics[f"naive_test_{name}"] > 0
+    assert 0 <= metrics["test_directional_accuracy"] <= 1
+    assert metrics["test_mase"] == pytest.approx(metrics["test_mae"] / metrics["naive_test_mae"])
+    assert metrics["val_mase"] == pytest.approx(metrics["val_mae"] / metrics["naive_val_mae"])
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(1, len(history) + 1)) and history
+
+
+def test_parity_benchmarks_and_fused_lstm_are_logged(home):
+    client = mlflow_client(home)
+    run = latest_run(client)
+    metrics = run.data.metrics
+    assert metrics["parity_fp32_max_abs_diff"] <= 1e-4 and metrics["parity_fp32_passed"] == 1.0
+    for variant in ("int8_dynamic", "fp16"):
+        assert f"parity_{variant}_quality_drop" in metrics, variant
+    for batch in (1, 64):
+        for variant in ("native_eager", "native_predict", "onnx_fp32"):
+            assert metrics[f"bench_cpu_{variant}_b{batch}_p95_ms"] > 0, (variant, batch)
+    graph = artifact_json(client, run.info.run_id, "reports/onnx_graph.json")
+    assert "LSTM" in graph["op_types"] and "Loop" not in graph["op_types"]
+    assert run.data.params["recurrent_layer"] == "keras.layers.LSTM"
+    paths = {a.path for folder in ("plots", "preprocessing") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert "preprocessing/stock_preprocessing.json" in paths
+    assert any(p.startswith("plots/forecast_") and p.endswith(".png") for p in paths), paths
+
+
+def test_registration_follows_the_validation_mase(home):
+    client = mlflow_client(home)
+    run = latest_run(client)
+    val_mase, tags = run.data.metrics["val_mase"], run.data.tags
+    if val_mase <= 5:
+        assert tags["gate_status"] == "registered", tags.get("gate_reason")
+        version = client.get_model_version_by_alias(MODEL, "champion")
+        assert version.run_id == run.info.run_id and float(version.tags["val_mase"]) == pytest.approx(val_mase)
+        files = {a.path for a in client.list_artifacts(run.info.run_id, "model/preprocessing")}
+        assert "model/preprocessing/stock_preprocessing.json" in files
+    else:
+        assert tags["gate_status"] == "rejected" and "val_mase" in tags["gate_reason"]
+        assert client.search_registered_models() == []
+
+
+def test_a_model_that_misses_the_mase_threshold_is_rejected_and_not_registered(tmp_path):
+    home = tmp_path / "strict"
+    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_GATE_MIN_SCORE="0.0001"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    client = mlflow_client(home)
+    run = latest_run(client)
+    tags = run.data.tags
+    assert tags["gate_status"] == "rejected"
+    assert f"val_mase {run.data.metrics['val_mase']:.4f} > threshold 0.0001" in tags["gate_reason"]
+    assert client.search_registered_models() == []
+    assert "GATE REJECTED" in done.stdout
