@@ -170,15 +170,20 @@ def cuda_report(model: str, state: dict, out: Path) -> dict:
         inputs, _ = spec.evaluation_data(snapshot, settings, Path(state["workdir"]))
         onnx_models = {"fp32": fp32} | {name: path for name, path in state["passing_variants"].items()}
         providers = {}
+        notes = {}
         for provider in ("cuda", "tensorrt"):
-            natives = spec.native_predictors(Path(state["checkpoint"]), settings, device="cuda") \
-                if provider == "cuda" else {}
-            providers[provider] = run_benchmark(model, natives, None, onnx_models, inputs, provider,
-                                                settings.bench_threads, settings.bench_warmup,
-                                                settings.bench_runs, "cuda", settings.bench_max_seconds)  # fmt: skip
+            try:
+                natives = spec.native_predictors(Path(state["checkpoint"]), settings, device="cuda") \
+                    if provider == "cuda" else {}
+                providers[provider] = run_benchmark(
+                    model, natives, None, onnx_models, inputs, provider, settings.bench_threads,
+                    settings.bench_warmup, settings.bench_runs, "cuda", settings.bench_max_seconds,
+                )
+            except Exception as exc:  # e.g. TensorRT cannot build an engine: report it, keep CUDA's rows
+                notes[provider] = f"{type(exc).__name__}: {exc}"[:500]
         rows = [row for p in providers.values() for row in p["rows"]]
-        notes = {f"{p}:{k}": v for p, r in providers.items() for k, v in r["notes"].items()}
-        report = {"status": "ok" if rows else "skipped", "machine": providers["cuda"]["machine"],
+        notes |= {f"{p}:{k}": v for p, r in providers.items() for k, v in r["notes"].items()}
+        report = {"status": "ok" if rows else "skipped", "machine": machine_info(settings.bench_threads),
                   "rows": rows, "notes": notes}  # fmt: skip
         if not rows:
             report["reason"] = "GPU not used: no provider ran on the GPU"

@@ -62,6 +62,12 @@ def run_demo(models: list[str]) -> int:
           f"MLflow: {settings.tracking_uri}\nprofile: {settings.profile}\n", flush=True)  # fmt: skip
     env = prepare_airflow(settings)
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    from mlops_onnx.services import running_mlflow_url
+
+    server = None if os.environ.get("MLFLOW_TRACKING_URI") else running_mlflow_url(settings)
+    if server:  # `make up` is running: log through its server, so the UI shows the runs and artifacts
+        env["MLFLOW_TRACKING_URI"] = server
+        print(f"MLflow server of `make up` is running: logging to {server}\n", flush=True)
     failures = []
     for model in models:
         pipeline = PIPELINES[model]

@@ -39,6 +39,7 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
                      try_number=context["ti"].try_number)  # fmt: skip
     _export_kaggle_connection()
     state = {k: v for part in upstream for k, v in part.items()}
+    _push_links(context["ti"], pipeline.model, state)  # also on a failed task, where the reason is
     print(f"[{pipeline.model}] ▶ {stage} started", flush=True)
     started = time.perf_counter()
     try:

@@ -138,7 +138,12 @@ def _gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -
     if existing is not None:
         log.warning("run %s already registered %s version %s; not registering again",
                     ctx.run_id, spec.name, existing.version)  # fmt: skip
-        return {**state, "registered": True, "version": str(existing.version), "aliases": list(existing.aliases),
+        aliases = list(existing.aliases)
+        if not aliases:  # an earlier try registered, then failed before the alias: finish its work
+            aliases = [move_aliases(spec, client, str(existing.version), float(existing.tags[spec.primary_metric]))]
+            client.set_tag(run_id, "registered_alias", aliases[0])
+            client.set_tag(run_id, "gate_status", "registered")
+        return {**state, "registered": True, "version": str(existing.version), "aliases": aliases,
                 "gate": "registered"}  # fmt: skip
 
     reasons = gate_reasons(spec, state, settings)

@@ -109,13 +109,20 @@ def running_pid(settings: Settings, name: str) -> int | None:
     path = _pid_file(settings, name)
     try:
         pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+        alive = os.getsid(pid) == pid  # `up` starts each service as a session leader; a reused PID is not
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        alive = False
+    if not alive:
         path.unlink(missing_ok=True)
         return None
-    except PermissionError:
-        return pid
     return pid
+
+
+def running_mlflow_url(settings: Settings) -> str | None:
+    """The MLflow server `make up` started on this MLOPS_HOME, if it is running."""
+    if running_pid(settings, "mlflow") is None:
+        return None
+    return f"http://127.0.0.1:{Ports.from_env().mlflow}"
 
 
 def wait_for(url: str, timeout: float) -> bool:

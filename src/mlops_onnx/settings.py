@@ -35,7 +35,8 @@ class Settings:
     epochs: int | None
     max_train_rows: int | None
     max_test_rows: int | None
-    gate_min_score: float | None
+    gate_overrides: dict[str, float]  # MLOPS_GATE_<MODEL>=value, e.g. MLOPS_GATE_FASHION_MNIST_CNN=0.9
+    stock_max_tickers: int | None  # train on at most this many passing tickers (0 = all that pass)
     bench_threads: int
     bench_runs: int
     bench_warmup: int
@@ -133,7 +134,8 @@ def get_settings() -> Settings:
         epochs=_int("MLOPS_EPOCHS", None),
         max_train_rows=_int("MLOPS_MAX_TRAIN_ROWS", None),
         max_test_rows=_int("MLOPS_MAX_TEST_ROWS", None),
-        gate_min_score=_float("MLOPS_GATE_MIN_SCORE", None),
+        gate_overrides=_gate_overrides(),
+        stock_max_tickers=_int("MLOPS_STOCK_MAX_TICKERS", None),
         bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
         bench_runs=_int("MLOPS_BENCH_RUNS", 30 if quick else 200) or 1,
         bench_warmup=_int("MLOPS_BENCH_WARMUP", 3 if quick else 20) or 0,
@@ -142,6 +144,16 @@ def get_settings() -> Settings:
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
         stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
     )
+
+
+def _gate_overrides() -> dict[str, float]:
+    """`MLOPS_GATE_<MODEL>` thresholds, one per model: accuracy, F1 and MASE are not one scale."""
+    prefix = "MLOPS_GATE_"
+    return {
+        name.removeprefix(prefix).lower(): _float(name, None)
+        for name in sorted(os.environ)
+        if name.startswith(prefix) and os.environ[name].strip()
+    }
 
 
 def _tickers(raw: str) -> tuple[str, ...] | None:

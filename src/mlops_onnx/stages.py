@@ -353,8 +353,10 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
                            "--state", str(state_path), "--out", str(out)],
                           capture_output=True, text=True, timeout=3600)  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"GPU benchmark process failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    report = json.loads(out.read_text())
+        # The gate does not need GPU numbers: a broken GPU run is reported, not fatal to the night.
+        report = {"status": "failed", "reason": f"GPU benchmark failed ({proc.returncode}): {proc.stderr[-400:]}"}
+    else:
+        report = json.loads(out.read_text())
     with _mlflow_run(state):
         if report["status"] != "ok":
             mlflow.set_tag("bench_gpu_status", report["reason"][:500])

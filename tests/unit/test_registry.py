@@ -17,7 +17,7 @@ def passing_state(**overrides):
 
 
 def test_gate_names_every_reason(settings_env):
-    settings = settings_env(MLOPS_GATE_MIN_SCORE="0.85")
+    settings = settings_env(MLOPS_GATE_FASHION_MNIST_CNN="0.85")
     assert registry.gate_reasons(SPEC, passing_state(), settings) == []
     reasons = registry.gate_reasons(
         SPEC, passing_state(validation="failed", parity={"fp32": False}, metrics={"test_accuracy": 0.5}), settings
@@ -90,3 +90,33 @@ def test_a_rejected_run_registers_nothing_and_says_why(registered_run):
     client = mlflow_client(settings.home)
     assert client.search_model_versions(f"name='{SPEC.name}'") == []
     assert client.get_run(state["mlflow_run_id"]).data.tags["gate_status"] == "rejected"
+
+
+def test_stock_gate_never_admits_a_model_worse_than_naive(settings_env):
+    from mlops_onnx.models.stocks import SPEC as STOCKS
+
+    state = passing_state(metrics={"val_mase": 1.02})
+    assert STOCKS.gate_min(settings_env()) == 1.0
+    assert registry.gate_reasons(STOCKS, state, settings_env()) == ["val_mase 1.0200 > threshold 1.0000"]
+    assert registry.gate_reasons(STOCKS, passing_state(metrics={"val_mase": 0.95}), settings_env()) == []
+    assert STOCKS.gate_min(settings_env(MLOPS_GATE_STOCK_LSTM="5")) == 1.0  # cannot be loosened
+    assert STOCKS.gate_min(settings_env(MLOPS_GATE_STOCK_LSTM="0.9")) == 0.9  # can be made stricter
+
+
+def test_champion_moves_only_to_a_lower_mase(settings_env):
+    import mlflow
+
+    from mlops_onnx.models.stocks import SPEC as STOCKS
+
+    settings = settings_env()
+    client = mlflow_client(settings.home)
+    client.create_registered_model(STOCKS.name)
+    aliases = []
+    for mase in (0.99, 0.995, 0.98):
+        with mlflow.start_run() as run:
+            mlflow.log_text("x", "model/placeholder.txt")
+        version = client.create_model_version(STOCKS.name, f"{run.info.artifact_uri}/model", run.info.run_id,
+                                              tags={"val_mase": str(mase)})
+        aliases.append(registry.move_aliases(STOCKS, client, version.version, mase))
+    assert aliases == ["champion", "challenger", "champion"]
+    assert str(client.get_model_version_by_alias(STOCKS.name, "champion").version) == "3"

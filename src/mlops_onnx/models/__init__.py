@@ -53,8 +53,14 @@ class ModelSpec(ABC):
     variants: tuple[str, ...]  # names from mlops_onnx.variants.VARIANTS
     onnx_input_name: str
 
+    gate_hard_limit: float | None = None  # a bound no configuration may loosen (stocks: MASE ≤ 1.0)
+
     def gate_min(self, settings: Settings) -> float:
-        return self.default_gate_min if settings.gate_min_score is None else settings.gate_min_score
+        """The gate threshold: MLOPS_GATE_<MODEL> when set, else the spec's default, never past the hard limit."""
+        value = settings.gate_overrides.get(self.name, self.default_gate_min)
+        if self.gate_hard_limit is not None:
+            value = max(value, self.gate_hard_limit) if self.higher_is_better else min(value, self.gate_hard_limit)
+        return value
 
     @abstractmethod
     def train_config(self, settings: Settings) -> Any: ...

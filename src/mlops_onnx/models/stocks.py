@@ -201,6 +201,7 @@ class StockSpec(ModelSpec):
     primary_metric = "val_mase"
     higher_is_better = False
     default_gate_min = 1.0  # gate: validation MASE ≤ 1, i.e. not worse than the naive forecast
+    gate_hard_limit = 1.0  # MLOPS_GATE_STOCK_LSTM may make the gate stricter, never let a loser to naive in
     parity_rules = ParityRules(fp32_max_abs_diff=1e-4, quality_name="mae", higher_is_better=False,
                                relative_drop=True, variant_max_quality_drop=0.02)  # fmt: skip
     variants = ("int8_dynamic", "fp16")
@@ -214,7 +215,10 @@ class StockSpec(ModelSpec):
             "test_days": settings.max_test_rows,
             "min_tickers": settings.stock_min_tickers,
         }
-        return replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+        cfg = replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.stock_max_tickers is not None:  # 0: every ticker that passes validation
+            cfg = replace(cfg, max_tickers=settings.stock_max_tickers or None)
+        return cfg
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         cfg = self.train_config(settings)
@@ -257,6 +261,7 @@ class StockSpec(ModelSpec):
         val_metrics = forecast_metrics(val.close_now, val.close_next, val.predicted, "val")
         metrics = forecast_metrics(test.close_now, test.close_next, test.predicted, "test")
         metrics.update({"val_mase": val_metrics["val_mase"], "val_mae": val_metrics["val_mae"],
+                        "val_beats_naive": float(val_metrics["val_mase"] < 1.0),
                         "naive_val_mae": val_metrics["naive_val_mae"],
                         "best_val_loss": float(min(history.history["val_loss"])),
                         "epochs_run": float(len(history.history["loss"])), "tickers_used": float(len(files)),

@@ -38,20 +38,32 @@ class Champion:
     window: int
     data_hash: str
     tickers_used: list[str]
+    passing_files: set[str] | None  # files that passed validation in the champion's run (None: unknown)
+
+
+def champion_version(client, name: str = MODEL_NAME) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, "champion").version)
+    except MlflowException:
+        return None
 
 
 def load_champion(client, name: str = MODEL_NAME) -> Champion | None:
     """The champion's serving variant in an ONNX Runtime session, and its scaler; None without one."""
+    version = champion_version(client, name)
+    return load_version(client, name, version) if version else None
+
+
+def load_version(client, name: str, version_number: str) -> Champion:
     from mlflow.exceptions import MlflowException
 
     from mlops_onnx.runtime import make_session
     from mlops_onnx.serving.artifacts import run_file, serving_onnx
     from mlops_onnx.timeseries import FeatureScaler
 
-    try:
-        version = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None
+    version = client.get_model_version(name, version_number)
     folder = Path(tempfile.mkdtemp(prefix=f"{name}-v{version.version}-"))
     onnx_path, variant = serving_onnx(name, version, folder)
     scaler_path = run_file(version, PREPROCESSING, folder)
@@ -60,15 +72,24 @@ def load_champion(client, name: str = MODEL_NAME) -> Champion | None:
         tickers_used = [Path(f).name.split(".")[0] for f in used.get("files", [])]
     except (MlflowException, OSError):
         tickers_used = []
+    try:
+        passing = set(json.loads(run_file(version, "reports/validation.json", folder).read_text())["passing_files"])
+    except (MlflowException, OSError, KeyError):
+        passing = None
     return Champion(
         version=str(version.version), variant=variant, session=make_session(onnx_path),
         scaler=FeatureScaler.from_json(scaler_path), window=int(json.loads(scaler_path.read_text())["window"]),
-        data_hash=version.tags.get("data_hash", ""), tickers_used=tickers_used,
+        data_hash=version.tags.get("data_hash", ""), tickers_used=tickers_used, passing_files=passing,
     )  # fmt: skip
 
 
-def ticker_files(snapshot_path: Path) -> dict[str, Path]:
-    return {p.name.split(".")[0]: p for p in sorted(snapshot_path.glob("*/*.us.txt")) if p.stat().st_size > 0}
+def ticker_files(snapshot_path: Path, passing: set[str] | None = None) -> dict[str, Path]:
+    """Ticker -> file in the snapshot; only files that passed validation when that is known."""
+    return {
+        p.name.split(".")[0]: p
+        for p in sorted(snapshot_path.glob("*/*.us.txt"))
+        if p.stat().st_size > 0 and (passing is None or p.relative_to(snapshot_path).as_posix() in passing)
+    }
 
 
 def forecast_ticker(champion: Champion, path: Path, days: int) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -119,8 +140,13 @@ def main() -> None:
     st.title("Stock forecasts: stock_lstm@champion vs the naive forecast")
     forecast_tab, versions_tab = st.tabs(["Forecast", "Registered versions"])
 
+    @st.cache_resource(show_spinner="Loading the champion from MLflow")
+    def cached_version(version: str) -> Champion:  # one download and session per version, not per rerun
+        return load_version(client, MODEL_NAME, version)
+
     with forecast_tab:
-        champion = load_champion(client)
+        version = champion_version(client)
+        champion = cached_version(version) if version else None
         if champion is None:
             st.warning(f"No {MODEL_NAME}@champion in the registry yet: run the stock_forecast_nightly DAG.")
         else:
@@ -131,7 +157,7 @@ def main() -> None:
                 st.error(f"The champion's data snapshot {champion.data_hash[:12]} is not under "
                          f"{settings.snapshots_dir}.")
             if snapshot is not None:
-                files = ticker_files(snapshot.path)
+                files = ticker_files(snapshot.path, champion.passing_files)
                 names = sorted(files, key=lambda t: (t not in champion.tickers_used, t))
                 ticker = st.selectbox("Ticker", names, help="Tickers the model trained on come first.")
                 days = st.slider("Days", min_value=20, max_value=500, value=120, step=10)
