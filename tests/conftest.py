@@ -92,6 +92,12 @@ def run_dag(dag_id: str, env: dict[str, str], timeout: int = 900) -> subprocess.
     return done
 
 
+def latest_run(client, model: str, index: int = 0):
+    """The newest MLflow run of a model's experiment (`index` 1: the one before it)."""
+    experiment = client.get_experiment_by_name(model)
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[index]
+
+
 def mlflow_client(home: Path):
     import mlflow
     from mlflow import MlflowClient

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,9 +28,8 @@ def first_run(home):
     return done
 
 
-def latest_run(client):
-    experiment = client.get_experiment_by_name(MODEL)
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+def latest_run(client, index: int = 0):
+    return conftest.latest_run(client, MODEL, index)
 
 
 def test_registers_a_traceable_champion_with_its_tokenizer(home, first_run):

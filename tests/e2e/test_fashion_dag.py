@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import conftest
 import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA, mlflow_client, pipeline_env, run_dag
 
@@ -23,9 +24,8 @@ def first_run(home):
     return done
 
 
-def latest_run(client, index=0):
-    experiment = client.get_experiment_by_name(MODEL)
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[index]
+def latest_run(client, index: int = 0):
+    return conftest.latest_run(client, MODEL, index)
 
 
 def test_registers_a_traceable_champion(home, first_run):

@@ -7,6 +7,7 @@ threshold (0.0001) must reject the run with a reason that names the MASE and reg
 
 import json
 
+import conftest
 import pytest
 from conftest import HAS_SHARED_DATA, mlflow_client, pipeline_env, run_dag
 
@@ -29,9 +30,8 @@ BAD_FILES = {
 }  # fmt: skip
 
 
-def latest_run(client):
-    experiment = client.get_experiment_by_name(MODEL)
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+def latest_run(client, index: int = 0):
+    return conftest.latest_run(client, MODEL, index)
 
 
 def artifact_json(client, run_id, path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,14 @@ class ModelSpec(ABC):
     def labels(self, outputs: np.ndarray) -> np.ndarray | None:
         """Predicted labels for agreement checks; None for regression."""
         return None
+
+
+def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: str) -> Any:
+    """The profile's config (`full` or `quick`) with the seed and the MLOPS_* overrides that are set;
+    `from_settings` maps a config field to the Settings attribute that overrides it."""
+    config = quick if settings.profile == "quick" else full
+    overrides = {field: getattr(settings, attribute) for field, attribute in from_settings.items()}
+    return replace(config, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def load_spec(name: str) -> ModelSpec:

@@ -21,14 +21,14 @@ import csv
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mlops_onnx.datasets import FAKE_NEWS
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -251,13 +251,8 @@ class FakeNewsSpec(ModelSpec):
     onnx_input_name = "tokens"
 
     def train_config(self, settings: Settings) -> FakeNewsConfig:
-        cfg = QUICK if settings.profile == "quick" else FakeNewsConfig()
-        overrides = {
-            "epochs": settings.epochs,
-            "max_train_rows": settings.max_train_rows,
-            "max_test_rows": settings.max_test_rows,
-        }
-        return replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+        return profile_config(settings, FakeNewsConfig(), QUICK, epochs="epochs", max_train_rows="max_train_rows",
+                              max_test_rows="max_test_rows")
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         from mlops_onnx.validation.fake_news import validate_snapshot

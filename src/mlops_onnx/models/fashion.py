@@ -7,7 +7,7 @@ inside `forward`, so the exported ONNX model needs no preprocessing beyond resha
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mlops_onnx.datasets import FASHION_MNIST
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -96,13 +96,8 @@ class FashionSpec(ModelSpec):
     onnx_input_name = "image"
 
     def train_config(self, settings: Settings) -> FashionConfig:
-        cfg = QUICK if settings.profile == "quick" else FashionConfig()
-        overrides = {
-            "epochs": settings.epochs,
-            "max_train_rows": settings.max_train_rows,
-            "max_test_rows": settings.max_test_rows,
-        }
-        return replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+        return profile_config(settings, FashionConfig(), QUICK, epochs="epochs", max_train_rows="max_train_rows",
+                              max_test_rows="max_test_rows")
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         cfg = self.train_config(settings)

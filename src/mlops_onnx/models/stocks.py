@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops_onnx.datasets import STOCKS
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -208,14 +208,8 @@ class StockSpec(ModelSpec):
     onnx_input_name = "window"
 
     def train_config(self, settings: Settings) -> StockConfig:
-        cfg = QUICK if settings.profile == "quick" else StockConfig()
-        overrides = {
-            "epochs": settings.epochs,
-            "max_train_windows": settings.max_train_rows,
-            "test_days": settings.max_test_rows,
-            "min_tickers": settings.stock_min_tickers,
-        }
-        cfg = replace(cfg, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
+        cfg = profile_config(settings, StockConfig(), QUICK, epochs="epochs", max_train_windows="max_train_rows",
+                             test_days="max_test_rows", min_tickers="stock_min_tickers")
         if settings.stock_max_tickers is not None:  # 0: every ticker that passes validation
             cfg = replace(cfg, max_tickers=settings.stock_max_tickers or None)
         return cfg
