@@ -6,7 +6,7 @@ import subprocess
 from conftest import REPO_ROOT
 
 SECRET_ASSIGNMENT = re.compile(
-    r"""(?ix)(password|passwd|secret|api_?key|token|fernet_key)\w*["']?\s*[:=]\s*["']([^"'\s${}<>]{4,})["']"""
+    r"""(?ix)(password|passwd|secret|api_?key|token(?!izer)|fernet_key)\w*["']?\s*[:=]\s*["']([^"'\s${}<>]{4,})["']"""
 )
 URL_CREDENTIALS = re.compile(r"[a-z+]+://[^/\s:@'\"]+:([^@\s'\"${}]+)@", re.IGNORECASE)
 PLACEHOLDERS = {"change-me", "changeme", "not-a-real-key"}
