@@ -339,24 +339,9 @@ class FakeNewsSpec(ModelSpec):
         return Tokenizer.load(workdir / TOKENIZER_FILE).encode(train["clean"])
 
     def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
-        if device != "cpu":  # tensorflow-cpu: no GPU build of Keras here
-            return {}
-        import tensorflow as tf
+        from mlops_onnx.models.keras_native import keras_predictors
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(settings.bench_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # TensorFlow already ran in this process; its thread pools are fixed
-            log.warning("TensorFlow already initialised: threads not set to %d", settings.bench_threads)
-        model = self._load(checkpoint)
-
-        def eager(inputs: np.ndarray) -> np.ndarray:
-            return model(inputs, training=False).numpy()
-
-        def predict(inputs: np.ndarray) -> np.ndarray:
-            return model.predict(inputs, verbose=0)
-
-        return {"native_eager": eager, "native_predict": predict}
+        return keras_predictors(checkpoint, settings, device)
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         from sklearn.metrics import f1_score

@@ -19,7 +19,6 @@ The gate metric is the validation MASE: the model registers only if it is not wo
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -48,7 +47,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: n
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-log = logging.getLogger(__name__)
 PREPROCESSING_FILE = "stock_preprocessing.json"
 TICKERS_FILE = "stock_tickers.json"
 
@@ -308,26 +306,9 @@ class StockSpec(ModelSpec):
                                for s in series])[:rows]  # fmt: skip
 
     def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
-        if device != "cpu":  # tensorflow-cpu: the Keras model has no GPU to run on
-            return {}
-        try:  # as many threads as ONNX Runtime gets in the benchmark; possible only before TF's first op
-            tf.config.threading.set_intra_op_parallelism_threads(settings.bench_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            log.warning(
-                "TensorFlow already started in this process: Keras keeps %s intra-op thread(s), not %d",
-                tf.config.threading.get_intra_op_parallelism_threads() or "all",
-                settings.bench_threads,
-            )
-        model = keras.models.load_model(checkpoint)
+        from mlops_onnx.models.keras_native import keras_predictors
 
-        def eager(inputs: np.ndarray) -> np.ndarray:
-            return model(inputs, training=False).numpy()
-
-        def predict(inputs: np.ndarray) -> np.ndarray:
-            return model.predict(inputs, verbose=0)
-
-        return {"native_eager": eager, "native_predict": predict}
+        return keras_predictors(checkpoint, settings, device)
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         """MAE of the predicted next-day log returns (the model's output units)."""
