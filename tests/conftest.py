@@ -137,3 +137,17 @@ def perturbed_copy(onnx_path: Path, out: Path, scale: float = 1.5) -> Path:
             break
     onnx.save(model, str(out))
     return out
+
+
+@pytest.fixture(scope="module")
+def home(request, tmp_path_factory):
+    """A private MLOPS_HOME shared by the tests of one DAG end-to-end module (which names `DAG_ID`)."""
+    return tmp_path_factory.mktemp(request.module.DAG_ID)
+
+
+@pytest.fixture(scope="module")
+def first_run(request, home):
+    """The module's DAG run once, through Airflow, on small settings; the tests read what it left."""
+    done = run_dag(request.module.DAG_ID, pipeline_env(home))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done

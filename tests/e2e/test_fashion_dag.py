@@ -12,18 +12,6 @@ DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_cnn"
 VARIANTS = ("fp32", "int8_static", "int8_dynamic", "fp16")
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("fashion-e2e")
-
-
-@pytest.fixture(scope="module")
-def first_run(home):
-    done = run_dag(DAG_ID, pipeline_env(home))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
 def latest_run(client, index: int = 0):
     return conftest.latest_run(client, MODEL, index)
 
