@@ -74,7 +74,7 @@ def _log_model(spec, state: dict) -> str:
 
     fp32 = Path(state["onnx_fp32"])
     session = make_session(fp32)
-    example_input = _input_example(spec, session)
+    example_input = _input_example(session)
     example_output = session.run(None, {session.get_inputs()[0].name: example_input})[0]
     signature = infer_signature({spec.onnx_input_name: example_input},
                                 {session.get_outputs()[0].name: np.asarray(example_output)})  # fmt: skip
@@ -96,13 +96,13 @@ def _log_model(spec, state: dict) -> str:
     return info.model_uri
 
 
-def _input_example(spec, session):
+def _input_example(session):
     import numpy as np
 
+    from mlops_onnx.runtime import input_dtype
+
     shape = [1 if not isinstance(d, int) else d for d in session.get_inputs()[0].shape]
-    kind = session.get_inputs()[0].type
-    dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(kind, np.float32)
-    return np.zeros(shape, dtype=dtype)
+    return np.zeros(shape, dtype=input_dtype(session))
 
 
 @contextlib.contextmanager

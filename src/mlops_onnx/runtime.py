@@ -36,6 +36,11 @@ def make_session(model_path: Path | str, provider: str = "cpu", threads: int = 1
     return session
 
 
+def input_dtype(session) -> type:
+    """The numpy dtype of the session's first input (token ids are int32 or int64, the rest float32)."""
+    return {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(session.get_inputs()[0].type, np.float32)
+
+
 def run_batched(session, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
     """Run a single-input, single-output session over `inputs` in batches."""
     name = session.get_inputs()[0].name

@@ -101,14 +101,12 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
 
     def predict(self, articles: list[Article]) -> np.ndarray:
+        from mlops_onnx.runtime import input_dtype
         from mlops_onnx.text import clean_text
 
         ids = self.tokenizer.encode([clean_text(a.title, a.text) for a in articles])
-        feed = {self.session.get_inputs()[0].name: ids.astype(self.session_dtype())}
+        feed = {self.session.get_inputs()[0].name: ids.astype(input_dtype(self.session))}
         return np.asarray(self.session.run(None, feed)[0], dtype=np.float64).reshape(len(articles), -1)[:, 0]
-
-    def session_dtype(self):
-        return {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(self.session.get_inputs()[0].type, np.int32)
 
 
 def load_version(client, name: str, version) -> LoadedModel:
