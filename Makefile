@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 
-.PHONY: system-packages setup demo test lint lock summary clean-state up down status serve dashboard
+.PHONY: system-packages setup demo bench test lint lock summary clean-state up down status serve dashboard
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ system-packages:
 
 demo: setup
 	$(PY) -m mlops_onnx.cli demo
+
+# After `make demo`: every model, variant, provider and batch size in one run; writes
+# reports/benchmark.{json,md}, PNG charts and the README's performance table, and logs them to MLflow.
+bench: setup
+	$(PY) -m mlops_onnx.bench all --providers $${MLOPS_BENCH_PROVIDERS:-cpu,cuda,tensorrt}
 
 up: setup
 	$(PY) -m mlops_onnx.services up

@@ -41,12 +41,24 @@ def gate_reasons(spec, state: dict, settings: Settings) -> list[str]:
     return reasons
 
 
+SERVING_MARGIN = 0.9  # a variant serves only if at most 90 % of fp32's latency, at p50 and at p95
+
+
 def serving_variant(state: dict) -> str:
-    """The fastest variant that passed parity, by CPU p95 latency at batch 1 (fp32 always qualifies)."""
-    latencies = state.get("bench_cpu_b1_p95_ms", {})
-    allowed = {"fp32", *state.get("passing_variants", {})}
-    timed = {v.removeprefix("onnx_"): ms for v, ms in latencies.items() if v.removeprefix("onnx_") in allowed}
-    return min(timed, key=timed.get) if timed else "fp32"
+    """fp32, unless a variant that passed parity is clearly faster on the CPU at batch 1: p50 and p95
+    both at most SERVING_MARGIN of fp32's; the fastest such variant by p50. A variant within noise of
+    fp32 does not serve: it would cost accuracy for nothing, and could be slower on the next run."""
+    p95 = state.get("bench_cpu_b1_p95_ms", {})
+    p50 = state.get("bench_cpu_b1_p50_ms", p95)
+    base50, base95 = p50.get("onnx_fp32"), p95.get("onnx_fp32")
+    if base50 is None or base95 is None:
+        return "fp32"
+    faster = {
+        name: p50[f"onnx_{name}"] for name in state.get("passing_variants", {})
+        if p50.get(f"onnx_{name}", base50) <= SERVING_MARGIN * base50
+        and p95.get(f"onnx_{name}", base95) <= SERVING_MARGIN * base95
+    }  # fmt: skip
+    return min(faster, key=faster.get) if faster else "fp32"
 
 
 def is_better(spec, new: float, old: float) -> bool:
@@ -87,6 +99,9 @@ def _log_model(spec, state: dict) -> str:
     )  # fmt: skip
     for path in state.get("passing_variants", {}).values():
         mlflow.log_artifact(path, "variants")
+    for path in [fp32, *map(Path, state.get("passing_variants", {}).values())]:
+        if path.with_suffix(".opt.onnx").is_file():  # ONNX Runtime's optimised graph, loaded by serving
+            mlflow.log_artifact(str(path.with_suffix(".opt.onnx")), "optimized")
     for path in state.get("preprocessing", []):
         mlflow.log_artifact(path, "model/preprocessing")
     reports = Path(state["workdir"]) / "reports"

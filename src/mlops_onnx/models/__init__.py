@@ -87,8 +87,10 @@ class ModelSpec(ABC):
         """A sample of training inputs for static quantization."""
 
     @abstractmethod
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
-        """Native (PyTorch/Keras) inference functions by variant name, e.g. {"native_eager": f}."""
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
+                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+        """Native (PyTorch/Keras) inference functions by variant name, e.g. {"native_eager": f};
+        with `compiled`, also `native_compiled` (torch.compile / tf.function) where one exists."""
 
     @abstractmethod
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:

@@ -338,10 +338,11 @@ class FakeNewsSpec(ModelSpec):
         train = split_articles(snapshot.path, self.train_config(settings)).train.head(rows)
         return Tokenizer.load(workdir / TOKENIZER_FILE).encode(train["clean"])
 
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
+                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
         from mlops_onnx.models.keras_native import keras_predictors
 
-        return keras_predictors(checkpoint, settings, device)
+        return keras_predictors(checkpoint, settings, device, compiled)
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         from sklearn.metrics import f1_score

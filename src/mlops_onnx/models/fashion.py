@@ -190,15 +190,22 @@ class FashionSpec(ModelSpec):
         images, _ = load_split(snapshot, TRAIN_FILE, rows)
         return images
 
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
+                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
         torch.set_num_threads(settings.bench_threads)
         model = self._load(checkpoint).to(device)
 
-        def eager(inputs: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return model(torch.from_numpy(inputs).to(device)).cpu().numpy()
+        def runner(module: nn.Module) -> Predictor:
+            def predict(inputs: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return module(torch.from_numpy(inputs).to(device)).cpu().numpy()
 
-        return {"native_eager": eager}
+            return predict
+
+        predictors = {"native_eager": runner(model)}
+        if compiled:  # compiles on the first call of each new batch shape (the benchmark's warm-up)
+            predictors["native_compiled"] = runner(torch.compile(model, dynamic=False))
+        return predictors
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         return float(np.mean(outputs.argmax(1) == targets))

@@ -14,8 +14,10 @@ from mlops_onnx.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def keras_predictors(checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
-    """`native_eager` (model(x, training=False)) and `native_predict` (model.predict) of a saved .keras model."""
+def keras_predictors(checkpoint: Path, settings: Settings, device: str = "cpu",
+                     compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+    """`native_eager` (model(x, training=False)) and `native_predict` (model.predict) of a saved .keras model;
+    with `compiled`, `native_compiled`: the call traced once by `tf.function` for any batch size."""
     if device != "cpu":  # tensorflow-cpu: the Keras models have no GPU to run on here
         return {}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,4 +41,13 @@ def keras_predictors(checkpoint: Path, settings: Settings, device: str = "cpu") 
     def predict(inputs: np.ndarray) -> np.ndarray:
         return model.predict(inputs, verbose=0)
 
-    return {"native_eager": eager, "native_predict": predict}
+    predictors = {"native_eager": eager, "native_predict": predict}
+    if compiled:
+        signature = [tf.TensorSpec([None, *model.input_shape[1:]], model.inputs[0].dtype)]
+        traced = tf.function(lambda x: model(x, training=False), input_signature=signature, reduce_retracing=True)
+
+        def compiled_call(inputs: np.ndarray) -> np.ndarray:
+            return traced(inputs).numpy()
+
+        predictors["native_compiled"] = compiled_call
+    return predictors

@@ -305,10 +305,11 @@ class StockSpec(ModelSpec):
         return np.concatenate([windows(scaler.transform(s.features), s.origins["train"][-per_ticker:], cfg.window)
                                for s in series])[:rows]  # fmt: skip
 
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu") -> dict[str, Predictor]:
+    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
+                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
         from mlops_onnx.models.keras_native import keras_predictors
 
-        return keras_predictors(checkpoint, settings, device)
+        return keras_predictors(checkpoint, settings, device, compiled)
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         """MAE of the predicted next-day log returns (the model's output units)."""

@@ -1,0 +1,692 @@
+"""`make bench`: one benchmark of every registered model, variant, provider and batch size.
+
+Three steps, each a sub-command, so that the measuring part can run on a machine that has nothing
+but numpy, ONNX Runtime (and torch for the CNN):
+
+1. `prepare` — for each model, the champion version in MLflow (else the newest run that exported a
+   model) and the working folder its Airflow run left: copy the native checkpoint, every ONNX
+   variant that was built, an offline-optimised copy of each (`optimized_model_filepath`), a
+   fixed sample of test inputs and the native model's outputs on them into a *bundle* folder.
+2. `run` — one fresh interpreter per (model, variant, provider): load, check parity against the
+   native outputs, then time batch sizes 1/8/64/256 (warm-up, fixed runs, fixed threads), reading
+   the process's peak RSS after each. Rows go to `benchmark.json`, with the machine described.
+3. `report` — `benchmark.md`, PNG charts, the targets (ONNX vs native, serving variant vs fp32)
+   with ONNX Runtime's profile where one is missed, the README table, and one MLflow run holding it all.
+
+`python -m mlops_onnx.bench all` (what `make bench` runs) does the three in a row. Every ratio in
+the report comes from the rows of that one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from mlops_onnx.benchmark import batch_of, cpu_model, time_calls
+from mlops_onnx.parity import ParityRules, compare
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPORTS = REPO_ROOT / "reports"
+BATCHES = (1, 8, 64, 256)
+SAMPLE_ROWS = 256  # test inputs in a bundle: the largest batch, and the parity sample
+NATIVE_VARIANTS = ("native_eager", "native_compiled", "native_predict")
+TORCH_NATIVES = ("native_eager", "native_compiled")  # eager and torch.compile; PyTorch has no `predict`
+KERAS_NATIVES = ("native_eager", "native_compiled", "native_predict")  # call, tf.function, model.predict
+ONNX_VARIANTS = ("fp32", "int8_static", "int8_dynamic", "fp16")
+README_START, README_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+# Targets of issue 9, measured at batch 1 on the CPU provider: ONNX fp32 this many times faster
+# than the native path (the fastest Keras path for the Keras models).
+SPEEDUP_TARGETS = {"fashion_mnist_cnn": 3.0, "fake_news_rnn": 10.0, "stock_lstm": 10.0}
+OUTPUT_KINDS = {"fashion_mnist_cnn": "multiclass", "fake_news_rnn": "binary", "stock_lstm": "regression"}
+
+
+# --------------------------------------------------------------------------------------------- prepare
+def _source_runs(client, model: str):
+    """(run, registered version): the champion's run first, then the newest runs of the model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(model, "champion")
+        yield client.get_run(version.run_id), str(version.version)
+    except MlflowException:
+        pass
+    experiment = client.get_experiment_by_name(model)
+    if experiment is not None:
+        for run in client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                                      max_results=20):  # fmt: skip
+            yield run, run.data.tags.get("registered_version")
+
+
+def _run_state(settings, run) -> dict | None:
+    """The DAG run's state (the input the GPU benchmark task saved) from the run's working folder."""
+    from mlops_onnx.tracking import RunContext
+
+    tags = run.data.tags
+    ctx = RunContext(dag_id=tags.get("airflow_dag_id", ""), run_id=tags.get("airflow_run_id", ""))
+    path = settings.work_dir / ctx.dag_id / ctx.safe_run_id / "reports" / "gpu_benchmark_input.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def prepare(bundle_dir: Path, models: list[str]) -> dict:
+    """Write one bundle per model; returns {model: meta or {"skipped": reason}}."""
+    from mlflow import MlflowClient
+
+    from mlops_onnx import tracking
+    from mlops_onnx.models import load_spec
+    from mlops_onnx.runtime import optimize_offline
+    from mlops_onnx.settings import get_settings
+    from mlops_onnx.snapshots import SnapshotStore
+
+    settings = get_settings()
+    tracking.configure(settings)
+    client = MlflowClient()
+    shutil.rmtree(bundle_dir, ignore_errors=True)
+    prepared: dict[str, dict] = {}
+    for model in models:
+        run = version = state = None
+        for candidate, candidate_version in _source_runs(client, model):
+            if (state := _run_state(settings, candidate)) is not None:
+                run, version = candidate, candidate_version
+                break
+        if state is None:
+            prepared[model] = {"skipped": f"no run of {model} with its working folder under {settings.work_dir}: "
+                                          "run `make demo` first"}  # fmt: skip
+            print(f"[bench] {model}: skipped ({prepared[model]['skipped']})", flush=True)
+            continue
+        spec = load_spec(model)
+        out = bundle_dir / model
+        (out / "onnx").mkdir(parents=True)
+        workdir = Path(state["workdir"])
+        snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
+        inputs, targets = spec.evaluation_data(snapshot, settings, workdir)
+        inputs, targets = batch_of(inputs, SAMPLE_ROWS), batch_of(np.asarray(targets), SAMPLE_ROWS)
+        checkpoint = Path(state["checkpoint"])
+        shutil.copy2(checkpoint, out / checkpoint.name)
+        reference = spec.native_predictors(checkpoint, settings)["native_eager"](inputs)
+        np.save(out / "inputs.npy", inputs)
+        np.save(out / "targets.npy", targets)
+        np.save(out / "reference.npy", np.asarray(reference, dtype=np.float32))
+        onnx_files = {"fp32": state["onnx_fp32"]} | {
+            name: info["path"] for name, info in state.get("variants", {}).items() if info.get("status") == "built"
+        }
+        for name, path in onnx_files.items():
+            shutil.copy2(path, out / "onnx" / f"{name}.onnx")
+            saved = Path(path).with_suffix(".opt.onnx")  # written once by the pipeline (older runs: made here)
+            if saved.is_file():
+                shutil.copy2(saved, out / "onnx" / f"{name}.opt.onnx")
+            else:
+                optimize_offline(path, out / "onnx" / f"{name}.opt.onnx")
+        tags = run.data.tags
+        meta = {
+            "model": model, "registered_version": version, "mlflow_run_id": run.info.run_id,
+            "airflow_run_id": tags.get("airflow_run_id"), "data_hash": tags.get("data_hash"),
+            "serving_variant": tags.get("serving_variant"), "checkpoint": checkpoint.name,
+            "checkpoint_bytes": checkpoint.stat().st_size, "output_kind": OUTPUT_KINDS[model],
+            "parity_rules": spec.parity_rules.__dict__, "onnx_variants": sorted(onnx_files),
+            "pipeline_parity": state.get("parity", {}), "sample_rows": SAMPLE_ROWS,
+            "native_variants": list(KERAS_NATIVES if checkpoint.suffix == ".keras" else TORCH_NATIVES),
+            "native_quality": quality(OUTPUT_KINDS[model], np.asarray(reference), targets),
+        }  # fmt: skip
+        (out / "meta.json").write_text(json.dumps(meta, indent=2))
+        prepared[model] = meta
+        print(f"[bench] {model}: version {version or '(not registered)'} of run {run.info.run_id}, "
+              f"variants {', '.join(sorted(onnx_files))}", flush=True)  # fmt: skip
+    return prepared
+
+
+# ---------------------------------------------------------------------------------------------- worker
+def quality(kind: str, outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Accuracy (multiclass), F1 of the positive class (binary) or MAE (regression), in numpy alone."""
+    if kind == "multiclass":
+        return float(np.mean(outputs.argmax(1) == targets))
+    if kind == "binary":
+        predicted, actual = outputs.reshape(-1) >= 0.5, targets.reshape(-1) == 1
+        tp = float(np.sum(predicted & actual))
+        denominator = float(np.sum(predicted) + np.sum(actual))
+        return 2 * tp / denominator if denominator else 0.0
+    return float(np.mean(np.abs(outputs.reshape(-1) - targets.reshape(-1))))
+
+
+def labels(kind: str, outputs: np.ndarray) -> np.ndarray | None:
+    if kind == "multiclass":
+        return outputs.argmax(1)
+    if kind == "binary":
+        return (outputs.reshape(-1) >= 0.5).astype(np.int64)
+    return None
+
+
+def rss_mb(field: str = "VmHWM") -> float | None:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory, MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _onnx_predictor(bundle: Path, variant: str, provider: str, threads: int, io_binding: bool):
+    """(predict, info) for an ONNX variant: the offline-optimised copy, with its load time beside the raw file's."""
+    from mlops_onnx.runtime import make_session
+
+    raw, optimized = bundle / "onnx" / f"{variant}.onnx", bundle / "onnx" / f"{variant}.opt.onnx"
+    make_session(raw, provider, threads)  # the process's first session pays ONNX Runtime's own start-up
+    started = time.perf_counter()
+    make_session(raw, provider, threads)
+    load_raw_ms = (time.perf_counter() - started) * 1000
+    # The saved graph is optimised for the CPU provider (fused CPU-only kernels): other providers load the plain file.
+    path = optimized if optimized.is_file() and provider == "cpu" else raw
+    started = time.perf_counter()
+    session = make_session(path, provider, threads)
+    load_ms = (time.perf_counter() - started) * 1000
+    name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
+    info = {"execution_provider": session.get_providers()[0], "size_bytes": raw.stat().st_size,
+            "session_load_ms": round(load_ms, 2), "session_load_raw_ms": round(load_raw_ms, 2),
+            "optimized_file": path == optimized, "io_binding": io_binding}  # fmt: skip
+
+    def host(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+
+    if not io_binding:
+        return host, host, info
+    import onnxruntime as ort
+
+    bindings: dict[int, object] = {}  # one binding per input array: its copy to the GPU happens once
+    keep: list[object] = []  # the inputs' GPU copies live as long as their bindings
+
+    def bound(x: np.ndarray):
+        binding = bindings.get(id(x))
+        if binding is None:
+            binding = bindings[id(x)] = session.io_binding()
+            on_gpu = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+            keep.append(on_gpu)
+            binding.bind_ortvalue_input(name, on_gpu)
+            binding.bind_output(output, "cuda")  # the output stays on the GPU: no host copy is timed
+        session.run_with_iobinding(binding)
+        return binding
+
+    return bound, (lambda x: bound(x).copy_outputs_to_cpu()[0]), info
+
+
+def _native_predictor(bundle: Path, model: str, variant: str, provider: str, threads: int):
+    from mlops_onnx.models import load_spec
+    from mlops_onnx.settings import get_settings
+
+    os.environ["MLOPS_BENCH_THREADS"] = str(threads)
+    get_settings.cache_clear()
+    meta = json.loads((bundle / "meta.json").read_text())
+    device = "cuda" if provider == "cuda" else "cpu"
+    started = time.perf_counter()
+    predictors = load_spec(model).native_predictors(bundle / meta["checkpoint"], get_settings(), device, compiled=True)
+    load_ms = (time.perf_counter() - started) * 1000
+    if variant not in predictors:
+        why = " (tensorflow-cpu: the Keras models reach the GPU through ONNX Runtime only)" if device != "cpu" else ""
+        raise LookupError(f"{model} has no {variant} on {device}{why}")
+    predict = predictors[variant]
+    return predict, predict, {"execution_provider": f"{'torch' if model == 'fashion_mnist_cnn' else 'keras'}:{device}",
+                                 "size_bytes": meta["checkpoint_bytes"], "session_load_ms": round(load_ms, 2)}
+
+
+def measure(bundle: Path, variant: str, provider: str, batches: tuple[int, ...], threads: int, warmup: int,
+            runs: int, max_seconds: float, io_binding: bool = False) -> list[dict]:  # fmt: skip
+    """The rows of one (model, variant, provider): parity on the sample, then each batch size."""
+    meta = json.loads((bundle / "meta.json").read_text())
+    model, kind = meta["model"], meta["output_kind"]
+    inputs, targets = np.load(bundle / "inputs.npy"), np.load(bundle / "targets.npy")
+    reference = np.load(bundle / "reference.npy")
+    baseline = rss_mb("VmRSS")
+    if variant.startswith("onnx_"):
+        predict, fetch, info = _onnx_predictor(bundle, variant.removeprefix("onnx_"), provider, threads, io_binding)
+    else:
+        predict, fetch, info = _native_predictor(bundle, model, variant, provider, threads)
+    outputs = np.asarray(fetch(inputs), dtype=np.float32).reshape(reference.shape)
+    rules = ParityRules(**meta["parity_rules"])
+    name = "fp32" if variant in ("onnx_fp32", "native_compiled") else variant
+    parity = compare(name, reference, outputs, labels(kind, reference), labels(kind, outputs),
+                     meta["native_quality"], quality(kind, outputs, targets), rules)  # fmt: skip
+    rows = []
+    for batch in batches:
+        x = batch_of(inputs, batch)
+        latencies = time_calls(lambda x=x: predict(x), warmup, runs, max_seconds)
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+        rows.append({
+            "model": model, "variant": variant, "provider": provider, "batch": batch,
+            "p50_ms": round(float(p50), 4), "p95_ms": round(float(p95), 4), "p99_ms": round(float(p99), 4),
+            "mean_ms": round(float(latencies.mean()), 4),
+            "throughput_per_s": round(batch * 1000.0 / float(latencies.mean()), 1),
+            "runs": len(latencies), "warmup": warmup, "threads": threads,
+            "size_bytes": info["size_bytes"], "peak_rss_mb": rss_mb(), "rss_before_load_mb": baseline,
+            "parity_ok": parity.passed, "parity_max_abs_diff": parity.max_abs_diff,
+            "parity_agreement": parity.agreement, "parity_quality_drop": round(parity.quality_drop, 6),
+            "parity_reasons": parity.reasons, **info,
+        })  # fmt: skip
+    if provider == "cuda":
+        try:
+            import torch
+
+            if torch.cuda.is_available() and variant.startswith("native"):
+                for row in rows:
+                    row["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        except ImportError:
+            pass
+    return rows
+
+
+def profile_onnx(bundle: Path, variant: str, provider: str, threads: int, runs: int = 200) -> dict:
+    """ONNX Runtime's profiler on batch 1: time per operator type and the share outside operators."""
+    import tempfile
+
+    from mlops_onnx.runtime import make_session
+
+    prefix = str(Path(tempfile.mkdtemp(prefix="ort-profile-")) / f"{variant}_{provider}")
+    session = make_session(bundle / "onnx" / f"{variant}.opt.onnx", provider, threads, profile_prefix=prefix)
+    x = np.load(bundle / "inputs.npy")[:1]
+    feed = {session.get_inputs()[0].name: x}
+    for _ in range(runs):
+        session.run(None, feed)
+    trace_file = Path(session.end_profiling())
+    trace = json.loads(trace_file.read_text())
+    shutil.rmtree(trace_file.parent, ignore_errors=True)
+    by_op: dict[str, float] = {}
+    model_run_us = 0.0
+    for event in trace:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + event["dur"]
+        elif event.get("cat") == "Session" and event.get("name") == "model_run":
+            model_run_us += event["dur"]
+    kernels = sum(by_op.values())
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
+    return {"variant": variant, "provider": provider, "runs": runs,
+            "model_run_us_per_call": round(model_run_us / runs, 2),
+            "kernel_us_per_call": round(kernels / runs, 2),
+            "outside_kernels_share": round(1 - kernels / model_run_us, 3) if model_run_us else None,
+            "top_ops": [{"op": op, "us_per_call": round(us / runs, 2), "share": round(us / kernels, 3)}
+                        for op, us in top]}  # fmt: skip
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    batches = tuple(int(b) for b in args.batches.split(","))
+    try:
+        if args.profile:
+            result = {"profile": profile_onnx(args.bundle, args.variant.removeprefix("onnx_"), args.provider,
+                                              args.threads)}  # fmt: skip
+        else:
+            result = {"rows": measure(args.bundle, args.variant, args.provider, batches, args.threads, args.warmup,
+                                      args.runs, args.max_seconds, args.io_binding)}  # fmt: skip
+    except Exception as exc:  # reported as an empty cell with its reason, never a number
+        result = {"error": f"{type(exc).__name__}: {exc}"[:600]}
+    print("BENCH-RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- run
+def machine(threads: int, providers: list[str]) -> dict:
+    versions = {}
+    for package in ("onnxruntime-gpu", "onnxruntime", "torch", "tensorflow-cpu", "tensorflow", "keras", "onnx",
+                    "numpy", "tf2onnx"):  # fmt: skip
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    info = {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "threads": threads,
+            "python": platform.python_version(), "platform": platform.platform(), "hostname": platform.node(),
+            "versions": versions, "gpu": None}  # fmt: skip
+    if "cuda" in providers:
+        try:
+            query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+            out = subprocess.run(query, capture_output=True, text=True, timeout=30)
+            info["gpu"] = out.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime_available_providers"] = ort.get_available_providers()
+    except ImportError:
+        pass
+    return info
+
+
+def _worker(bundle: Path, variant: str, provider: str, cfg: argparse.Namespace, io_binding: bool = False,
+            profile: bool = False) -> dict:  # fmt: skip
+    command = [sys.executable, "-m", "mlops_onnx.bench", "worker", "--bundle", str(bundle), "--variant", variant,
+               "--provider", provider, "--batches", cfg.batches, "--threads", str(cfg.threads),
+               "--warmup", str(cfg.warmup), "--runs", str(cfg.runs), "--max-seconds", str(cfg.max_seconds)]
+    command += ["--io-binding"] * io_binding + ["--profile"] * profile
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(cfg.threads), PYTHONUNBUFFERED="1")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.cell_timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {cfg.cell_timeout}s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("BENCH-RESULT "):
+            return json.loads(line.removeprefix("BENCH-RESULT "))
+    return {"error": f"worker exited {done.returncode}: {done.stderr.strip()[-600:]}"}
+
+
+def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict:
+    """Every cell, each in its own interpreter; rows plus a note for every cell left empty."""
+    rows: list[dict] = []
+    notes: list[dict] = []
+    profiles: dict[str, dict] = {}
+    models = {}
+    for bundle in sorted(p for p in bundle_dir.iterdir() if (p / "meta.json").is_file()):
+        meta = json.loads((bundle / "meta.json").read_text())
+        model = meta["model"]
+        models[model] = {k: meta[k] for k in ("registered_version", "mlflow_run_id", "airflow_run_id", "data_hash",
+                                              "serving_variant", "pipeline_parity", "native_quality")}  # fmt: skip
+        for provider in providers:
+            natives = meta.get("native_variants", NATIVE_VARIANTS)
+            cells = [(v, False) for v in natives if provider in ("cpu", "cuda")]
+            cells += [(f"onnx_{v}", False) for v in ONNX_VARIANTS if v in meta["onnx_variants"]]
+            if provider == "cuda":
+                cells += [(f"onnx_{v}", True) for v in ONNX_VARIANTS if v in meta["onnx_variants"]]
+            if cfg.variants:
+                cells = [(v, io) for v, io in cells if v in cfg.variants.split(",")]
+            for variant, io_binding in cells:
+                started = time.perf_counter()
+                result = _worker(bundle, variant, provider, cfg, io_binding)
+                label = f"{model} {variant} {provider}" + (" io_binding" if io_binding else "")
+                if "error" in result:
+                    notes.append({"model": model, "variant": variant, "provider": provider, "io_binding": io_binding,
+                                  "reason": result["error"]})  # fmt: skip
+                    print(f"[bench] {label}: empty ({result['error'][:160]})", flush=True)
+                    continue
+                rows += result["rows"]
+                b1 = result["rows"][0]
+                print(f"[bench] {label}: b1 p50 {b1['p50_ms']:.3f} ms, parity {'ok' if b1['parity_ok'] else 'FAIL'}, "
+                      f"{time.perf_counter() - started:.0f}s", flush=True)  # fmt: skip
+            if provider in ("cpu", "cuda"):
+                profile = _worker(bundle, "onnx_fp32", provider, cfg, profile=True)
+                profiles[f"{model}:{provider}"] = profile.get("profile", {"error": profile.get("error")})
+    return {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(cfg.threads, providers), "providers_requested": providers,
+            "settings": {"batches": cfg.batches, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
+                         "max_seconds_per_cell": cfg.max_seconds},
+            "models": models, "rows": rows, "notes": notes, "profiles": profiles}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _row(rows: list[dict], model: str, variant: str, provider: str = "cpu", batch: int = 1,
+         io_binding: bool = False) -> dict | None:  # fmt: skip
+    for row in rows:
+        if (row["model"], row["variant"], row["provider"], row["batch"]) == (model, variant, provider, batch) \
+                and row.get("io_binding", False) == io_binding:
+            return row
+    return None
+
+
+def targets(report: dict) -> list[dict]:
+    """Issue 9's targets, each with the measured ratio, met or by how much it is missed."""
+    rows, results = report["rows"], []
+    for model, needed in SPEEDUP_TARGETS.items():
+        onnx = _row(rows, model, "onnx_fp32")
+        natives = [r for v in NATIVE_VARIANTS if (r := _row(rows, model, v))]
+        if onnx is None or not natives:
+            results.append({"model": model, "target": f"ONNX fp32 ≥ {needed:g}× native at batch 1", "met": None,
+                            "detail": "not measured (see notes)"})  # fmt: skip
+            continue
+        reference = natives[0] if model == "fashion_mnist_cnn" else min(natives, key=lambda r: r["p50_ms"])
+        ratio = reference["p50_ms"] / onnx["p50_ms"]
+        results.append({
+            "model": model, "target": f"ONNX fp32 ≥ {needed:g}× {reference['variant']} at batch 1 (CPU p50)",
+            "ratio": round(ratio, 2), "met": ratio >= needed,
+            "detail": f"{reference['variant']} {reference['p50_ms']:.3f} ms / onnx_fp32 {onnx['p50_ms']:.3f} ms"
+                      + ("" if ratio >= needed else f"; missed by {needed / ratio:.2f}×"),
+        })  # fmt: skip
+    for model, info in report["models"].items():
+        serving = info.get("serving_variant")
+        fp32, chosen = _row(rows, model, "onnx_fp32"), _row(rows, model, f"onnx_{serving}") if serving else None
+        if fp32 is None or chosen is None:
+            results.append({"model": model, "target": "serving variant not slower than fp32", "met": None,
+                            "detail": f"serving variant {serving!r} not measured"})
+            continue
+        slower = chosen["p50_ms"] / fp32["p50_ms"]
+        results.append({
+            "model": model, "target": f"serving variant ({serving}) not slower than fp32 at batch 1 (CPU p50)",
+            "ratio": round(fp32["p50_ms"] / chosen["p50_ms"], 2), "met": chosen["p50_ms"] <= fp32["p50_ms"] * 1.02,
+            "detail": f"{serving} {chosen['p50_ms']:.3f} ms vs fp32 {fp32['p50_ms']:.3f} ms"
+                      + ("" if slower <= 1.02 else f"; {slower:.2f}× slower"),
+        })  # fmt: skip
+    return results
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    s = report["settings"]
+    lines = [
+        f"# Benchmark ({report['generated_at']})", "",
+        f"Machine: {m['cpu_model']}, {m['cpu_cores']} cores, {s['threads']} thread(s) per framework"
+        + (f"; GPU {m['gpu']}" if m.get("gpu") else "; no GPU") + f"; Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"Each cell: {s['warmup']} warm-up calls, then {s['runs']} timed calls (at least 10, fewer only when "
+        f"a cell passes {s['max_seconds_per_cell']} s), in a fresh interpreter per (model, variant, provider). "
+        "Peak RSS is the process's high-water mark after that batch (interpreter and libraries included).", "",
+        "## Targets", "", "| model | target | ratio | met | detail |", "| --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for t in report["targets"]:
+        met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+        lines.append(f"| {t['model']} | {t['target']} | {t.get('ratio', '–')} | {met} | {t['detail']} |")
+    for model in report["models"]:
+        info = report["models"][model]
+        lines += ["", f"## {model}", "",
+                  f"Registered version {info['registered_version'] or '–'} (MLflow run `{info['mlflow_run_id']}`, "
+                  f"data `{str(info['data_hash'])[:12]}`), serving variant `{info['serving_variant']}`.", "",
+                  "| variant | provider | batch | p50 ms | p95 ms | p99 ms | items/s | size | peak RSS MB | parity |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for r in (r for r in report["rows"] if r["model"] == model):
+            provider = r["provider"] + (" (I/O binding)" if r.get("io_binding") else "")
+            parity = "ok" if r["parity_ok"] else "FAIL: " + "; ".join(r["parity_reasons"])
+            diff = r["parity_max_abs_diff"]
+            parity += f" ({diff:.1e})" if diff not in (None, float("inf")) and r["variant"] != "native_eager" else ""
+            lines.append(f"| {r['variant']} | {provider} | {r['batch']} | {_fmt_ms(r['p50_ms'])} | "
+                         f"{_fmt_ms(r['p95_ms'])} | {_fmt_ms(r['p99_ms'])} | {r['throughput_per_s']:,.0f} | "
+                         f"{r['size_bytes'] / 1e6:.2f} MB | {r['peak_rss_mb']} | {parity} |")  # fmt: skip
+        for key, profile in report["profiles"].items():
+            if key.startswith(model + ":") and "top_ops" in profile:
+                ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["top_ops"][:5])
+                share = profile["outside_kernels_share"]
+                lines += ["", f"ONNX Runtime profile, fp32 batch 1 on {profile['provider']}: "
+                              f"{profile['model_run_us_per_call']} µs per run, "
+                              f"{share:.0%} outside operator kernels; by operator: {ops}."]  # fmt: skip
+    if report["notes"]:
+        lines += ["", "## Empty cells", "", "| model | variant | provider | why |", "| --- | --- | --- | --- |"]
+        for n in report["notes"]:
+            provider = n["provider"] + (" (I/O binding)" if n.get("io_binding") else "")
+            lines.append(f"| {n['model']} | {n['variant']} | {provider} | {n['reason'].replace('|', '/')[:300]} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(report: dict) -> str:
+    """The README's performance table: CPU, batch 1 and 64, each model's variants."""
+    m = report["machine"]
+    lines = [f"Generated by `make bench` on {report['generated_at'][:10]} ({m['cpu_model']}, {m['cpu_cores']} cores, "
+             f"{report['settings']['threads']} thread); full report: `reports/benchmark.md`.", "",
+             "| model | variant | p50 ms b=1 | p99 ms b=1 | p50 ms b=64 | items/s b=256 | size | peak RSS MB "
+             "| parity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for model in report["models"]:
+        variants = dict.fromkeys(r["variant"] for r in report["rows"] if r["model"] == model and r["provider"] == "cpu")
+        for variant in variants:
+            b1, b64, b256 = (_row(report["rows"], model, variant, batch=b) for b in (1, 64, 256))
+            throughput = f"{b256['throughput_per_s']:,.0f}" if b256 else "–"
+            lines.append(
+                f"| {model} | {variant} | {_fmt_ms(b1 and b1['p50_ms'])} | {_fmt_ms(b1 and b1['p99_ms'])} | "
+                f"{_fmt_ms(b64 and b64['p50_ms'])} | {throughput} | "
+                f"{b1['size_bytes'] / 1e6:.2f} MB | {b1['peak_rss_mb']} | {'ok' if b1['parity_ok'] else 'FAIL'} |"
+            )
+    lines += ["", "| target | ratio | met |", "| --- | --- | --- |"]
+    for t in report["targets"]:
+        lines.append(f"| {t['model']}: {t['target']} | {t.get('ratio', '–')} | "
+                     f"{ {True: 'yes', False: 'no — ' + t['detail'], None: '–'}[t['met']] } |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def charts(report: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    models = list(report["models"])
+    if not models:
+        return paths
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        rows = [r for r in report["rows"] if r["model"] == model and r["batch"] == 1 and not r.get("io_binding")]
+        names = [f"{r['variant'].replace('native_', 'n:').replace('onnx_', '')}\n{r['provider']}" for r in rows]
+        ax.bar(names, [r["p50_ms"] for r in rows], color=["#999" if r["variant"].startswith("native") else "#2a7"
+                                                           for r in rows])  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_title(f"{model}: p50 latency, batch 1")
+        ax.set_ylabel("ms (log)")
+        ax.tick_params(axis="x", labelsize=7, rotation=60)
+    fig.tight_layout()
+    paths.append(out_dir / "benchmark_latency_b1.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in report["rows"]:
+            if r["model"] == model:
+                key = f"{r['variant']} ({r['provider']}{', iob' if r.get('io_binding') else ''})"
+                series.setdefault(key, []).append((r["batch"], r["throughput_per_s"]))
+        for key, points in series.items():
+            ax.plot(*zip(*sorted(points), strict=True), marker="o", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{model}: throughput")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("items/s (log)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    paths.append(out_dir / "benchmark_throughput.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def update_readme(table: str, readme: Path = REPO_ROOT / "README.md") -> bool:
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    readme.write_text(head + README_START + "\n" + table + "\n" + README_END + rest.split(README_END, 1)[1])
+    return True
+
+
+def log_to_mlflow(report: dict, files: list[Path]) -> str | None:
+    import mlflow
+
+    from mlops_onnx import tracking
+    from mlops_onnx.settings import get_settings
+
+    tracking.configure(get_settings())
+    mlflow.set_experiment("benchmarks")
+    metrics = {}
+    for r in report["rows"]:
+        key = f"{r['model']}.{r['variant']}.{r['provider']}{'.iob' if r.get('io_binding') else ''}.b{r['batch']}"
+        metrics |= {f"{key}.p50_ms": r["p50_ms"], f"{key}.p99_ms": r["p99_ms"],
+                    f"{key}.throughput_per_s": r["throughput_per_s"], f"{key}.peak_rss_mb": r["peak_rss_mb"] or 0.0}
+    for t in report["targets"]:
+        if t.get("ratio") is not None:
+            metrics[f"target.{t['model']}.{'speedup' if 'native' in t['target'] else 'serving_vs_fp32'}"] = t["ratio"]
+    tags = {f"version.{m}": str(i["registered_version"]) for m, i in report["models"].items()}
+    tags |= {"cpu_model": report["machine"]["cpu_model"][:250], "gpu": str(report["machine"].get("gpu"))[:250]}
+    with mlflow.start_run(run_name=f"bench-{report['generated_at']}", tags=tags) as run:
+        mlflow.log_params(report["settings"])
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path))
+    return run.info.run_id
+
+
+def report_main(report: dict, out_dir: Path, readme: bool, mlflow_log: bool) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["targets"] = targets(report)
+    json_path = out_dir / "benchmark.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    md_path = out_dir / "benchmark.md"
+    md_path.write_text(markdown(report))
+    files = [json_path, md_path, *charts(report, out_dir)]
+    if readme and update_readme(readme_table(report)):
+        print("[bench] README performance table updated", flush=True)
+    if mlflow_log:
+        run_id = log_to_mlflow(report, files)
+        print(f"[bench] logged to MLflow experiment 'benchmarks', run {run_id}", flush=True)
+    for t in report["targets"]:
+        print(f"[bench] target {t['model']}: {t['target']}: {t.get('ratio', '–')} "
+              f"{ {True: 'met', False: 'MISSED', None: 'not measured'}[t['met']] } ({t['detail']})", flush=True)
+    print(f"[bench] wrote {', '.join(str(p) for p in files)}", flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops_onnx.bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--providers", default="cpu", help="comma-separated: cpu, cuda, tensorrt")
+        p.add_argument("--batches", default=",".join(map(str, BATCHES)))
+        p.add_argument("--threads", type=int, default=int(os.environ.get("MLOPS_BENCH_THREADS", "1")))
+        p.add_argument("--warmup", type=int, default=int(os.environ.get("MLOPS_BENCH_WARMUP", "20")))
+        p.add_argument("--runs", type=int, default=int(os.environ.get("MLOPS_BENCH_RUNS", "200")))
+        p.add_argument("--max-seconds", type=float, default=float(os.environ.get("MLOPS_BENCH_MAX_SECONDS", "10")))
+        p.add_argument("--cell-timeout", type=int, default=600)
+        p.add_argument("--variants", default="", help="only these variants (e.g. native_eager,onnx_fp32)")
+
+    bundle_default = Path(os.environ.get("MLOPS_BENCH_BUNDLE", "")) if os.environ.get("MLOPS_BENCH_BUNDLE") else None
+    for name in ("prepare", "run", "all"):
+        p = sub.add_parser(name)
+        p.add_argument("--bundle-dir", type=Path, default=bundle_default)
+        p.add_argument("--models", default="fashion_mnist_cnn,fake_news_rnn,stock_lstm")
+        p.add_argument("--out-dir", type=Path, default=REPORTS)
+        p.add_argument("--no-readme", action="store_true")
+        p.add_argument("--no-mlflow", action="store_true")
+        add_run_args(p)
+    worker = sub.add_parser("worker")
+    worker.add_argument("--bundle", type=Path, required=True)
+    worker.add_argument("--variant", required=True)
+    worker.add_argument("--provider", default="cpu")
+    worker.add_argument("--io-binding", action="store_true")
+    worker.add_argument("--profile", action="store_true")
+    add_run_args(worker)
+    args = parser.parse_args(argv)
+    if args.command == "worker":
+        return worker_main(args)
+    if args.bundle_dir is None:
+        from mlops_onnx.settings import get_settings
+
+        args.bundle_dir = get_settings().home / "bench" / "bundle"
+    if args.command in ("prepare", "all"):
+        prepared = prepare(args.bundle_dir, args.models.split(","))
+        if not any("skipped" not in v for v in prepared.values()):
+            print("[bench] nothing to benchmark: run `make demo` first", file=sys.stderr)
+            return 1
+    if args.command in ("run", "all"):
+        report = run(args.bundle_dir, args.providers.split(","), args)
+        report_main(report, args.out_dir, readme=not args.no_readme, mlflow_log=not args.no_mlflow)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
