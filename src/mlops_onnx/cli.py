@@ -69,16 +69,18 @@ def run_demo(models: list[str]) -> int:
         env["MLFLOW_TRACKING_URI"] = server
         print(f"MLflow server of `make up` is running: logging to {server}\n", flush=True)
     failures = []
+    dag_seconds = {}
     for model in models:
         pipeline = PIPELINES[model]
         print(f"=== {pipeline.dag_id} ({pipeline.title}) ===", flush=True)
         started = time.perf_counter()
         done = airflow(["dags", "test", pipeline.dag_id], env)
         seconds = time.perf_counter() - started
+        dag_seconds[model] = seconds
         print(f"=== {pipeline.dag_id}: {'ok' if done.returncode == 0 else 'FAILED'} in {seconds:.0f}s ===\n")
         if done.returncode != 0:
             failures.append(pipeline.dag_id)
-    summary = build_summary(settings, models)
+    summary = add_airflow_overhead(build_summary(settings, models), dag_seconds)
     print_summary(summary)
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str))
@@ -128,6 +130,8 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             "parity": {k.removeprefix("parity_").removesuffix("_passed"): bool(v) for k, v in metrics.items()
                        if k.startswith("parity_") and k.endswith("_passed")},
             "cpu_b1_p50_ms": latency,
+            "task_seconds": {k.removeprefix("task_seconds_"): round(v, 2) for k, v in metrics.items()
+                             if k.startswith("task_seconds_")},
             "gpu": tags.get("bench_gpu_status", "not run"),
             "gate": tags.get("gate_status", "not reached"),
             "gate_reason": tags.get("gate_reason"),
@@ -141,6 +145,30 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
         except MlflowException:
             entry["current_champion_version"] = None
         summary["models"][model] = entry
+    return summary
+
+
+def add_airflow_overhead(summary: dict, dag_seconds: dict[str, float]) -> dict:
+    """Wall time of each `airflow dags test` against the time spent inside task bodies (the
+    `task_seconds_<stage>` metrics): the rest is Airflow's (process start, DAG parsing, scheduling
+    loop, XCom and metadata DB writes)."""
+    totals = {"dag_seconds": 0.0, "task_seconds": 0.0}
+    for model, seconds in dag_seconds.items():
+        entry = summary["models"].get(model, {})
+        tasks = sum((entry.get("task_seconds") or {}).values())
+        if not tasks:
+            continue
+        entry["dag_seconds"] = round(seconds, 1)
+        entry["airflow_overhead_seconds"] = round(seconds - tasks, 1)
+        entry["airflow_overhead_share"] = round((seconds - tasks) / seconds, 3)
+        totals["dag_seconds"] += seconds
+        totals["task_seconds"] += tasks
+    if totals["dag_seconds"]:
+        overhead = totals["dag_seconds"] - totals["task_seconds"]
+        summary["airflow_overhead"] = {"dag_seconds": round(totals["dag_seconds"], 1),
+                                       "task_seconds": round(totals["task_seconds"], 1),
+                                       "overhead_seconds": round(overhead, 1),
+                                       "overhead_share": round(overhead / totals["dag_seconds"], 3)}  # fmt: skip
     return summary
 
 
@@ -168,6 +196,13 @@ def print_summary(summary: dict) -> None:
                   f"serving variant {e['serving_variant']}")  # fmt: skip
         print(f"  champion     : v{e['current_champion_version']}" if e["current_champion_version"]
               else "  champion     : none")  # fmt: skip
+        if "dag_seconds" in e:
+            print(f"  time         : DAG {e['dag_seconds']:.0f}s, tasks {sum(e['task_seconds'].values()):.0f}s, "
+                  f"Airflow overhead {e['airflow_overhead_seconds']:.0f}s ({e['airflow_overhead_share']:.0%})")
+    if "airflow_overhead" in summary:
+        o = summary["airflow_overhead"]
+        print(f"\nAirflow overhead (time outside task bodies): {o['overhead_seconds']:.0f}s of {o['dag_seconds']:.0f}s "
+              f"({o['overhead_share']:.0%})")
 
 
 def main(argv: list[str] | None = None) -> int:

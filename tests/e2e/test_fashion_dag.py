@@ -164,3 +164,44 @@ def test_plugin_links_open_the_mlflow_run_and_model(home, first_run):
     assert out[-3] == f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert out[-2] == f"http://127.0.0.1:5000/#/models/{MODEL}/versions/{run.data.tags['registered_version']}"
     assert out[-1] == "''"
+
+
+def test_bench_reports_every_cell_or_why_it_is_empty(home, first_run, tmp_path):
+    """`make bench` on what the runs left: rows with the report's fields, parity, ORT's profile, the
+    GPU cells empty with their reason on a machine without CUDA, the charts and an MLflow run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "reports"
+    env = pipeline_env(home)
+    done = subprocess.run([sys.executable, "-m", "mlops_onnx.bench", "all", "--models", MODEL,
+                           "--providers", "cpu,cuda", "--variants", "native_eager,onnx_fp32,onnx_int8_static",
+                           "--batches", "1,8", "--runs", "5", "--warmup", "1", "--out-dir", str(out), "--no-readme"],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "benchmark.json").read_text())
+    cpu = {(r["variant"], r["batch"]): r for r in report["rows"] if r["provider"] == "cpu"}
+    assert set(cpu) == {(v, b) for v in ("native_eager", "onnx_fp32", "onnx_int8_static") for b in (1, 8)}
+    for row in cpu.values():
+        assert row["model"] == MODEL and row["runs"] == 5 and row["threads"] == 1
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput_per_s"] > 0
+        assert row["size_bytes"] > 0 and row["peak_rss_mb"] > row["rss_before_load_mb"] > 0
+    assert cpu[("onnx_fp32", 1)]["parity_ok"] and cpu[("onnx_fp32", 1)]["parity_max_abs_diff"] <= 1e-4
+    assert cpu[("onnx_fp32", 1)]["execution_provider"] == "CPUExecutionProvider"
+    assert cpu[("onnx_fp32", 1)]["optimized_file"] is True  # the graph the pipeline optimised once, at export
+    champion = mlflow_client(home).get_model_version_by_alias(MODEL, "champion")
+    assert report["models"][MODEL]["registered_version"] == str(champion.version)
+    assert report["profiles"][f"{MODEL}:cpu"]["top_ops"], report["profiles"]
+    assert {t["model"] for t in report["targets"]} == {MODEL, "fake_news_rnn", "stock_lstm"}
+    import torch
+
+    if not torch.cuda.is_available():  # CI: every GPU cell is empty and says why, none holds a number
+        assert not [r for r in report["rows"] if r["provider"] == "cuda"]
+        reasons = {n["variant"]: n["reason"] for n in report["notes"] if n["provider"] == "cuda"}
+        assert "fell back" in reasons["onnx_fp32"] and "CUDA" in reasons["native_eager"]
+    assert "## Targets" in (out / "benchmark.md").read_text()
+    assert (out / "benchmark_latency_b1.png").stat().st_size > 0 and (out / "benchmark_throughput.png").is_file()
+    client = mlflow_client(home)
+    [bench_run] = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
+    assert {a.path for a in client.list_artifacts(bench_run.info.run_id)} >= {"benchmark.json", "benchmark.md"}
+    assert bench_run.data.metrics[f"{MODEL}.onnx_fp32.cpu.b1.p50_ms"] == cpu[("onnx_fp32", 1)]["p50_ms"]

@@ -1,0 +1,72 @@
+"""The benchmark report's arithmetic: targets from one run's rows, the README table, Airflow's overhead."""
+
+from mlops_onnx import bench
+from mlops_onnx.cli import add_airflow_overhead
+
+
+def row(model, variant, p50, batch=1, provider="cpu", **extra):
+    return {"model": model, "variant": variant, "provider": provider, "batch": batch, "p50_ms": p50,
+            "p95_ms": p50 * 1.1, "p99_ms": p50 * 1.2, "throughput_per_s": batch * 1000 / p50, "size_bytes": 1000,
+            "peak_rss_mb": 100.0, "parity_ok": True, "parity_reasons": [], "parity_max_abs_diff": 1e-6, **extra}
+
+
+def report(rows, serving=None):
+    models = {m: {"serving_variant": (serving or {}).get(m, "fp32"), "registered_version": "1", "mlflow_run_id": "r",
+                  "data_hash": "ab" * 32} for m in dict.fromkeys(r["model"] for r in rows)}
+    return {"rows": rows, "models": models, "notes": [], "profiles": {}, "generated_at": "2026-11-30T00:00:00+00:00",
+            "machine": {"cpu_model": "test cpu", "cpu_cores": 2, "python": "3.11", "versions": {}, "gpu": None},
+            "settings": {"threads": 1, "warmup": 1, "runs": 5, "max_seconds_per_cell": 1, "batches": "1"}}
+
+
+def test_targets_use_eager_for_the_cnn_and_the_fastest_keras_path():
+    rows = [row("fashion_mnist_cnn", "native_eager", 0.9), row("fashion_mnist_cnn", "native_compiled", 0.3),
+            row("fashion_mnist_cnn", "onnx_fp32", 0.25), row("fashion_mnist_cnn", "onnx_int8_static", 0.2),
+            row("stock_lstm", "native_eager", 80.0), row("stock_lstm", "native_compiled", 0.5),
+            row("stock_lstm", "native_predict", 100.0), row("stock_lstm", "onnx_fp32", 0.1),
+            row("stock_lstm", "onnx_int8_dynamic", 0.12)]
+    r = report(rows, serving={"fashion_mnist_cnn": "int8_static", "stock_lstm": "int8_dynamic"})
+    result = {(t["model"], "serving" if "serving" in t["target"] else "speedup"): t for t in bench.targets(r)}
+    cnn = result[("fashion_mnist_cnn", "speedup")]
+    assert cnn["ratio"] == 3.6 and cnn["met"] and "native_eager" in cnn["target"]
+    lstm = result[("stock_lstm", "speedup")]  # against tf.function, the fastest Keras path, not eager
+    assert lstm["ratio"] == 5.0 and lstm["met"] is False and "missed by 2.00×" in lstm["detail"]
+    assert result[("fake_news_rnn", "speedup")]["met"] is None  # not measured: said, not guessed
+    assert result[("fashion_mnist_cnn", "serving")]["met"] is True
+    slower = result[("stock_lstm", "serving")]
+    assert slower["met"] is False and "1.20× slower" in slower["detail"]
+
+
+def test_readme_table_is_replaced_between_the_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\nrest\n")
+    r = report([row("stock_lstm", "onnx_fp32", 0.1), row("stock_lstm", "native_eager", 80.0)])
+    r["targets"] = bench.targets(r)
+    assert bench.update_readme(bench.readme_table(r), readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{bench.README_END}\nrest\n") and "old table" not in text
+    assert "| stock_lstm | onnx_fp32 | 0.100 |" in text and "test cpu" in text
+    plain = tmp_path / "other.md"
+    plain.write_text("no markers\n")
+    assert not bench.update_readme("x", plain) and plain.read_text() == "no markers\n"
+
+
+def test_quality_helpers_match_the_specs_metrics():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    targets = np.array([1, 0, 1, 1, 0, 0])
+    scores = np.array([[0.9], [0.6], [0.2], [0.7], [0.1], [0.4]], dtype=np.float32)
+    assert bench.quality("binary", scores, targets) == f1_score(targets, (scores.reshape(-1) >= 0.5).astype(int))
+    logits = np.eye(3)[[0, 1, 2, 2]]
+    assert bench.quality("multiclass", logits, np.array([0, 1, 2, 0])) == 0.75
+    assert bench.quality("regression", np.array([[1.0], [2.0]]), np.array([1.5, 2.0])) == 0.25
+
+
+def test_airflow_overhead_is_dag_time_outside_task_bodies():
+    summary = {"models": {"a": {"task_seconds": {"train": 60.0, "ingest": 20.0}}, "b": {"task_seconds": {}}}}
+    out = add_airflow_overhead(summary, {"a": 100.0, "b": 30.0})
+    a = out["models"]["a"]
+    assert a["airflow_overhead_seconds"] == 20.0 and a["airflow_overhead_share"] == 0.2 and a["dag_seconds"] == 100.0
+    assert "dag_seconds" not in out["models"]["b"]  # no task timings (a failed run): no made-up share
+    assert out["airflow_overhead"] == {"dag_seconds": 100.0, "task_seconds": 80.0, "overhead_seconds": 20.0,
+                                       "overhead_share": 0.2}
