@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+# A worktree outside the project folder can point at the sample with SHARED_DATA_DIR.
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or REPO_ROOT.parent / "shared" / "data").resolve()
 HAS_SHARED_DATA = (SHARED_DATA / "fashionmnist" / "fashion-mnist_train.csv").is_file()
 
 # Airflow reads its home at import time: give the test process a private one before anything imports it.

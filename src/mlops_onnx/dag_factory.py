@@ -52,6 +52,8 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
         raise AirflowFailException(str(exc)) from exc
     except SourceError as exc:
         print(f"[{pipeline.model}] ✗ {stage} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
+        if not exc.retryable:  # missing or rejected credentials, a missing folder: a retry cannot help
+            raise AirflowFailException(str(exc)) from exc
         raise
     print(f"[{pipeline.model}] ✓ {stage} finished in {time.perf_counter() - started:.1f}s", flush=True)
     _push_links(context["ti"], pipeline.model, result)

@@ -44,6 +44,7 @@ class Settings:
     seed: int
     stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
     stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
+    max_file_growth: float = 5.0  # a file more than this many times larger (or smaller) than in last_good fails
 
     @property
     def snapshots_dir(self) -> Path:
@@ -143,6 +144,7 @@ def get_settings() -> Settings:
         seed=_int("MLOPS_SEED", 42) or 0,
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
         stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
+        max_file_growth=_float("MLOPS_MAX_FILE_GROWTH", 5.0) or 5.0,
     )
 
 

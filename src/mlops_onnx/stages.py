@@ -134,7 +134,7 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
     """Run the dataset's Great Expectations suite; move `last_good` only if it passes."""
     import mlflow
 
-    from mlops_onnx.validation import DataValidationError
+    from mlops_onnx.validation import DataValidationError, check_sizes_against
 
     settings = get_settings()
     spec = _spec(model)
@@ -142,6 +142,9 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
     snapshot = _snapshot(state, settings)
     store.verify(snapshot)
     report = spec.validate(snapshot, settings)
+    baseline = store.last_good(spec.dataset.name)
+    if baseline is not None and baseline.content_hash != snapshot.content_hash:
+        check_sizes_against(report, snapshot.manifest, baseline.manifest, settings.max_file_growth)
     path = _write_report(state, "validation.json", report.to_dict())
     quarantined = report.quarantined()
     with _mlflow_run(state):

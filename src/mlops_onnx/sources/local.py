@@ -12,10 +12,11 @@ from mlops_onnx.sources import SourceError
 
 def fetch_local(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:
     if settings.data_dir is None:
-        raise SourceError("local source: MLOPS_DATA_DIR is not set")
+        raise SourceError("local source: MLOPS_DATA_DIR is not set", retryable=False)
     folder = settings.data_dir / dataset.folder
     if not folder.is_dir():
-        raise SourceError(f"local source: {folder} does not exist (expected Kaggle's layout for {dataset.slug})")
+        raise SourceError(f"local source: {folder} does not exist (expected Kaggle's layout for {dataset.slug})",
+                          retryable=False)  # fmt: skip
     copied = copy_dataset_files(dataset, folder, dest)
     return {"local_folder": str(folder), "files_copied": copied}
 
@@ -31,7 +32,7 @@ def copy_dataset_files(dataset: DatasetSpec, folder: Path, dest: Path) -> int:
             target = dest / path.relative_to(folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             if path.is_dir():
-                raise SourceError(f"{path}: is a directory where the dataset expects a file")
+                raise SourceError(f"{path}: is a directory where the dataset expects a file", retryable=False)
             shutil.copyfile(path, target)
             copied += 1
     if copied == 0:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,14 @@ def load_report(workdir: Path) -> dict:
 
 
 def read_csv_checked(path: Path, **kwargs: Any) -> tuple[pd.DataFrame | None, CheckResult | None]:
-    """Read a CSV; on failure return a failed check that names the file's problem instead of raising."""
+    """Read a CSV; on failure return a failed check that names the file's problem instead of raising.
+
+    Unreadable means: a directory, missing, 0 bytes, not UTF-8 (the column(s) and row holding the bad
+    bytes are named), not parseable as CSV, or truncated (the last line ends without a line break and
+    with fewer fields than the header: an interrupted write or download).
+    """
     if path.is_dir():
-        return None, CheckResult("file_is_readable", None, False, f"{path.name} is a directory, not a file")
+        return None, CheckResult("file_is_readable", None, False, f"{path} is a directory, not a file")
     if not path.exists():
         return None, CheckResult("file_is_readable", None, False, f"{path.name} is missing")
     if path.stat().st_size == 0:
@@ -146,12 +152,101 @@ def read_csv_checked(path: Path, **kwargs: Any) -> tuple[pd.DataFrame | None, Ch
     try:
         frame = pd.read_csv(path, encoding="utf-8", **kwargs)
     except UnicodeDecodeError as exc:
-        detail = f"{path.name} is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        detail = f"{path.name} is not valid UTF-8 (byte {exc.start}: {exc.reason}){where_undecodable(path)}"
         return None, CheckResult("file_is_readable", None, False, detail)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        detail = f"{path.name} is not a readable CSV: {str(exc).strip().splitlines()[0]}"
+        reason = str(exc).strip().splitlines()[0]
+        if "EOF inside string" in reason:
+            reason += " (truncated inside a quoted field?)"
+        detail = f"{path.name} is not a readable CSV: {reason}"
         return None, CheckResult("file_is_readable", None, False, detail)
+    truncated = truncated_last_line(path, list(map(str, frame.columns)))
+    if truncated is not None:
+        return None, truncated
     return frame, None
+
+
+def where_undecodable(path: Path) -> str:
+    """Which column(s) hold bytes that are not UTF-8 (e.g. a cp1252 resave), how many cells, and the first row."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", encoding_errors="replace")
+    except (pd.errors.ParserError, ValueError):
+        return ""
+    bad = frame.apply(lambda column: column.str.contains("\ufffd", regex=False))
+    places = [f"column {column!r} (first at data row {int(bad.index[bad[column]][0]) + 1}): "
+              f"{int(bad[column].sum())} cell(s)" for column in frame.columns if bad[column].any()]  # fmt: skip
+    return "; in " + ", ".join(places) if places else ""
+
+
+def truncated_last_line(path: Path, columns: list[str]) -> CheckResult | None:
+    """A failed check when the file ends mid-record: no final line break and fewer fields than the header."""
+    import csv
+
+    with path.open("rb") as handle:
+        handle.seek(max(path.stat().st_size - (1 << 16), 0))
+        tail = handle.read()
+    if tail.endswith(b"\n"):
+        return None
+    lines = tail.decode("utf-8", errors="replace").splitlines()
+    fields = next(csv.reader([lines[-1]]), []) if lines else []
+    if len(fields) >= len(columns):
+        return None  # only the final line break is missing: the record is whole
+    with path.open("rb") as handle:
+        line_number = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b"")) + 1
+    detail = (f"{path.name} is truncated: its last line (line {line_number}) has {len(fields)} of {len(columns)} "
+              f"fields and no line break (cut off from column {columns[len(fields)]!r} on)")  # fmt: skip
+    return CheckResult("file_is_complete", columns[len(fields)], False, detail)
+
+
+def describe_row_count(checks: list[CheckResult], path: Path, rows: int, low: int, high: int | None) -> None:
+    """Say the file, its row count and the allowed range when the row-count expectation failed."""
+    for check in checks:
+        if check.expectation == "expect_table_row_count_to_be_between" and not check.success:
+            bound = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
+            check.detail = f"{path.name}: {rows:,} data row(s); expected {bound}"
+
+
+def duplicate_rows_check(frame: pd.DataFrame, path: Path, max_fraction: float) -> tuple[CheckResult, int]:
+    """GX on one boolean column: rows that repeat an earlier row in every column, at most `max_fraction`."""
+    duplicated = frame.duplicated()
+    count = int(duplicated.sum())
+    check = run_suite(pd.DataFrame({"repeats_an_earlier_row": duplicated}), f"{path.stem}-duplicates", [
+        expectations().ExpectColumnValuesToBeInSet(column="repeats_an_earlier_row", value_set=[False],
+                                                   mostly=1 - max_fraction),
+    ])[0]  # fmt: skip
+    if not check.success:
+        lines = (np.flatnonzero(duplicated.to_numpy())[:5] + 2).tolist()  # +2: header line, 1-based
+        check.detail = (f"{path.name}: {count:,} of {len(frame):,} row(s) ({count / len(frame):.1%}) repeat an "
+                        f"earlier row in all {len(frame.columns)} columns, more than the {max_fraction:.0%} "
+                        f"allowed (first at lines {lines})")  # fmt: skip
+    return check, count
+
+
+def check_sizes_against(report: ValidationReport, manifest: dict, baseline: dict, max_growth: float) -> None:
+    """Fail files whose size is off by more than `max_growth`x (either way) from the last good snapshot.
+
+    "Usual" is what last passed validation from the same source: a file 10x larger (or a fifth of
+    the size) is a broken export or download even when each row looks fine. Files new since then,
+    or empty in it, are not compared; a change of source (synthetic -> local -> kaggle) resets the
+    baseline. For datasets that quarantine files, the file is quarantined; otherwise the run fails.
+    """
+    if baseline.get("source") != manifest.get("source"):
+        return
+    before = {entry["path"]: entry["bytes"] for entry in baseline["files"]}
+    for entry in manifest["files"]:
+        name, size, usual = entry["path"], entry["bytes"], before.get(entry["path"])
+        if name not in report.files or not usual:
+            continue
+        ratio = size / usual
+        if 1 / max_growth <= ratio <= max_growth:
+            continue
+        detail = (f"{name}: {size:,} bytes, {ratio:.2f}x the {usual:,} bytes it had in the last good snapshot "
+                  f"{baseline['content_hash'][:12]} (allowed {1 / max_growth:.2f}x to {max_growth:g}x; "
+                  "MLOPS_MAX_FILE_GROWTH)")  # fmt: skip
+        report.files[name].checks.append(CheckResult("file_size_near_last_good", None, False, detail))
+    if "passing" in report.summary:
+        report.summary["passing"] = len(report.passing_files())
+        report.summary["quarantined"] = len(report.files) - report.summary["passing"]
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_onnx.validation import CheckResult, FileReport, ValidationReport, expectations, read_csv_checked, run_suite
+from mlops_onnx.validation import (
+    CheckResult,
+    FileReport,
+    ValidationReport,
+    describe_row_count,
+    duplicate_rows_check,
+    expectations,
+    read_csv_checked,
+    run_suite,
+)
 
 COLUMNS = ["title", "text", "subject", "date"]
 CLASS_FILES = {"Fake.csv": 1, "True.csv": 0}  # label 1 = fake
@@ -26,29 +35,17 @@ DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%d-%b-%y", "%Y-%m-%d")
 @dataclass(frozen=True)
 class NewsRules:
     min_rows: int = 1000  # per file
+    max_rows: int = 50_000  # per file: about twice Kaggle's largest (Fake.csv, 23,481 rows)
+    max_duplicate_fraction: float = 0.05  # rows repeating an earlier row exactly: dropped in training below this
     max_empty_fraction: float = 0.05  # rows with neither title nor text: dropped below this, fatal above
     max_unparseable_date_fraction: float = 0.05  # counted and reported below this, fatal above
     fake_share: tuple[float, float] = (0.2, 0.8)  # Fake rows / all rows
+    first_date: str = "1990-01-01"  # dates outside first_date..today are counted with the unparseable ones
 
 
 def read_news_csv(path: Path) -> tuple[pd.DataFrame | None, CheckResult | None]:
     """Every cell as a string ("" for an empty one); an unreadable file comes back as a failed check."""
-    frame, unreadable = read_csv_checked(path, dtype=str, keep_default_na=False)
-    if unreadable is not None and "not valid UTF-8" in unreadable.detail:
-        unreadable.detail += _where_undecodable(path)
-    return frame, unreadable
-
-
-def _where_undecodable(path: Path) -> str:
-    """Which column(s) and row(s) hold the bytes that are not UTF-8 (e.g. a cp1252 resave)."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", encoding_errors="replace")
-    except (pd.errors.ParserError, ValueError):
-        return ""
-    bad = frame.apply(lambda column: column.str.contains("\ufffd", regex=False))
-    places = [f"column {column!r} (first at data row {int(bad.index[bad[column]][0]) + 1})"
-              for column in frame.columns if bad[column].any()]  # fmt: skip
-    return "; in " + ", ".join(places) if places else ""
+    return read_csv_checked(path, dtype=str, keep_default_na=False)
 
 
 def has_content(frame: pd.DataFrame) -> pd.Series:
@@ -78,13 +75,16 @@ def validate_file(path: Path, rules: NewsRules) -> tuple[FileReport, dict]:
     gxe = expectations()
     checks = run_suite(frame, f"news-{path.stem}-table", [
         gxe.ExpectTableColumnsToMatchOrderedList(column_list=COLUMNS),
-        gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows),
+        gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
     ])  # fmt: skip
+    describe_row_count(checks, path, len(frame), rules.min_rows, rules.max_rows)
     missing = [c for c in COLUMNS if c not in frame.columns]
     for column in missing:
         checks.append(CheckResult("column_present", column, False,
                                   f"{path.name} has no {column!r} column (found {list(frame.columns)})"))  # fmt: skip
     counts: dict = {"rows": len(frame)}
+    duplicates, counts["duplicate_rows"] = duplicate_rows_check(frame, path, rules.max_duplicate_fraction)
+    checks.append(duplicates)
     if not {"title", "text"} & set(missing):
         content = has_content(frame)
         content_check = run_suite(pd.DataFrame({"has_title_or_text": content}), f"news-{path.stem}-content", [
@@ -101,18 +101,23 @@ def validate_file(path: Path, rules: NewsRules) -> tuple[FileReport, dict]:
         checks.append(content_check)
     if "date" not in missing:
         parsed, _ = parse_dates(frame["date"])
-        date_check = run_suite(pd.DataFrame({"date_parseable": parsed.notna()}), f"news-{path.stem}-date", [
-            gxe.ExpectColumnValuesToBeInSet(column="date_parseable", value_set=[True],
+        in_range = parsed.between(pd.Timestamp(rules.first_date), pd.Timestamp.now() + pd.Timedelta(days=1))
+        date_check = run_suite(pd.DataFrame({"date_valid": in_range}), f"news-{path.stem}-date", [
+            gxe.ExpectColumnValuesToBeInSet(column="date_valid", value_set=[True],
                                             mostly=1 - rules.max_unparseable_date_fraction),
         ])[0]  # fmt: skip
         date_check.column = "date"
         bad = frame["date"][parsed.isna()]
+        out_of_range = frame["date"][parsed.notna() & ~in_range]
         counts["unparseable_dates"] = len(bad)
         counts["unparseable_date_examples"] = [value[:80] for value in bad.head(3)]
+        counts["out_of_range_dates"] = len(out_of_range)
         if not date_check.success:
+            examples = [value[:80] for value in pd.concat([bad.head(3), out_of_range.head(3)])]
             date_check.detail = (f"{path.name}: {len(bad)} of {len(frame)} 'date' value(s) match none of "
-                                 f"{list(DATE_FORMATS)} (more than {rules.max_unparseable_date_fraction:.0%}); "
-                                 f"e.g. {counts['unparseable_date_examples']}")  # fmt: skip
+                                 f"{list(DATE_FORMATS)} and {len(out_of_range)} lie outside {rules.first_date} to "
+                                 f"today (together more than {rules.max_unparseable_date_fraction:.0%}); "
+                                 f"e.g. {examples}")  # fmt: skip
         checks.append(date_check)
     return FileReport(rows=len(frame), checks=checks), counts
 

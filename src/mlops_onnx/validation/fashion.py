@@ -7,11 +7,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_onnx.validation import CheckResult, FileReport, ValidationReport, expectations, read_csv_checked
+from mlops_onnx.validation import (
+    CheckResult,
+    FileReport,
+    ValidationReport,
+    describe_row_count,
+    duplicate_rows_check,
+    expectations,
+    read_csv_checked,
+)
 
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(1, 785)]
 COLUMNS = ["label", *PIXEL_COLUMNS]
 CLASSES = list(range(10))
+# About twice the rows of Kaggle's files (60,000 / 10,000): a file far larger is a broken export.
+MAX_ROWS = {"fashion-mnist_train.csv": 120_000, "fashion-mnist_test.csv": 20_000}
+MAX_DUPLICATE_FRACTION = 0.01  # Fashion-MNIST's images are distinct; a few repeats are tolerated
 
 
 def pixel_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +58,7 @@ def offending_pixel_columns(frame: pd.DataFrame, limit: int = 5) -> str:
     return "; offending columns (bad cells): " + ", ".join(parts) + more
 
 
-def validate_file(path: Path, min_rows: int) -> FileReport:
+def validate_file(path: Path, min_rows: int, max_rows: int | None = None) -> FileReport:
     frame, unreadable = read_csv_checked(path)
     if frame is None:
         return FileReport(rows=None, checks=[unreadable])
@@ -60,10 +71,16 @@ def validate_file(path: Path, min_rows: int) -> FileReport:
         f"fashion-{path.stem}-table",
         [
             gxe.ExpectTableColumnsToMatchOrderedList(column_list=COLUMNS),
-            gxe.ExpectTableRowCountToBeBetween(min_value=min_rows),
+            gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
         ],
     )
-    if "label" in frame.columns:
+    describe_row_count(checks, path, len(frame), min_rows, max_rows)
+    checks.append(duplicate_rows_check(frame, path, MAX_DUPLICATE_FRACTION)[0])
+    if "label" not in frame.columns:
+        found = [str(c) for c in frame.columns if not str(c).startswith("pixel")]
+        detail = f"{path.name} has no 'label' column (non-pixel columns found: {found[:5]})"
+        checks.append(CheckResult("column_present", "label", False, detail))
+    else:
         checks += run_suite(
             frame[["label"]],
             f"fashion-{path.stem}-label",
@@ -103,6 +120,6 @@ def validate_file(path: Path, min_rows: int) -> FileReport:
 def validate_snapshot(folder: Path, snapshot_hash: str, files: list[str], min_rows: dict[str, int]) -> ValidationReport:
     report = ValidationReport(dataset="fashionmnist", snapshot=snapshot_hash)
     for name in files:
-        report.files[name] = validate_file(folder / name, min_rows.get(name, 1))
+        report.files[name] = validate_file(folder / name, min_rows.get(name, 1), MAX_ROWS.get(name))
     report.summary = {name: r.rows for name, r in report.files.items()}
     return report

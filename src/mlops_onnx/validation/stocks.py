@@ -52,6 +52,7 @@ class StockChecks:
     min_passing: int  # fewest passing files for the snapshot to pass
     max_zero_volume_fraction: float = 0.05
     chunk_files: int = 250
+    max_rows: int = 30_000  # about twice the longest real history (IBM, GE: 14,059 trading days since 1962)
 
 
 def ticker_of(path: str) -> str:
@@ -74,7 +75,7 @@ def _file_suite(checks: StockChecks) -> list:
     gxe = expectations()
     return [
         gxe.ExpectColumnValuesToBeInSet(column="header", value_set=[",".join(HEADER)]),
-        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=checks.min_rows),
+        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=checks.min_rows, max_value=checks.max_rows),
         gxe.ExpectColumnValuesToBeBetween(column="zero_volume_fraction", max_value=checks.max_zero_volume_fraction),
     ]
 
@@ -189,7 +190,13 @@ def _file_failures(result, table: pd.DataFrame, checks: StockChecks) -> dict[str
             name = str(row["file"])
             info = by_name.loc[name]
             if column == "header":
-                detail = f"header is {info['header']!r}, expected {','.join(HEADER)!r}"
+                found = info["header"].split(",")
+                missing, extra = [c for c in HEADER if c not in found], [c for c in found if c not in HEADER]
+                detail = (f"header is {info['header']!r}, expected {','.join(HEADER)!r}"
+                          f" (missing {missing}, unexpected {extra})")  # fmt: skip
+            elif column == "rows" and info["rows"] > checks.max_rows:
+                detail = (f"{int(info['rows']):,} data row(s); at most {checks.max_rows:,} expected (the longest "
+                          "real history, since 1962, has about 14,000)")  # fmt: skip
             elif column == "rows":
                 kind = " (a single-row file)" if info["rows"] == 1 else ""
                 detail = (f"{int(info['rows'])} data row(s){kind}; at least {checks.min_rows} needed for the "
