@@ -141,8 +141,8 @@ def registry_state(model: str, tracking_uri: str) -> dict:
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     versions = client.search_model_versions(f"name = '{model}'")
-    return {"versions": sorted(v.version for v in versions),
-            "champion": client.get_model_version_by_alias(model, "champion").version}  # fmt: skip
+    return {"versions": sorted(str(v.version) for v in versions),
+            "champion": str(client.get_model_version_by_alias(model, "champion").version)}  # fmt: skip
 
 
 def pointer(snapshots: Path, dataset: Dataset) -> dict | None:

@@ -7,19 +7,18 @@ snapshot minus that file) as long as enough tickers pass; too many bad files fai
 
 The matrix below is also the README's "Bad input" table (`test_readme_table_matches_the_matrix`).
 Most cases run the `ingest` and `validate` stages directly, as a DAG task does; one case per
-dataset goes through a real Airflow run (`airflow dags test`).
+dataset goes through a real Airflow run (`airflow dags test`) in `test_fault_dags.py`.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, mlflow_client, pipeline_env, run_dag
+from conftest import REPO_ROOT
 from fault_samples import (
     DATASETS,
     FASHION,
@@ -334,43 +333,6 @@ def test_row_count_caps_catch_a_huge_file_on_the_first_night(tmp_path):
     report = validate_file(tmp_path / FASHION.target, min_rows=10, max_rows=100)
     failed = [c.detail for c in report.checks if not c.success]
     assert failed == ["fashion-mnist_train.csv: 300 data row(s); expected between 10 and 100"]
-
-
-# --- one case per dataset through a real Airflow run ------------------------------------------------------
-
-DAG_CASES = {"fashion": "truncated", "news": "renamed_column", "stocks": None}  # stocks: too many bad files
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("key", list(DAG_CASES))
-def test_bad_input_stops_the_airflow_run_at_validate(tmp_path, key):
-    dataset = DATASETS[key]
-    home, data = tmp_path / "home", tmp_path / "data"
-    good_hash = publish_last_good(dataset, write_good(dataset, data), home / "snapshots")
-    before = pointer(home / "snapshots", dataset)
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    register_champion(dataset.model, uri, home / "previous-model")
-    folder = data / dataset.folder
-    if DAG_CASES[key] is None:
-        zero_bytes(STOCKS, folder / TICKERS[0])
-        out_of_range(STOCKS, folder / TICKERS[1])
-        texts = [f"only 2 file(s) passed, at least {MIN_TICKERS} required", TICKERS[0], TICKERS[1]]
-    else:
-        case = next(c for c in CASES if c.name == DAG_CASES[key])
-        case.breaks(dataset, folder / dataset.target)
-        texts = case.expected[key][1]
-
-    done = run_dag(dataset.dag_id, pipeline_env(home, data_dir=data, MLOPS_STOCK_MIN_TICKERS=MIN_TICKERS))
-    output = done.stdout + done.stderr
-    assert done.returncode != 0
-    assert "✗ validate failed" in output and "▶ train started" not in output
-    for text in texts:
-        assert text in output
-    assert pointer(home / "snapshots", dataset) == before and before["content_hash"] == good_hash
-    assert registry_state(dataset.model, uri) == {"versions": ["1"], "champion": "1"}
-    runs = mlflow_client(home).search_runs([mlflow_client(home).get_experiment_by_name(dataset.model).experiment_id])
-    assert [r.data.tags["validation_status"] for r in runs] == ["failed"]
-    shutil.rmtree(home, ignore_errors=True)
 
 
 # --- the README's table is this matrix --------------------------------------------------------------------
