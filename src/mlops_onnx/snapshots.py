@@ -14,6 +14,7 @@ usable and nothing half-written visible.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -88,15 +89,25 @@ class SnapshotStore:
 
     @contextlib.contextmanager
     def staging(self, dataset: str) -> Iterator[Path]:
-        """A private folder to write a new snapshot into; removed if the block fails."""
+        """A private folder to write a new snapshot into; removed if the block fails.
+
+        The writer holds an exclusive lock on `<folder>.lock` while the folder exists, so a folder
+        whose lock is free belongs to a writer that died (SIGKILL, OOM, power loss) and the next
+        run removes it at once.
+        """
         self._remove_stale_staging(dataset)
         folder = self.dataset_dir(dataset) / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-        folder.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = _writer_lock(folder)
         try:
+            folder.mkdir()
             yield folder
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        finally:
+            Path(lock.name).unlink(missing_ok=True)
+            lock.close()
 
     def commit(self, dataset: str, staging_dir: Path, *, source: str, details: dict | None = None) -> Snapshot:
         """Hash the staged files, write the manifest and publish the snapshot by one rename."""
@@ -167,10 +178,27 @@ class SnapshotStore:
         return self.get(dataset, digest)
 
     def _remove_stale_staging(self, dataset: str) -> None:
+        """Remove staging folders whose writer is gone (its lock is free), or that are very old."""
         folder = self.dataset_dir(dataset)
         if not folder.is_dir():
             return
         cutoff = time.time() - STALE_STAGING_SECONDS
         for leftover in folder.glob(f"{STAGING_PREFIX}*"):
-            if leftover.stat().st_mtime < cutoff:
-                shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.suffix == ".lock" or not leftover.is_dir():
+                continue
+            lock_path = leftover.with_name(leftover.name + ".lock")
+            try:
+                with lock_path.open("a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: the writer died
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    lock_path.unlink(missing_ok=True)
+            except BlockingIOError:  # a live writer (another run) holds it
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _writer_lock(folder: Path):
+    """An open file holding an exclusive lock on `<folder>.lock`; the kernel drops it when the process dies."""
+    lock = Path(f"{folder}.lock").open("a")  # noqa: SIM115 (held open for the staging block, closed by it)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock

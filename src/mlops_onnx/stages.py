@@ -49,9 +49,11 @@ def _snapshot(state: dict, settings: Settings):
 
 
 def _write_report(state: dict, name: str, payload: dict) -> Path:
+    """Write a report atomically: a crash mid-write leaves the previous report, never half a file."""
+    from mlops_onnx.snapshots import write_json_atomic
+
     path = Path(state["workdir"]) / "reports" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    write_json_atomic(path, payload)
     return path
 
 
