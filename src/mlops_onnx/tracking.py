@@ -38,10 +38,15 @@ def code_version() -> str:
 
     if os.environ.get("MLOPS_CODE_VERSION"):
         return os.environ["MLOPS_CODE_VERSION"]
+    import shutil
+
+    git = shutil.which("git")  # a full path: never whatever "git" a changed PATH finds later
+    if git is None:
+        return "unknown"
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        commit = subprocess.run([git, "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return "unknown"
