@@ -2,6 +2,7 @@
 Kaggle refusing the credentials. Each run starts from a night that went well (a `last_good`
 snapshot and a registered champion) and must stop at the right task, leaving both as they were.
 
+Kaggle is a local HTTP server the real `kaggle` client reaches (see `test_source_failures.py`).
 The four runs are independent (own MLOPS_HOME, Airflow and MLflow stores) and start together, so
 the module costs about as much as its slowest run.
 """
@@ -43,15 +44,17 @@ class Night:
     kaggle_requests: list[str] = field(default_factory=list)  # what the fake Kaggle was asked
 
 
-def prepare(tmp: Path, key: str, breakage: str | None) -> Night:
+def prepare(tmp: Path, key: str, breakage: str | None, kaggle: KaggleServer) -> Night:
     """A home where the earlier night passed, and a data folder (or Kaggle) that fails tonight."""
     dataset = DATASETS[key]
     home, data = tmp / "home", tmp / "data"
     publish_last_good(dataset, write_good(dataset, tmp / "earlier"), home / "snapshots")
     register_champion(dataset.model, f"sqlite:///{home / 'mlflow.db'}", home / "previous-model")
     if breakage == "kaggle_rejects_credentials":
+        # The real client, pointed at the fake Kaggle: its LOCALHOST endpoint (http://localhost), reached
+        # through the fake as an HTTP proxy, so no fixed port is needed.
         env = pipeline_env(home, MLOPS_DATA_SOURCE="kaggle", KAGGLE_USERNAME="nightly-bot", KAGGLE_KEY=KEY,
-                           KAGGLE_API_ENVIRONMENT="TEST")  # the client's TEST endpoint: localhost:7777
+                           KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=kaggle.url, NO_PROXY="127.0.0.1")
         return Night(key, home, env, pointer(home / "snapshots", dataset), "ingest", [FAILURES["bad_credentials"][0]])
     folder = write_good(dataset, data)
     if breakage is None:  # stocks: two of four ticker files bad, fewer than MLOPS_STOCK_MIN_TICKERS pass
@@ -76,9 +79,9 @@ NIGHTS = {  # name -> (dataset, breakage)
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
-    kaggle = KaggleServer(port=7777)  # answers 401 like Kaggle does for a wrong key
+    kaggle = KaggleServer()  # answers 401 like Kaggle does for a wrong key
     kaggle.mode = "bad_credentials"
-    runs = {name: prepare(tmp_path_factory.mktemp(name), *spec) for name, spec in NIGHTS.items()}
+    runs = {name: prepare(tmp_path_factory.mktemp(name), *spec, kaggle) for name, spec in NIGHTS.items()}
     try:
         with ThreadPoolExecutor(max_workers=len(runs)) as pool:
             done = {name: pool.submit(run_dag, DATASETS[night.dataset_key].dag_id, night.env)
@@ -117,5 +120,5 @@ def test_rejected_credentials_fail_at_once_without_retries(nights):
     night = nights["fashion_kaggle_rejects_credentials"]
     assert KEY not in night.done.stdout + night.done.stderr
     # One API call: the task failed at once (a retry cannot fix a wrong key) and never reached validate.
-    assert night.kaggle_requests == ["POST /api/v1/datasets.DatasetApiService/DownloadDataset"]
+    assert night.kaggle_requests == ["POST http://localhost/api/v1/datasets.DatasetApiService/DownloadDataset"]
     assert "▶ validate started" not in night.done.stdout
