@@ -63,9 +63,11 @@ if where == "snapshot_files":
 
     shutil.copyfile = half_copy
     from mlops_onnx import stages
-    from mlops_onnx.tracking import RunContext
+    from mlops_onnx.datasets import FASHION_MNIST
+    from mlops_onnx.settings import get_settings
 
-    stages.ingest("fashion_mnist_cnn", RunContext("fashion_mnist_nightly", "killed"))
+    # What `ingest` does before MLflow: source -> staging folder -> one rename (no torch/mlflow import).
+    stages._snapshot_from_source(FASHION_MNIST, store, get_settings())
 elif where == "snapshot_manifest":
     with store.staging("fashionmnist") as folder:
         (folder / "fashion-mnist_train.csv").write_text("label,pixel1\n1,2\n")
