@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 DATA_SOURCES = ("kaggle", "local", "synthetic")
 ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
+# Measured peak RSS of one task on full-size data here is well under 3 GB (README, "Faults and concurrency").
+DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
 
 class SettingsError(ValueError):
@@ -44,6 +46,9 @@ class Settings:
     seed: int
     stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
     stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
+    task_retries: int  # Airflow retries of every task (a failure a retry cannot fix fails at once)
+    retry_delay_seconds: float  # first retry delay; doubles on each further retry (exponential backoff)
+    memory_budget_mb: float | None  # peak RSS a task may use before the run is flagged (None = no budget)
 
     @property
     def snapshots_dir(self) -> Path:
@@ -143,6 +148,9 @@ def get_settings() -> Settings:
         seed=_int("MLOPS_SEED", 42) or 0,
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
         stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
+        task_retries=max(0, _int("MLOPS_TASK_RETRIES", 2) or 0),
+        retry_delay_seconds=max(1.0, _float("MLOPS_RETRY_DELAY_SECONDS", 30.0) or 1.0),
+        memory_budget_mb=_float("MLOPS_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB) or None,
     )
 
 
