@@ -37,6 +37,7 @@ class Settings:
     epochs: int | None
     max_train_rows: int | None
     max_test_rows: int | None
+    max_train_batches: int | None  # per epoch (fashion): a smoke run on full-size data without a full epoch
     gate_overrides: dict[str, float]  # MLOPS_GATE_<MODEL>=value, e.g. MLOPS_GATE_FASHION_MNIST_CNN=0.9
     stock_max_tickers: int | None  # train on at most this many passing tickers (0 = all that pass)
     bench_threads: int
@@ -139,6 +140,7 @@ def get_settings() -> Settings:
         epochs=_int("MLOPS_EPOCHS", None),
         max_train_rows=_int("MLOPS_MAX_TRAIN_ROWS", None),
         max_test_rows=_int("MLOPS_MAX_TEST_ROWS", None),
+        max_train_batches=_int("MLOPS_MAX_TRAIN_BATCHES", None),
         gate_overrides=_gate_overrides(),
         stock_max_tickers=_int("MLOPS_STOCK_MAX_TICKERS", None),
         bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
