@@ -2,8 +2,9 @@
 
 A version carries the ONNX fp32 model (mlflow.onnx flavor, signature, input example), the
 variants that passed parity, the reports, and tags that trace it to its data hash, code version
-and Airflow run. Registration is idempotent per Airflow run: a retried or re-run task finds the
-version it created before instead of adding another.
+and Airflow run. Registration is idempotent per Airflow run and per logical date: a retried or
+re-run task, or the whole night re-run under a new Airflow run id, finds the version it created
+before instead of adding another.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def _existing_version(client, name: str, run_id: str, ctx: RunContext):
     if not versions and ctx.logical_date:
         versions = client.search_model_versions(f"name='{name}' and tags.airflow_dag_id='{ctx.dag_id}' "
                                                 f"and tags.airflow_logical_date='{ctx.logical_date}'")  # fmt: skip
-    return versions[0] if versions else None
+    # search_model_versions leaves `aliases` empty; get_model_version fills it.
+    return client.get_model_version(name, versions[0].version) if versions else None
 
 
 def _log_model(spec, state: dict) -> str:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 DATA_SOURCES = ("kaggle", "local", "synthetic")
 ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
-# Measured peak RSS of one task on full-size data here is well under 3 GB (README, "Faults and concurrency").
+# The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
 DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
 

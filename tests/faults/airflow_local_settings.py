@@ -4,9 +4,10 @@
 `TEST_FAULTS` lists `task:action[+action]` pairs; the actions run once, just before the task's first
 try (an `on_execute_callback`), so the task's retries run without the fault:
 
-- `stop_mlflow`: kill the MLflow server (its process group id is in `$TEST_MLFLOW_PGID_FILE`).
-- `stop_mlflow_at_register`: kill it in the middle of the task, just before `mlflow.register_model`
-  (the model is logged by then, the version not yet created).
+- `stop_mlflow_before_<function>`: kill the MLflow server (its process group id is in
+  `$TEST_MLFLOW_PGID_FILE`) in the middle of the task, just before its first call of `mlflow.<function>`:
+  `start_run` (the task's logging) or `register_model` (the model is logged by then, the version not
+  yet created). The call then fails at once, however long the task ran before it.
 - `truncate_<variant>`: cut the ONNX file of `fp32` (the export) or of a quantized variant in half.
 - `drift_<variant>`: scale its first conv kernel by 1.5 (it runs; the outputs drift).
 - `break_<variant>`: replace its first conv kernel by noise of the same dtype (it still loads and runs,
@@ -38,20 +39,19 @@ def _inject(actions: str, context) -> None:
 
 
 def _apply(action: str, ti) -> None:
-    if action == "stop_mlflow":
-        _stop_mlflow()
-    elif action == "stop_mlflow_at_register":
+    if action.startswith("stop_mlflow_before_"):
         import mlflow
 
-        register = mlflow.register_model
+        name = action.removeprefix("stop_mlflow_before_")
+        original = getattr(mlflow, name)
 
-        def stop_then_register(*args, **kwargs):
-            mlflow.register_model = register  # once: the retry registers normally
-            print("[fault] stopping MLflow just before register_model", flush=True)
-            _stop_mlflow()
-            return register(*args, **kwargs)
+        def stop_then_call(*args, **kwargs):
+            setattr(mlflow, name, original)  # once: the retry calls MLflow normally
+            print(f"[fault] stopping MLflow just before mlflow.{name}", flush=True)
+            os.killpg(int(Path(os.environ["TEST_MLFLOW_PGID_FILE"]).read_text()), signal.SIGKILL)
+            return original(*args, **kwargs)
 
-        mlflow.register_model = stop_then_register
+        setattr(mlflow, name, stop_then_call)
     else:
         fault, _, variant = action.partition("_")
         state = ti.xcom_pull(task_ids="quantize")
@@ -64,10 +64,6 @@ def _apply(action: str, ti) -> None:
             _rewrite_first_conv(path, _noise)
         else:
             raise ValueError(f"unknown fault {action!r}")
-
-
-def _stop_mlflow() -> None:
-    os.killpg(int(Path(os.environ["TEST_MLFLOW_PGID_FILE"]).read_text()), signal.SIGKILL)
 
 
 def _noise(weights, rng):

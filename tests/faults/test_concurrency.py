@@ -45,7 +45,7 @@ def test_two_dag_runs_at_once_keep_their_files_apart_and_the_better_one_is_champ
     workdirs = set()
     for run in mlflow_runs:
         airflow_run_id = run.data.tags["airflow_run_id"]
-        workdir = next((home / "work" / FASHION_DAG).glob(f"*{airflow_run_id[-20:].replace(':', '_')}*"))
+        workdir = home / "work" / FASHION_DAG / RunContext(FASHION_DAG, airflow_run_id).safe_run_id
         workdirs.add(workdir)
         props = {p.key: p.value for p in onnx.load(str(workdir / "model_fp32.onnx")).metadata_props}
         assert props["airflow_run_id"] == airflow_run_id  # its own export, not overwritten by the other run

@@ -36,6 +36,28 @@ def test_rerunning_tasks_or_the_whole_night_registers_one_version_from_one_snaps
 
     versions = client.search_model_versions(f"name='{FASHION}'")
     assert [str(v.version) for v in versions] == ["1"] and versions[0].run_id == night.info.run_id
-    assert str(client.get_model_version_by_alias(FASHION, "champion").version) == "1"
+    assert client.get_model_version(FASHION, "1").aliases == ["champion"]  # not also made its own challenger
+    assert second.data.tags["registered_alias"] == "champion"
     snapshots = [p.name for p in (home / "snapshots" / "fashionmnist").iterdir() if p.is_dir()]
     assert snapshots == [data_hash]
+
+
+def test_a_retried_registration_finds_its_version_and_leaves_its_aliases_alone(settings_env, exported_cnn, tmp_path):
+    from mlops_onnx import registry, tracking
+    from mlops_onnx.models.fashion import SPEC
+    from mlops_onnx.tracking import RunContext
+
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_GATE_FASHION_MNIST_CNN="0.5")
+    (tmp_path / "reports").mkdir()
+    state = {"validation": "passed", "parity": {"fp32": True}, "metrics": {"test_accuracy": 0.9},
+             "onnx_fp32": str(exported_cnn[1]), "snapshot": "ab" * 32, "data_source": "synthetic",
+             "workdir": str(tmp_path)}  # fmt: skip
+    night = RunContext(FASHION_DAG, "scheduled__2026-11-02", logical_date="2026-11-02T00:00:00+00:00")
+    rerun = RunContext(FASHION_DAG, "manual__rerun", logical_date=night.logical_date)
+    results = [registry.gate_and_register(SPEC, ctx, state | {"mlflow_run_id": tracking.find_or_create_run(
+        FASHION, ctx, settings)}, settings) for ctx in (night, night, rerun)]  # fmt: skip
+    assert [r["version"] for r in results] == ["1", "1", "1"]
+    assert [r["aliases"] for r in results] == [["champion"]] * 3
+    client = mlflow_client(settings.home)
+    assert client.get_model_version(FASHION, "1").aliases == ["champion"]
+    assert len(client.search_model_versions(f"name='{FASHION}'")) == 1

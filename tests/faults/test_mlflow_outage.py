@@ -2,9 +2,9 @@
 backoff, and once the server is back the run finishes with exactly one registered version.
 
 A real `mlflow server` (SQLite backend) serves the DAG run. The test-only fault policy
-(`airflow_local_settings.py`) kills it twice: just before `export`'s first try (its logging fails)
-and in the middle of `gate_and_register`'s first try, after the model was logged and just before the
-version is created. A watcher restarts the server each time after OUTAGE_SECONDS. MLflow's own HTTP
+(`airflow_local_settings.py`) kills it twice, in the first try of `export` just before the task
+starts logging, and in the first try of `gate_and_register` after the model was logged and just before
+the version is created. A watcher restarts the server each time after OUTAGE_SECONDS. MLflow's own HTTP
 retries (7 by default, about 4 minutes) are turned off here so that the Airflow retries are what is tested.
 """
 
@@ -25,7 +25,8 @@ def test_mlflow_outage_fails_a_try_and_the_retry_registers_exactly_once(tmp_path
     server = MlflowServer(tmp_path / "mlflow-server")
     server.start()
     server.restart_after_outages(OUTAGE_SECONDS)
-    env = install_fault_policy(small_env(home), "export:stop_mlflow,gate_and_register:stop_mlflow_at_register")
+    faults = "export:stop_mlflow_before_start_run,gate_and_register:stop_mlflow_before_register_model"
+    env = install_fault_policy(small_env(home), faults)
     env |= {"MLFLOW_TRACKING_URI": server.uri, "TEST_MLFLOW_PGID_FILE": str(server.pgid_file),
             "MLOPS_TASK_RETRIES": "5", "MLOPS_RETRY_DELAY_SECONDS": str(RETRY_DELAY_SECONDS),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}  # fmt: skip
@@ -35,8 +36,8 @@ def test_mlflow_outage_fails_a_try_and_the_retry_registers_exactly_once(tmp_path
         server.stop()
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "[fault] stop_mlflow before export try 1" in output
-    assert "[fault] stopping MLflow just before register_model" in output
+    assert "[fault] stopping MLflow just before mlflow.start_run" in output
+    assert "[fault] stopping MLflow just before mlflow.register_model" in output
     assert len(server.outages) == 2
 
     for task in ("export", "gate_and_register"):
