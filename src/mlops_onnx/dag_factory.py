@@ -16,14 +16,21 @@ from airflow.sdk import dag, get_current_context, task
 
 from mlops_onnx.catalog import PIPELINES, Pipeline
 from mlops_onnx.links import model_url
+from mlops_onnx.settings import get_settings
 
-DEFAULT_ARGS = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+
+def default_args() -> dict:
+    """Every task talks to MLflow, so every task retries, waiting twice as long each time (30 s, 60 s, …
+    at most 10 min by default): an MLflow server that is down for a while fails a try, not the night.
+    MLOPS_TASK_RETRIES and MLOPS_RETRY_DELAY_SECONDS shorten this in tests."""
+    settings = get_settings()
+    return {
+        "owner": "ml-platform",
+        "retries": settings.task_retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,  # Airflow 3: the multiplier (True is read as 2.0 too)
+        "max_retry_delay": timedelta(minutes=10),
+    }
 
 
 def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
@@ -35,8 +42,9 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
     from mlops_onnx.validation import DataValidationError
 
     context = get_current_context()
-    ctx = RunContext(dag_id=context["dag"].dag_id, run_id=context["run_id"],
-                     try_number=context["ti"].try_number)  # fmt: skip
+    logical_date = context.get("logical_date")  # None for a run triggered without one
+    ctx = RunContext(dag_id=context["dag"].dag_id, run_id=context["run_id"], try_number=context["ti"].try_number,
+                     logical_date=logical_date.isoformat() if logical_date else None)  # fmt: skip
     _export_kaggle_connection()
     state = {k: v for part in upstream for k, v in part.items()}
     _push_links(context["ti"], pipeline.model, state)  # also on a failed task, where the reason is
@@ -100,7 +108,7 @@ def nightly_dag(model: str):
         schedule=pipeline.schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
         dagrun_timeout=timedelta(hours=4),
         tags=["nightly", "onnx", pipeline.model],
         doc_md=f"""
@@ -148,7 +156,8 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
         def benchmark_cpu(state: dict) -> dict:
             return _call(pipeline, "benchmark_cpu", state)
 
-        @pipeline_task(pool="gpu", queue="gpu", retries=0)
+        # Retries too: a GPU failure is reported and skipped inside the stage; what fails the task is MLflow.
+        @pipeline_task(pool="gpu", queue="gpu")
         def benchmark_gpu(state: dict) -> dict:
             return _call(pipeline, "benchmark_gpu", state)
 

@@ -71,8 +71,22 @@ def measured(stage: Callable[..., dict]) -> Callable[..., dict]:
     return wrapper
 
 
+def over_budget(name: str, peak_mb: float, budget_mb: float | None) -> str | None:
+    """Why a task's peak memory is over MLOPS_MEMORY_BUDGET_MB, or None when it is within (or no budget)."""
+    if budget_mb is None or peak_mb <= budget_mb:
+        return None
+    return f"{name} peaked at {peak_mb:.0f} MB RSS, over the memory budget of {budget_mb:.0f} MB"
+
+
 def _log(run_id: str | None, name: str, seconds: float, memory: PeakMemory) -> None:
+    from mlops_onnx.settings import get_settings
+
+    budget = get_settings().memory_budget_mb
     print(f"[resources] {name}: {seconds:.1f}s, peak RSS {memory.peak_mb:.0f} MB", flush=True)
+    # A warning, not a failure: the task has done its work by now, and a retry would need the same memory.
+    exceeded = over_budget(name, memory.peak_mb, budget)
+    if exceeded:
+        log.warning("MEMORY BUDGET EXCEEDED: %s (MLOPS_MEMORY_BUDGET_MB)", exceeded)
     if not run_id:
         return
     from mlflow import MlflowClient
@@ -81,5 +95,9 @@ def _log(run_id: str | None, name: str, seconds: float, memory: PeakMemory) -> N
         client = MlflowClient()
         client.log_metric(run_id, f"task_seconds_{name}", round(seconds, 3))
         client.log_metric(run_id, f"peak_rss_mb_{name}", round(memory.peak_mb, 1))
+        if budget is not None:
+            client.log_metric(run_id, "memory_budget_mb", budget)
+        if exceeded:
+            client.set_tag(run_id, f"memory_budget_exceeded_{name}", exceeded)
     except Exception as exc:  # never hide the stage's own outcome behind a logging failure
         log.warning("could not log resource metrics of %s: %s", name, exc)

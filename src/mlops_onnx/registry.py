@@ -2,8 +2,9 @@
 
 A version carries the ONNX fp32 model (mlflow.onnx flavor, signature, input example), the
 variants that passed parity, the reports, and tags that trace it to its data hash, code version
-and Airflow run. Registration is idempotent per Airflow run: a retried or re-run task finds the
-version it created before instead of adding another.
+and Airflow run. Registration is idempotent per Airflow run and per logical date: a retried or
+re-run task, or the whole night re-run under a new Airflow run id, finds the version it created
+before instead of adding another.
 """
 
 from __future__ import annotations
@@ -70,9 +71,15 @@ def _version_score(spec, version) -> float | None:
     return float(raw) if raw is not None else None
 
 
-def _existing_version(client, name: str, run_id: str):
+def _existing_version(client, name: str, run_id: str, ctx: RunContext):
+    """The version this DAG run registered before: by its MLflow run (a retried or cleared task), or by
+    its logical date (the whole run re-run for the same night gets a new Airflow run id)."""
     versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    return versions[0] if versions else None
+    if not versions and ctx.logical_date:
+        versions = client.search_model_versions(f"name='{name}' and tags.airflow_dag_id='{ctx.dag_id}' "
+                                                f"and tags.airflow_logical_date='{ctx.logical_date}'")  # fmt: skip
+    # search_model_versions leaves `aliases` empty; get_model_version fills it.
+    return client.get_model_version(name, versions[0].version) if versions else None
 
 
 def _log_model(spec, state: dict) -> str:
@@ -149,15 +156,20 @@ def _gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -
     run_id = state["mlflow_run_id"]
     score = state.get("metrics", {}).get(spec.primary_metric)
 
-    existing = _existing_version(client, spec.name, run_id)
+    existing = _existing_version(client, spec.name, run_id, ctx)
     if existing is not None:
         log.warning("run %s already registered %s version %s; not registering again",
                     ctx.run_id, spec.name, existing.version)  # fmt: skip
         aliases = list(existing.aliases)
         if not aliases:  # an earlier try registered, then failed before the alias: finish its work
             aliases = [move_aliases(spec, client, str(existing.version), float(existing.tags[spec.primary_metric]))]
-            client.set_tag(run_id, "registered_alias", aliases[0])
-            client.set_tag(run_id, "gate_status", "registered")
+        tags = {"gate_status": "registered", "registered_version": str(existing.version),
+                "registered_alias": aliases[0] if aliases else ""}  # fmt: skip
+        if existing.run_id != run_id:
+            tags["gate_reason"] = (f"already registered as version {existing.version} for logical date "
+                                   f"{ctx.logical_date} by {existing.tags.get('airflow_run_id')}")  # fmt: skip
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
         return {**state, "registered": True, "version": str(existing.version), "aliases": aliases,
                 "gate": "registered"}  # fmt: skip
 
@@ -175,7 +187,7 @@ def _gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -
             "git_commit": tracking.code_version(), "airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id,
             "parity_status": "passed", "serving_variant": variant, spec.primary_metric: f"{score:.6f}",
             "variants_passed": ",".join(sorted(state.get("passing_variants", {}))) or "none",
-        }  # fmt: skip
+        } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})  # fmt: skip
         version = mlflow.register_model(model_uri, spec.name, tags=tags)
         alias = move_aliases(spec, client, version.version, score)
         mlflow.set_tags({"gate_status": "registered", "registered_model": spec.name,

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 DATA_SOURCES = ("kaggle", "local", "synthetic")
 ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
+# The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
+DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
 
 class SettingsError(ValueError):
@@ -35,6 +37,7 @@ class Settings:
     epochs: int | None
     max_train_rows: int | None
     max_test_rows: int | None
+    max_train_batches: int | None  # per epoch (fashion): a smoke run on full-size data without a full epoch
     gate_overrides: dict[str, float]  # MLOPS_GATE_<MODEL>=value, e.g. MLOPS_GATE_FASHION_MNIST_CNN=0.9
     stock_max_tickers: int | None  # train on at most this many passing tickers (0 = all that pass)
     bench_threads: int
@@ -44,6 +47,9 @@ class Settings:
     seed: int
     stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
     stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
+    task_retries: int  # Airflow retries of every task (a failure a retry cannot fix fails at once)
+    retry_delay_seconds: float  # first retry delay; doubles on each further retry (exponential backoff)
+    memory_budget_mb: float | None  # peak RSS a task may use before the run is flagged (None = no budget)
     max_file_growth: float = 5.0  # a file more than this many times larger (or smaller) than in last_good fails
 
     @property
@@ -135,6 +141,7 @@ def get_settings() -> Settings:
         epochs=_int("MLOPS_EPOCHS", None),
         max_train_rows=_int("MLOPS_MAX_TRAIN_ROWS", None),
         max_test_rows=_int("MLOPS_MAX_TEST_ROWS", None),
+        max_train_batches=_int("MLOPS_MAX_TRAIN_BATCHES", None),
         gate_overrides=_gate_overrides(),
         stock_max_tickers=_int("MLOPS_STOCK_MAX_TICKERS", None),
         bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
@@ -144,6 +151,9 @@ def get_settings() -> Settings:
         seed=_int("MLOPS_SEED", 42) or 0,
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
         stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
+        task_retries=max(0, _int("MLOPS_TASK_RETRIES", 2) or 0),
+        retry_delay_seconds=max(1.0, _float("MLOPS_RETRY_DELAY_SECONDS", 30.0) or 1.0),
+        memory_budget_mb=_float("MLOPS_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB) or None,
         max_file_growth=_float("MLOPS_MAX_FILE_GROWTH", 5.0) or 5.0,
     )
 

@@ -25,6 +25,7 @@ class RunContext:
     dag_id: str
     run_id: str
     try_number: int = 1
+    logical_date: str | None = None  # ISO 8601; None for a run without one (or outside Airflow)
 
     @property
     def safe_run_id(self) -> str:
@@ -96,6 +97,7 @@ def find_or_create_run(model: str, ctx: RunContext, settings: Settings) -> str:
         exp,
         run_name=f"{ctx.dag_id}__{ctx.safe_run_id}",
         tags={"airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id, "model": model,
-              "git_commit": code_version(), "mlflow.source.name": ctx.dag_id},  # fmt: skip
+              "git_commit": code_version(), "mlflow.source.name": ctx.dag_id}
+             | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {}),  # fmt: skip
     )
     return run.info.run_id

@@ -30,9 +30,9 @@ def test_nightly_shape(dagbag, pipeline):
     assert {t.task_id for t in dag.tasks} == EXPECTED_TASKS
     assert dag.schedule == NIGHTLY and dag.timetable.expression == NIGHTLY and dag.catchup is False
     assert dag.doc_md and pipeline.model in dag.doc_md
-    for task in dag.tasks:
-        if task.task_id != "benchmark_gpu":
-            assert task.retries == 2 and task.retry_exponential_backoff
+    for task in dag.tasks:  # every task talks to MLflow: every task retries, with doubling delays
+        assert task.retries == 2 and task.retry_exponential_backoff == 2.0
+        assert task.retry_delay.total_seconds() == 30 and task.max_retry_delay.total_seconds() == 600
     gpu = dag.get_task("benchmark_gpu")
     assert gpu.pool == "gpu" and gpu.queue == "gpu"
     gate = dag.get_task("gate_and_register")

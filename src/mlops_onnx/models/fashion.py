@@ -38,6 +38,7 @@ class FashionConfig:
     validation_fraction: float = 0.1
     max_train_rows: int | None = None
     max_test_rows: int | None = None
+    max_train_batches: int | None = None  # per epoch; None = the whole training split
     min_rows: tuple[tuple[str, int], ...] = ((TRAIN_FILE, 1000), (TEST_FILE, 200))
     seed: int = 42
 
@@ -97,7 +98,7 @@ class FashionSpec(ModelSpec):
 
     def train_config(self, settings: Settings) -> FashionConfig:
         return profile_config(settings, FashionConfig(), QUICK, epochs="epochs", max_train_rows="max_train_rows",
-                              max_test_rows="max_test_rows")
+                              max_test_rows="max_test_rows", max_train_batches="max_train_batches")
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         cfg = self.train_config(settings)
@@ -123,8 +124,8 @@ class FashionSpec(ModelSpec):
             started = time.perf_counter()
             model.train()
             permutation = torch.randperm(len(x_train), generator=generator)
-            total_loss, correct = 0.0, 0
-            for i in range(0, len(x_train), cfg.batch_size):
+            total_loss, correct, seen = 0.0, 0, 0
+            for i in range(0, len(x_train), cfg.batch_size)[: cfg.max_train_batches]:
                 idx = permutation[i : i + cfg.batch_size]
                 batch, target = x_train[idx], y_train[idx]
                 flip = torch.rand(len(batch), generator=generator) < 0.5  # clothes are left-right symmetric
@@ -136,10 +137,11 @@ class FashionSpec(ModelSpec):
                 optimizer.step()
                 total_loss += loss.item() * len(batch)
                 correct += int((logits.argmax(1) == target).sum())
+                seen += len(batch)
             val_loss, val_accuracy, _ = _evaluate(model, x_val, y_val)
             epochs_run = epoch
             on_epoch(epoch, {
-                "train_loss": total_loss / len(x_train), "train_accuracy": correct / len(x_train),
+                "train_loss": total_loss / seen, "train_accuracy": correct / seen,
                 "val_loss": val_loss, "val_accuracy": val_accuracy,
                 "epoch_seconds": time.perf_counter() - started,
             })  # fmt: skip

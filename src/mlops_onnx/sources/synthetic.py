@@ -15,7 +15,8 @@ from mlops_onnx.datasets import FASHION_MNIST, DatasetSpec
 from mlops_onnx.settings import Settings
 from mlops_onnx.sources import SourceError
 
-FASHION_ROWS = {"full": (6000, 1000), "quick": (2000, 500)}
+# Full size is the real dataset's: 60,000 training and 10,000 test images.
+FASHION_ROWS = {"full": (60000, 10000), "quick": (2000, 500)}
 
 
 def _fashion_templates() -> np.ndarray:
