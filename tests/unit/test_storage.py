@@ -27,7 +27,7 @@ def storage_url(request, tmp_path, monkeypatch):
     import s3fs
 
     endpoint = request.getfixturevalue("s3_endpoint")
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "not-a-real-key",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
         monkeypatch.setenv(name, value)
     s3fs.S3FileSystem.clear_instance_cache()  # the endpoint comes from the environment, not the cache key
