@@ -16,6 +16,7 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,12 +68,20 @@ def on_shared_storage(stage: Callable[..., dict]) -> Callable[..., dict]:
         files = run_files(get_settings(), ctx)
         pulled = files.pull()
         log.info("run files: %d pulled from %s into %s", len(pulled), files.remote.url, files.local)
-        result = stage(model, ctx, *(files.localise(state) for state in upstream))
-        pushed = files.push()
-        log.info("run files: %d pushed to %s: %s", len(pushed), files.remote.url, ", ".join(pushed))
+        try:
+            result = stage(model, ctx, *(files.localise(state) for state in upstream))
+        except StageSkipped:
+            _push(files)  # a skipped stage's report says why, for the gate to attach
+            raise
+        _push(files)
         return files.publish(result)
 
     return wrapper
+
+
+def _push(files) -> None:
+    pushed = files.push()
+    log.info("run files: %d pushed to %s: %s", len(pushed), files.remote.url, ", ".join(pushed))
 
 
 def _snapshot(state: dict, settings: Settings):
@@ -388,11 +397,15 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
 
     from mlops_onnx.benchmark import metrics_from
 
-    state_path = _write_report(state, "gpu_benchmark_input.json", state)
     out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
-    proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
-                           "--state", str(state_path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=3600)  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The state with this machine's paths: for the subprocess only, never published with the run's files.
+    with tempfile.TemporaryDirectory(prefix="gpu-benchmark-") as scratch:
+        state_path = Path(scratch) / "state.json"
+        state_path.write_text(json.dumps(state))
+        proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
+                               "--state", str(state_path), "--out", str(out)],
+                              capture_output=True, text=True, timeout=3600)  # fmt: skip
     if proc.returncode != 0:
         # The gate does not need GPU numbers: a broken GPU run is reported, not fatal to the night.
         report = {"status": "failed", "reason": f"GPU benchmark failed ({proc.returncode}): {proc.stderr[-400:]}"}

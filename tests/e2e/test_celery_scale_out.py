@@ -348,14 +348,21 @@ def test_tasks_ran_on_both_workers_and_handed_over_between_them(cluster):
 
 
 def test_the_version_is_in_the_postgres_backed_registry(cluster):
+    import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=cluster.mlflow_url, registry_uri=cluster.mlflow_url)
-    version = client.get_model_version_by_alias(MODEL, "champion")
-    assert version.tags["airflow_run_id"] == cluster.run_id and version.tags["airflow_dag_id"] == DAG_ID
-    run = client.get_run(version.run_id)
-    assert run.data.tags["gate_status"] == "registered" and run.data.metrics["test_accuracy"] >= 0.5
-    assert {a.path for a in client.list_artifacts(version.run_id, "model")} >= {"model/MLmodel", "model/model.onnx"}
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(cluster.mlflow_url)  # a logged model's artifacts resolve through the global URI
+    try:
+        client = MlflowClient()
+        version = client.get_model_version_by_alias(MODEL, "champion")
+        assert version.tags["airflow_run_id"] == cluster.run_id and version.tags["airflow_dag_id"] == DAG_ID
+        run = client.get_run(version.run_id)
+        assert run.data.tags["gate_status"] == "registered" and run.data.metrics["test_accuracy"] >= 0.5
+        files = {a.path for a in client.list_artifacts(version.run_id, "model")}
+        assert {"model/MLmodel", "model/model.onnx"} <= files, files
+    finally:
+        mlflow.set_tracking_uri(previous)
     rows = cluster.query("mlflow", "SELECT version, run_id FROM model_versions WHERE name = %s", MODEL)
     assert rows == [(1, version.run_id)]
 

@@ -75,3 +75,11 @@ def test_snapshots_round_trip_through_the_storage(storage_url, tmp_path):
     copy = store_b.last_good("d")
     assert copy.content_hash == snapshot.content_hash and (copy.path / "x.csv").read_text() == "1,2\n"
     assert copy.path.is_relative_to(tmp_path / "b")
+
+
+def test_the_default_storage_is_the_home_folder_and_s3_is_a_setting(settings_env, tmp_path):
+    settings = settings_env()
+    home = tmp_path / "mlops"
+    assert settings.snapshots_dir == f"{home.as_uri()}/snapshots" and settings.work_dir == home / "work"
+    settings = settings_env(MLOPS_STORAGE_URL="s3://bucket/mlops/", MLOPS_WORK_DIR=str(tmp_path / "local"))
+    assert settings.runs_url == "s3://bucket/mlops/runs" and settings.work_dir == tmp_path / "local"
