@@ -106,7 +106,8 @@ def _log_model(spec, state: dict) -> str:
         mlflow.log_artifact(path, "model/preprocessing")
     reports = Path(state["workdir"]) / "reports"
     for report in sorted(reports.glob("*.json")):
-        mlflow.log_artifact(str(report), "reports")
+        if report.name != "gpu_benchmark_input.json":
+            mlflow.log_artifact(str(report), "reports")
     return info.model_uri
 
 

@@ -16,7 +16,6 @@ import json
 import logging
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +50,18 @@ def _store(settings: Settings):
     return SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots")
 
 
+# The GPU benchmark's input: the state with this machine's paths, for its subprocess (and `make bench` on this
+# machine); never published to the shared storage.
+GPU_STATE_FILE = "reports/gpu_benchmark_input.json"
+
+
 def run_files(settings: Settings, ctx: RunContext):
     """This DAG run's working folder on this machine and its folder in the shared storage."""
     from mlops_onnx.storage import RunFiles, Storage
 
-    return RunFiles(local=settings.work_dir / "runs" / ctx.dag_id / ctx.safe_run_id,
-                    remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id))  # fmt: skip
+    return RunFiles(local=settings.work_dir / ctx.dag_id / ctx.safe_run_id,
+                    remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id),
+                    local_only=frozenset({GPU_STATE_FILE}))  # fmt: skip
 
 
 def on_shared_storage(stage: Callable[..., dict]) -> Callable[..., dict]:
@@ -397,15 +402,11 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
 
     from mlops_onnx.benchmark import metrics_from
 
+    state_path = _write_report(state, Path(GPU_STATE_FILE).name, state)
     out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The state with this machine's paths: for the subprocess only, never published with the run's files.
-    with tempfile.TemporaryDirectory(prefix="gpu-benchmark-") as scratch:
-        state_path = Path(scratch) / "state.json"
-        state_path.write_text(json.dumps(state))
-        proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
-                               "--state", str(state_path), "--out", str(out)],
-                              capture_output=True, text=True, timeout=3600)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
+                           "--state", str(state_path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=3600)  # fmt: skip
     if proc.returncode != 0:
         # The gate does not need GPU numbers: a broken GPU run is reported, not fatal to the night.
         report = {"status": "failed", "reason": f"GPU benchmark failed ({proc.returncode}): {proc.stderr[-400:]}"}
