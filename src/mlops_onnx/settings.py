@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mlops_onnx.storage import as_url
+
 log = logging.getLogger(__name__)
 
 DATA_SOURCES = ("kaggle", "local", "synthetic")
@@ -28,6 +30,8 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    storage_url: str  # shared by every worker: file://<home> by default, s3://bucket/prefix in the compose setup
+    work_dir: Path  # this machine's working folder (never read by another worker)
     data_source: str
     data_source_reason: str
     data_dir: Path | None
@@ -53,12 +57,14 @@ class Settings:
     max_file_growth: float = 5.0  # a file more than this many times larger (or smaller) than in last_good fails
 
     @property
-    def snapshots_dir(self) -> Path:
-        return self.home / "snapshots"
+    def snapshots_dir(self) -> str:
+        """Where snapshots are published: a URL in the shared storage (file://… or s3://…)."""
+        return f"{self.storage_url}/snapshots"
 
     @property
-    def work_dir(self) -> Path:
-        return self.home / "work"
+    def runs_url(self) -> str:
+        """Where each DAG run's tasks publish their files for the next task."""
+        return f"{self.storage_url}/runs"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -132,6 +138,8 @@ def get_settings() -> Settings:
         )
     return Settings(
         home=home,
+        storage_url=as_url(os.environ.get("MLOPS_STORAGE_URL", "").strip() or home),
+        work_dir=Path(os.environ.get("MLOPS_WORK_DIR", "").strip() or home / "work").expanduser().resolve(),
         data_source=source,
         data_source_reason=reason,
         data_dir=data_dir,

@@ -1,14 +1,20 @@
-"""Immutable, content-hashed data snapshots with a `last_good` pointer.
+"""Immutable, content-hashed data snapshots with a `last_good` pointer, in shared storage.
 
-Layout under `<MLOPS_HOME>/snapshots/<dataset>/`:
+Layout under `<MLOPS_STORAGE_URL>/snapshots/<dataset>/` (`file://$MLOPS_HOME/…` by default, `s3://…`
+in the compose setup):
 
-    .staging-<uuid>/      a snapshot being written (never read by anyone)
-    <sha256>/             a complete snapshot: the files in Kaggle's layout + manifest.json
+    <sha256>/             a snapshot: the files in Kaggle's layout, then manifest.json
     last_good.json        which snapshot last passed validation
 
-A snapshot becomes visible only through one atomic `rename` of its finished staging folder, and
-`last_good.json` is replaced atomically, so a crash at any point leaves the previous good snapshot
-usable and nothing half-written visible.
+A snapshot is written in a private local staging folder, hashed, uploaded file by file, and
+becomes visible only when its `manifest.json` is written — last, in one atomic write (a rename on
+a file system, one PUT on an object store). Readers ignore a folder without a manifest, and the
+folder name is the hash of its content, so a crash or a concurrent upload of the same data can
+never make a different or half-written snapshot visible. `last_good.json` is replaced the same
+atomic way, so the previous good snapshot stays usable whatever fails.
+
+Tasks read a snapshot from a local copy under `<MLOPS_WORK_DIR>/snapshots/<dataset>/<sha256>/`,
+downloaded once per machine and checked against the manifest's hashes.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mlops_onnx.storage import Storage
+
 MANIFEST = "manifest.json"
 LAST_GOOD = "last_good.json"
 STAGING_PREFIX = ".staging-"
+DOWNLOAD_PREFIX = ".download-"
 STALE_STAGING_SECONDS = 6 * 3600
 
 
@@ -81,22 +90,30 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 class SnapshotStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    """Snapshots in shared storage (`root`: a URL or a local folder), read through a local copy in `cache_dir`
+    (default: `<MLOPS_WORK_DIR>/snapshots`)."""
 
-    def dataset_dir(self, dataset: str) -> Path:
-        return self.root / dataset
+    def __init__(self, root: str | Path, cache_dir: Path | None = None) -> None:
+        if cache_dir is None:
+            from mlops_onnx.settings import get_settings
+
+            cache_dir = get_settings().work_dir / "snapshots"
+        self.storage = Storage(root)
+        self.cache_dir = cache_dir
+
+    def local_dir(self, dataset: str) -> Path:
+        return self.cache_dir / dataset
 
     @contextlib.contextmanager
     def staging(self, dataset: str) -> Iterator[Path]:
-        """A private folder to write a new snapshot into; removed if the block fails.
+        """A private local folder to write a new snapshot into; removed if the block fails.
 
         The writer holds an exclusive lock on `<folder>.lock` while the folder exists, so a folder
         whose lock is free belongs to a writer that died (SIGKILL, OOM, power loss) and the next
         run removes it at once.
         """
-        self._remove_stale_staging(dataset)
-        folder = self.dataset_dir(dataset) / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        self._remove_stale(dataset)
+        folder = self.local_dir(dataset) / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         folder.parent.mkdir(parents=True, exist_ok=True)
         lock = _writer_lock(folder)
         try:
@@ -110,7 +127,7 @@ class SnapshotStore:
             lock.close()
 
     def commit(self, dataset: str, staging_dir: Path, *, source: str, details: dict | None = None) -> Snapshot:
-        """Hash the staged files, write the manifest and publish the snapshot by one rename."""
+        """Hash the staged files and publish them: data files first, the manifest last (what makes it visible)."""
         files = _data_files(staging_dir)
         if not files:
             shutil.rmtree(staging_dir, ignore_errors=True)
@@ -128,27 +145,49 @@ class SnapshotStore:
             "files": entries,
             "details": details or {},
         }
-        write_json_atomic(staging_dir / MANIFEST, manifest)
-        target = self.dataset_dir(dataset) / digest
-        if target.exists():
-            # Same content already published (a re-run, or a concurrent run): keep the first.
-            shutil.rmtree(staging_dir, ignore_errors=True)
-            return self.get(dataset, digest)
-        try:
-            os.rename(staging_dir, target)
-        except OSError:
-            if not target.exists():
-                raise
-            shutil.rmtree(staging_dir, ignore_errors=True)
+        # Same content already published (a re-run, or a concurrent run): keep the first.
+        if not self.storage.exists(f"{dataset}/{digest}/{MANIFEST}"):
+            for entry in entries:
+                self.storage.upload(staging_dir / entry["path"], f"{dataset}/{digest}/{entry['path']}")
+            self.storage.write_json_atomic(f"{dataset}/{digest}/{MANIFEST}", manifest)
+        published = self.storage.read_json(f"{dataset}/{digest}/{MANIFEST}")
+        write_json_atomic(staging_dir / MANIFEST, published)
+        self._keep_local(staging_dir, dataset, digest)
         return self.get(dataset, digest)
 
     def get(self, dataset: str, digest: str) -> Snapshot:
-        folder = self.dataset_dir(dataset) / digest
-        manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
-            raise SnapshotError(f"snapshot {dataset}/{digest} not found (no {manifest_path})")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return Snapshot(dataset=dataset, content_hash=digest, path=folder, manifest=manifest)
+        """The published snapshot, from this machine's copy (downloaded and checked on first use)."""
+        local = self.local_dir(dataset) / digest
+        if not (local / MANIFEST).is_file():
+            manifest = f"{dataset}/{digest}/{MANIFEST}"
+            if not self.storage.exists(manifest):
+                raise SnapshotError(f"snapshot {dataset}/{digest} not found (no {self.storage.url_of(manifest)})")
+            self._download(dataset, digest)
+        manifest = json.loads((local / MANIFEST).read_text(encoding="utf-8"))
+        return Snapshot(dataset=dataset, content_hash=digest, path=local, manifest=manifest)
+
+    def _download(self, dataset: str, digest: str) -> None:
+        manifest = self.storage.read_json(f"{dataset}/{digest}/{MANIFEST}")
+        folder = self.local_dir(dataset) / f"{DOWNLOAD_PREFIX}{uuid.uuid4().hex}"
+        try:
+            for entry in manifest["files"]:
+                source, target = f"{dataset}/{digest}/{entry['path']}", folder / entry["path"]
+                self.storage.download(source, target)
+                if file_sha256(target) != entry["sha256"]:
+                    raise SnapshotError(f"{self.storage.url_of(source)}: content differs from its manifest entry")
+            write_json_atomic(folder / MANIFEST, manifest)
+            self._keep_local(folder, dataset, digest)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _keep_local(self, folder: Path, dataset: str, digest: str) -> None:
+        """Make a complete local folder this machine's copy of the snapshot by one rename (or drop it when a
+        parallel task was first)."""
+        target = self.local_dir(dataset) / digest
+        if not target.exists():
+            with contextlib.suppress(OSError):
+                os.rename(folder, target)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def verify(self, snapshot: Snapshot) -> None:
         """Re-hash every file; raise if anything changed since the snapshot was published."""
@@ -161,8 +200,8 @@ class SnapshotStore:
 
     def promote(self, snapshot: Snapshot, *, validation: dict | None = None) -> None:
         """Move `last_good` to this snapshot (called only after validation passed)."""
-        write_json_atomic(
-            self.dataset_dir(snapshot.dataset) / LAST_GOOD,
+        self.storage.write_json_atomic(
+            f"{snapshot.dataset}/{LAST_GOOD}",
             {
                 "content_hash": snapshot.content_hash,
                 "promoted_at": datetime.now(UTC).isoformat(),
@@ -171,15 +210,15 @@ class SnapshotStore:
         )
 
     def last_good(self, dataset: str) -> Snapshot | None:
-        pointer = self.dataset_dir(dataset) / LAST_GOOD
-        if not pointer.is_file():
+        if not self.storage.exists(f"{dataset}/{LAST_GOOD}"):
             return None
-        digest = json.loads(pointer.read_text(encoding="utf-8"))["content_hash"]
+        digest = self.storage.read_json(f"{dataset}/{LAST_GOOD}")["content_hash"]
         return self.get(dataset, digest)
 
-    def _remove_stale_staging(self, dataset: str) -> None:
-        """Remove staging folders whose writer is gone (its lock is free), or that are very old."""
-        folder = self.dataset_dir(dataset)
+    def _remove_stale(self, dataset: str) -> None:
+        """Staging folders whose writer is gone (its lock is free) or that are very old, and download
+        folders left by a killed task on this machine."""
+        folder = self.local_dir(dataset)
         if not folder.is_dir():
             return
         cutoff = time.time() - STALE_STAGING_SECONDS
@@ -195,6 +234,9 @@ class SnapshotStore:
             except BlockingIOError:  # a live writer (another run) holds it
                 if leftover.stat().st_mtime < cutoff:
                     shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in folder.glob(f"{DOWNLOAD_PREFIX}*"):
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _writer_lock(folder: Path):

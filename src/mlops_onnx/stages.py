@@ -1,17 +1,23 @@
 """The nightly stages as plain functions: `stage(model, ctx, state) -> state`.
 
 Airflow only schedules and retries them (see `dag_factory`); a test, a notebook or the CLI can
-call them directly. `state` is the small JSON dict the tasks pass along through XCom: paths,
-hashes and headline metrics, never arrays.
+call them directly. `state` is the small JSON dict the tasks pass along through XCom: storage
+URLs, hashes and headline metrics, never arrays.
+
+No stage assumes the one before ran on the same machine (`on_shared_storage`): it downloads the
+DAG run's files from the shared storage into this machine's working folder, works on local
+paths, uploads what it wrote, and hands on storage URLs, never a local path.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +47,46 @@ def _spec(model: str):
 def _store(settings: Settings):
     from mlops_onnx.snapshots import SnapshotStore
 
-    return SnapshotStore(settings.snapshots_dir)
+    return SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots")
+
+
+# The GPU benchmark's input: the state with this machine's paths, for its subprocess (and `make bench` on this
+# machine); never published to the shared storage.
+GPU_STATE_FILE = "reports/gpu_benchmark_input.json"
+
+
+def run_files(settings: Settings, ctx: RunContext):
+    """This DAG run's working folder on this machine and its folder in the shared storage."""
+    from mlops_onnx.storage import RunFiles, Storage
+
+    return RunFiles(local=settings.work_dir / ctx.dag_id / ctx.safe_run_id,
+                    remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id),
+                    local_only=frozenset({GPU_STATE_FILE}))  # fmt: skip
+
+
+def on_shared_storage(stage: Callable[..., dict]) -> Callable[..., dict]:
+    """Run a stage on local copies of the run's files: pull them from the shared storage, turn the upstream
+    state's URLs into local paths, and on success push what the stage wrote and hand on URLs again."""
+
+    @functools.wraps(stage)
+    def wrapper(model: str, ctx: RunContext, *upstream: dict) -> dict:
+        files = run_files(get_settings(), ctx)
+        pulled = files.pull()
+        log.info("run files: %d pulled from %s into %s", len(pulled), files.remote.url, files.local)
+        try:
+            result = stage(model, ctx, *(files.localise(state) for state in upstream))
+        except StageSkipped:
+            _push(files)  # a skipped stage's report says why, for the gate to attach
+            raise
+        _push(files)
+        return files.publish(result)
+
+    return wrapper
+
+
+def _push(files) -> None:
+    pushed = files.push()
+    log.info("run files: %d pushed to %s: %s", len(pushed), files.remote.url, ", ".join(pushed))
 
 
 def _snapshot(state: dict, settings: Settings):
@@ -65,6 +110,7 @@ def _mlflow_run(state: dict):
 
 
 @measured
+@on_shared_storage
 def ingest(model: str, ctx: RunContext) -> dict:
     """Fetch the dataset from the configured source into a new content-hashed snapshot.
 
@@ -89,8 +135,7 @@ def ingest(model: str, ctx: RunContext) -> dict:
             raise
         stale_reason = str(exc)
         log.warning("source failed (%s); continuing on the last good snapshot %s", exc, snapshot.content_hash[:12])
-    workdir = settings.work_dir / ctx.dag_id / ctx.safe_run_id
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = run_files(settings, ctx).local
     run_id = tracking.find_or_create_run(model, ctx, settings)
     state = {"model": model, "dataset": spec.dataset.name, "snapshot": snapshot.content_hash,
              "data_source": settings.data_source, "workdir": str(workdir), "mlflow_run_id": run_id,
@@ -132,6 +177,7 @@ def _fetch_auxiliary(dataset, folder: Path, settings: Settings) -> dict:
 
 
 @measured
+@on_shared_storage
 def validate(model: str, ctx: RunContext, state: dict) -> dict:
     """Run the dataset's Great Expectations suite; move `last_good` only if it passes."""
     import mlflow
@@ -165,11 +211,12 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
             mlflow.set_tags({"gate_status": "rejected", "gate_reason": "data validation failed"})
     if not report.success:
         raise DataValidationError(report.message())
-    store.promote(snapshot, validation={"report": str(path), "run_id": ctx.run_id})
+    store.promote(snapshot, validation={"report": run_files(settings, ctx).publish(str(path)), "run_id": ctx.run_id})
     return {**state, "validation": "passed", "data_rows": report.summary}
 
 
 @measured
+@on_shared_storage
 def train(model: str, ctx: RunContext, state: dict) -> dict:
     """Train the native model; per-epoch curves and test metrics go to MLflow."""
     import mlflow
@@ -197,6 +244,7 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
 
 
 @measured
+@on_shared_storage
 def export(model: str, ctx: RunContext, state: dict) -> dict:
     """Export to ONNX fp32, run the full checker and stamp provenance into the metadata."""
     import mlflow
@@ -229,6 +277,7 @@ def export(model: str, ctx: RunContext, state: dict) -> dict:
 
 
 @measured
+@on_shared_storage
 def quantize(model: str, ctx: RunContext, state: dict) -> dict:
     """Build the spec's variants (int8 static/dynamic, fp16) from the fp32 model."""
     import mlflow
@@ -251,6 +300,7 @@ def quantize(model: str, ctx: RunContext, state: dict) -> dict:
 
 
 @measured
+@on_shared_storage
 def parity(model: str, ctx: RunContext, state: dict) -> dict:
     """Compare native vs ONNX fp32 and every variant on the whole test split."""
     import mlflow
@@ -317,6 +367,7 @@ def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndar
 
 
 @measured
+@on_shared_storage
 def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     """Latency of the native model and every passing ONNX model on ONNX Runtime's CPU provider."""
     import mlflow
@@ -349,13 +400,14 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
 
 
 @measured
+@on_shared_storage
 def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
     """The same benchmark on CUDA (and TensorRT when it loads), in a fresh interpreter; skipped without a GPU."""
     import mlflow
 
     from mlops_onnx.benchmark import metrics_from
 
-    state_path = _write_report(state, "gpu_benchmark_input.json", state)
+    state_path = _write_report(state, Path(GPU_STATE_FILE).name, state)
     out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
     proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
                            "--state", str(state_path), "--out", str(out)],
@@ -378,6 +430,7 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
 
 
 @measured
+@on_shared_storage
 def gate_and_register(model: str, ctx: RunContext, state: dict) -> dict:
     from mlops_onnx.registry import gate_and_register as register
 

@@ -145,6 +145,13 @@ def registry_state(model: str, tracking_uri: str) -> dict:
             "champion": str(client.get_model_version_by_alias(model, "champion").version)}  # fmt: skip
 
 
+def snapshots_root(settings) -> Path:
+    """The folder behind the default `file://` snapshot storage (`settings.snapshots_dir` is a URL)."""
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(settings.snapshots_dir).path))
+
+
 def pointer(snapshots: Path, dataset: Dataset) -> dict | None:
     path = snapshots / dataset.name / "last_good.json"
     return json.loads(path.read_text()) if path.exists() else None

@@ -31,6 +31,7 @@ from fault_samples import (
     publish_last_good,
     register_champion,
     registry_state,
+    snapshots_root,
     write_good,
     write_target,
 )
@@ -260,8 +261,8 @@ def night(settings_env, registry, tmp_path):
 
 def start_from_good(dataset: Dataset, settings, data: Path) -> tuple[str, dict]:
     good = write_good(dataset, data)
-    digest = publish_last_good(dataset, good, settings.snapshots_dir)
-    return digest, pointer(settings.snapshots_dir, dataset)
+    digest = publish_last_good(dataset, good, snapshots_root(settings))
+    return digest, pointer(snapshots_root(settings), dataset)
 
 
 def run_ingest_and_validate(dataset: Dataset, run_id: str):
@@ -290,7 +291,7 @@ def test_bad_input_is_stopped_with_file_column_and_count(night, registry, case, 
         for text in texts:
             assert text in reasons, reasons
         # The snapshot passed with the file quarantined: last_good moves to it, the bad file is never trained on.
-        assert pointer(settings.snapshots_dir, dataset)["content_hash"] == state["snapshot"] != good_hash
+        assert pointer(snapshots_root(settings), dataset)["content_hash"] == state["snapshot"] != good_hash
     else:
         error = SourceError if outcome == INGEST else DataValidationError
         with pytest.raises(error) as raised:
@@ -298,9 +299,9 @@ def test_bad_input_is_stopped_with_file_column_and_count(night, registry, case, 
         message = str(raised.value)
         for text in texts:
             assert text in message, message
-        assert pointer(settings.snapshots_dir, dataset) == before
+        assert pointer(snapshots_root(settings), dataset) == before
         if outcome == INGEST:  # nothing half-written: only the good snapshot and its pointer are there
-            assert sorted(p.name for p in (settings.snapshots_dir / dataset.name).iterdir()) == sorted(
+            assert sorted(p.name for p in (snapshots_root(settings) / dataset.name).iterdir()) == sorted(
                 [good_hash, "last_good.json"])
         else:
             client = MlflowClient(tracking_uri=registry)
@@ -321,7 +322,7 @@ def test_too_many_bad_ticker_files_fail_the_stock_run(night, registry):
     message = str(raised.value)
     assert f"only 2 file(s) passed, at least {MIN_TICKERS} required" in message
     assert f"{TICKERS[0]}: file_is_readable" in message and f"{TICKERS[1]}: expect_column_pair" in message
-    assert pointer(settings.snapshots_dir, STOCKS) == before
+    assert pointer(snapshots_root(settings), STOCKS) == before
     assert registry_state(STOCKS.model, registry) == registered
 
 

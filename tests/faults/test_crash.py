@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-from fault_samples import FASHION, pointer, publish_last_good, write_good
+from fault_samples import FASHION, pointer, publish_last_good, snapshots_root, write_good
 
 from mlops_onnx import stages
 from mlops_onnx.snapshots import STAGING_PREFIX, SnapshotStore
@@ -68,6 +68,25 @@ if where == "snapshot_files":
 
     # What `ingest` does before MLflow: source -> staging folder -> one rename (no torch/mlflow import).
     stages._snapshot_from_source(FASHION_MNIST, store, get_settings())
+elif where == "snapshot_upload":  # the staged files go to the shared storage: cut one short there
+    from mlops_onnx.storage import Storage
+
+    def half_upload(self, local, relative):
+        target = Path(self._path(relative))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = Path(local).read_bytes()
+        with open(target, "wb") as out:
+            out.write(data[: len(data) // 2])
+            out.flush()
+            os.fsync(out.fileno())
+        pause()
+
+    Storage.upload = half_upload
+    from mlops_onnx import stages
+    from mlops_onnx.datasets import FASHION_MNIST
+    from mlops_onnx.settings import get_settings
+
+    stages._snapshot_from_source(FASHION_MNIST, store, get_settings())
 elif where == "snapshot_manifest":
     with store.staging("fashionmnist") as folder:
         (folder / "fashion-mnist_train.csv").write_text("label,pixel1\n1,2\n")
@@ -104,7 +123,7 @@ def kill_mid_write(tmp_path: Path, where: str, snapshots: Path, *args: str) -> N
 @pytest.fixture
 def night(settings_env, tmp_path):
     settings = settings_env(MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path / "data"))
-    good = publish_last_good(FASHION, write_good(FASHION, tmp_path / "earlier"), settings.snapshots_dir)
+    good = publish_last_good(FASHION, write_good(FASHION, tmp_path / "earlier"), snapshots_root(settings))
     write_good(FASHION, tmp_path / "data")
     (tmp_path / "data" / FASHION.folder / "fashion-mnist_test.csv").write_text(
         (tmp_path / "data" / FASHION.folder / "fashion-mnist_test.csv").read_text().replace("\n0,", "\n1,", 1))
@@ -112,35 +131,43 @@ def night(settings_env, tmp_path):
 
 
 def visible(settings) -> list[str]:
-    return sorted(p.name for p in (settings.snapshots_dir / FASHION.name).iterdir() if not p.name.startswith("."))
+    """What readers see in the shared storage: `last_good.json` and the snapshots that have a manifest."""
+    folder = snapshots_root(settings) / FASHION.name
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name == "last_good.json" or (p / "manifest.json").is_file())  # fmt: skip
 
 
-@pytest.mark.parametrize("where", ["snapshot_files", "snapshot_manifest", "last_good_pointer"])
+def staged(settings) -> list[Path]:
+    """Staging folders on this machine (snapshots are written locally, then published)."""
+    return [p for p in (settings.work_dir / "snapshots" / FASHION.name).glob(f"{STAGING_PREFIX}*") if p.is_dir()]
+
+
+@pytest.mark.parametrize("where", ["snapshot_files", "snapshot_upload", "snapshot_manifest", "last_good_pointer"])
 def test_a_killed_snapshot_writer_leaves_the_last_good_snapshot_and_the_next_run_recovers(night, tmp_path, where):
     settings, good = night
-    before = pointer(settings.snapshots_dir, FASHION)
-    kill_mid_write(tmp_path, where, settings.snapshots_dir)
-    dataset_dir = settings.snapshots_dir / FASHION.name
+    before = pointer(snapshots_root(settings), FASHION)
+    kill_mid_write(tmp_path, where, snapshots_root(settings))
+    dataset_dir = snapshots_root(settings) / FASHION.name
     store = SnapshotStore(settings.snapshots_dir)
 
-    if where == "last_good_pointer":  # the new snapshot was complete; only the pointer write was cut short
-        assert pointer(settings.snapshots_dir, FASHION) == before
-        assert list(dataset_dir.glob(".last_good.json.*.tmp"))  # the half-written pointer, ignored by readers
-    else:
+    if where != "last_good_pointer":  # the new snapshot never became visible
         assert visible(settings) == sorted([good, "last_good.json"])  # nothing partial is visible
-        assert [p for p in dataset_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir()]  # the dead writer's folder
-    assert pointer(settings.snapshots_dir, FASHION) == before
+        assert staged(settings)  # the dead writer's local staging folder
+    if where in ("snapshot_upload", "snapshot_manifest"):  # files reached the storage, the manifest did not
+        assert [p for p in dataset_dir.iterdir() if p.is_dir() and not (p / "manifest.json").exists()]
+    assert pointer(snapshots_root(settings), FASHION) == before
     store.verify(store.last_good(FASHION.name))  # the previous good snapshot is whole and usable
 
     state = stages.ingest(FASHION.model, RunContext(FASHION.dag_id, "next-night"))  # recovers by itself
     assert state["snapshot"] != good and state["snapshot"] in visible(settings)
     store.verify(store.get(FASHION.name, state["snapshot"]))
-    assert not list(dataset_dir.glob(f"{STAGING_PREFIX}*"))  # the dead writer's staging folder is gone
-    assert pointer(settings.snapshots_dir, FASHION) == before  # still the good one until validate passes
+    assert not staged(settings)  # the dead writer's staging folder is gone
+    assert pointer(snapshots_root(settings), FASHION) == before  # still the good one until validate passes
+
 
 
 def test_a_live_writers_staging_folder_is_left_alone(tmp_path):
-    store = SnapshotStore(tmp_path)
+    store = SnapshotStore(tmp_path / "storage", cache_dir=tmp_path / "cache")
     with store.staging("d") as first:
         (first / "a.csv").write_text("x")
         with store.staging("d") as second:  # another run starting meanwhile must not remove it
@@ -148,8 +175,8 @@ def test_a_live_writers_staging_folder_is_left_alone(tmp_path):
             (second / "a.csv").write_text("y")
             store.commit("d", second, source="test")
         store.commit("d", first, source="test")
-    assert len([p for p in (tmp_path / "d").iterdir() if not p.name.startswith(".")]) == 2
-    assert not list((tmp_path / "d").glob(".*"))
+    assert len([p for p in (tmp_path / "storage" / "d").iterdir() if (p / "manifest.json").is_file()]) == 2
+    assert not list((tmp_path / "cache" / "d").glob(f"{STAGING_PREFIX}*"))  # both writers cleaned up
 
 
 def test_a_killed_report_writer_leaves_the_previous_report_whole(tmp_path):

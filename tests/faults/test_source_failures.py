@@ -22,6 +22,7 @@ from fault_samples import (
     fashion_lines,
     pointer,
     publish_last_good,
+    snapshots_root,
     write_good,
 )
 from mlflow import MlflowClient
@@ -127,12 +128,12 @@ def kaggle(monkeypatch):
 def night(settings_env, tmp_path):
     """Kaggle is the source and a good snapshot from an earlier night is last_good."""
     settings = settings_env(MLOPS_DATA_SOURCE="kaggle")
-    good = publish_last_good(FASHION, write_good(FASHION, tmp_path / "earlier"), settings.snapshots_dir)
+    good = publish_last_good(FASHION, write_good(FASHION, tmp_path / "earlier"), snapshots_root(settings))
     return settings, good
 
 
 def snapshot_folders(settings) -> list[str]:
-    return sorted(p.name for p in (settings.snapshots_dir / FASHION.name).iterdir())
+    return sorted(p.name for p in (snapshots_root(settings) / FASHION.name).iterdir())
 
 
 def cache_files(settings) -> list[str]:
@@ -164,7 +165,7 @@ def break_kaggle(kaggle: KaggleServer, monkeypatch, failure: str) -> None:
 @pytest.mark.parametrize("failure", list(FAILURES))
 def test_source_failure_fails_the_run_clearly_and_leaves_nothing_half_written(night, kaggle, monkeypatch, failure):
     settings, good = night
-    before = pointer(settings.snapshots_dir, FASHION)
+    before = pointer(snapshots_root(settings), FASHION)
     break_kaggle(kaggle, monkeypatch, failure)
     with pytest.raises(SourceError) as raised:
         stages.ingest(FASHION.model, RunContext(FASHION.dag_id, f"fail-{failure}"))
@@ -173,7 +174,7 @@ def test_source_failure_fails_the_run_clearly_and_leaves_nothing_half_written(ni
     assert expected in message and "\n" not in message and KEY not in message, message
     assert raised.value.retryable is retryable
     assert snapshot_folders(settings) == sorted([good, "last_good.json"])  # no new snapshot, no staging folder
-    assert pointer(settings.snapshots_dir, FASHION) == before
+    assert pointer(snapshots_root(settings), FASHION) == before
     assert not [name for name in cache_files(settings) if name.endswith((".zip", ".kaggle-partial"))]
 
 
@@ -204,7 +205,7 @@ def test_the_next_night_recovers_after_an_interrupted_download(night, kaggle):
     state = stages.ingest(FASHION.model, RunContext(FASHION.dag_id, "next-night"))
     assert state["snapshot"] == good  # the same bytes as the earlier night's data: the same content hash
     assert cache_files(settings) == ["fashionmnist.zip"]
-    snapshot = settings.snapshots_dir / FASHION.name / state["snapshot"]
+    snapshot = snapshots_root(settings) / FASHION.name / state["snapshot"]
     assert sorted(p.name for p in snapshot.iterdir()) == ["fashion-mnist_test.csv", "fashion-mnist_train.csv",
                                                           "manifest.json"]  # fmt: skip
     assert (snapshot / "fashion-mnist_train.csv").read_text() == "\n".join(fashion_lines(1000)) + "\n"

@@ -214,13 +214,24 @@ def test_airflow_runs_celery_against_postgres_and_redis(compose, services):
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
-    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    # With the driver named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the image lacks.
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     for name in AIRFLOW_SERVICES:
         assert environment(services[name])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
     init = " ".join(command_words(services["airflow-init"]))
     assert "airflow db migrate" in init and "airflow pools set gpu 1" in init
+
+
+def test_workers_share_the_bucket_not_a_disk(compose, services):
+    env = environment(compose["x-airflow-common"])
+    assert env["MLOPS_STORAGE_URL"] == "s3://${MLOPS_BUCKET:?see .env.example}/mlops"
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000" and env["MLOPS_WORK_DIR"].startswith(env["MLOPS_HOME"])
+    assert "$${MLOPS_BUCKET}" in " ".join(command_words(services["minio-init"]))  # the bucket is created
+    for name in AIRFLOW_SERVICES:
+        mounts = [v.split(":")[1] for v in services[name].get("volumes") or [] if isinstance(v, str)]
+        assert not any(m == env["MLOPS_HOME"] or m.startswith(env["MLOPS_HOME"] + "/") for m in mounts), name
 
 
 def test_long_running_services_have_healthchecks(services):
