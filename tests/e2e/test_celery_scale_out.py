@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -48,15 +47,6 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "scale-out-test", "AWS_SECRET_ACCESS_KEY"
                   "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 # Workers on one machine share its host name; Airflow records the task's host from this callable.
 IDENTITY_MODULE = "import os\n\n\ndef hostname():\n    return os.environ['MLOPS_TEST_WORKER_NAME']\n"
-# apache-airflow-providers-celery 3.26.0 (the newest) imports `celery.backends.database.retry`, which celery 5.7.0
-# (the lock's) removed: every Celery worker and the scheduler's executor fail to import. Airflow imports
-# airflow_local_settings before any provider, so the test's processes get the name back (a pass-through:
-# celery 5.7's DatabaseBackend retries by itself). The lasting fix is celery 5.6.x in requirements.lock.
-CELERY_COMPAT_MODULE = """import celery.backends.database as database
-
-if not hasattr(database, "retry"):
-    database.retry = lambda fun: fun
-"""
 
 
 def postgres_user() -> str | None:
@@ -187,12 +177,6 @@ def airflow_env(cluster: Cluster, home: Path, **extra: str) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(p for p in (str(cluster.root / "identity"), os.environ.get("PYTHONPATH"))
                                       if p),  # fmt: skip
     })  # fmt: skip
-    if importlib.util.find_spec("asyncpg") is None:
-        # Airflow 3 also opens an async engine on the metadata DB, derived as postgresql+asyncpg://, and the lock
-        # has no asyncpg (the compose image gets it with the Postgres provider). Only multi-team, the dag-run
-        # wait endpoint and the task state store use that engine, none of which this run touches: point it at
-        # an unused SQLite file (aiosqlite is in the lock) so the processes start.
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = f"sqlite+aiosqlite:///{cluster.root / 'unused-async.db'}"
     env.update(extra)
     return env
 
@@ -228,7 +212,6 @@ def bring_up(cluster: Cluster) -> None:
     started = time.monotonic()
     (cluster.root / "identity").mkdir(parents=True)
     (cluster.root / "identity" / "scale_out_identity.py").write_text(IDENTITY_MODULE)
-    (cluster.root / "identity" / "airflow_local_settings.py").write_text(CELERY_COMPAT_MODULE)
     cluster.start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cluster.ports["s3"])],
                   {**os.environ, **S3_CREDENTIALS})  # fmt: skip
     control = airflow_env(cluster, cluster.root / "control")

@@ -284,7 +284,7 @@ def test_bad_input_is_stopped_with_file_column_and_count(night, registry, case, 
         state = run_ingest_and_validate(dataset, run_id)
         from mlops_onnx.validation import load_report
 
-        report = load_report(Path(state["workdir"]))
+        report = load_report(stages.run_files(settings, RunContext(dataset.dag_id, run_id)).local)  # local copy
         reasons = " | ".join(report["quarantined"].get(dataset.target, []))
         assert report["success"] and dataset.target in report["quarantined"], report["quarantined"]
         assert sorted(report["passing_files"]) == sorted(set(TICKERS) - {dataset.target})
