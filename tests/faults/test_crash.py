@@ -50,43 +50,39 @@ padding = {f"key{i:05d}": "x" * 64 for i in range(400)}  # > the file buffer: fl
 from mlops_onnx.snapshots import SnapshotStore
 
 store = SnapshotStore(snapshots)
-if where == "snapshot_files":
-    real = shutil.copyfile
 
-    def half_copy(src, dst, *args, **kwargs):
-        data = Path(src).read_bytes()
-        with open(dst, "wb") as out:
-            out.write(data[: len(data) // 2])
-            out.flush()
-            os.fsync(out.fileno())
-        pause()
 
-    shutil.copyfile = half_copy
+def write_half(data: bytes, target) -> None:
+    """Half the bytes on disk, synced, then the pause (where the test kills this process)."""
+    with open(target, "wb") as out:
+        out.write(data[: len(data) // 2])
+        out.flush()
+        os.fsync(out.fileno())
+    pause()
+
+
+def ingest_snapshot():
+    """What `ingest` does before MLflow: source -> local staging -> publish (no torch/mlflow import)."""
     from mlops_onnx import stages
     from mlops_onnx.datasets import FASHION_MNIST
     from mlops_onnx.settings import get_settings
 
-    # What `ingest` does before MLflow: source -> staging folder -> one rename (no torch/mlflow import).
     stages._snapshot_from_source(FASHION_MNIST, store, get_settings())
+
+
+if where == "snapshot_files":  # cut a file short while the source copies it into staging
+    shutil.copyfile = lambda src, dst, *args, **kwargs: write_half(Path(src).read_bytes(), dst)
+    ingest_snapshot()
 elif where == "snapshot_upload":  # the staged files go to the shared storage: cut one short there
     from mlops_onnx.storage import Storage
 
     def half_upload(self, local, relative):
         target = Path(self._path(relative))
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = Path(local).read_bytes()
-        with open(target, "wb") as out:
-            out.write(data[: len(data) // 2])
-            out.flush()
-            os.fsync(out.fileno())
-        pause()
+        write_half(Path(local).read_bytes(), target)
 
     Storage.upload = half_upload
-    from mlops_onnx import stages
-    from mlops_onnx.datasets import FASHION_MNIST
-    from mlops_onnx.settings import get_settings
-
-    stages._snapshot_from_source(FASHION_MNIST, store, get_settings())
+    ingest_snapshot()
 elif where == "snapshot_manifest":
     with store.staging("fashionmnist") as folder:
         (folder / "fashion-mnist_train.csv").write_text("label,pixel1\n1,2\n")
