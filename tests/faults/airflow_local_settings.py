@@ -55,7 +55,7 @@ def _apply(action: str, ti) -> None:
     else:
         fault, _, variant = action.partition("_")
         state = ti.xcom_pull(task_ids="quantize")
-        path = Path(state["onnx_fp32"] if variant == "fp32" else state["variants"][variant]["path"])
+        path = _file(state["onnx_fp32"] if variant == "fp32" else state["variants"][variant]["path"])
         if fault == "truncate":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
         elif fault == "drift":
@@ -64,6 +64,14 @@ def _apply(action: str, ti) -> None:
             _rewrite_first_conv(path, _noise)
         else:
             raise ValueError(f"unknown fault {action!r}")
+
+
+def _file(location: str) -> Path:
+    """The file behind a state entry. Tasks hand on storage URLs; the tests' storage is the default `file://`
+    folder, the copy the next task pulls, so the fault goes there."""
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(location).path)) if location.startswith("file://") else Path(location)
 
 
 def _noise(weights, rng):
