@@ -28,12 +28,11 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from mlops_onnx.benchmark import batch_of, cpu_model, time_calls
+from mlops_onnx.benchmark import batch_of, machine_info, time_calls
 from mlops_onnx.parity import ParityRules, compare
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,11 +69,12 @@ def _source_runs(client, model: str):
 
 def _run_state(settings, run) -> dict | None:
     """The DAG run's state (the input the GPU benchmark task saved) from the run's working folder."""
+    from mlops_onnx.stages import GPU_STATE_FILE, run_files
     from mlops_onnx.tracking import RunContext
 
     tags = run.data.tags
     ctx = RunContext(dag_id=tags.get("airflow_dag_id", ""), run_id=tags.get("airflow_run_id", ""))
-    path = settings.work_dir / ctx.dag_id / ctx.safe_run_id / "reports" / "gpu_benchmark_input.json"
+    path = run_files(settings, ctx).local / GPU_STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -334,16 +334,8 @@ def worker_main(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------- run
 def machine(threads: int, providers: list[str]) -> dict:
-    versions = {}
-    for package in ("onnxruntime-gpu", "onnxruntime", "torch", "tensorflow-cpu", "tensorflow", "keras", "onnx",
-                    "numpy", "tf2onnx"):  # fmt: skip
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    info = {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "threads": threads,
-            "python": platform.python_version(), "platform": platform.platform(), "hostname": platform.node(),
-            "versions": versions, "gpu": None}  # fmt: skip
+    """The benchmark's machine description, plus the host, the GPU and the providers ONNX Runtime offers."""
+    info = machine_info(threads) | {"hostname": platform.node(), "gpu": None}
     if "cuda" in providers:
         try:
             query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]

@@ -50,7 +50,8 @@ def cpu_model() -> str:
 
 def machine_info(threads: int) -> dict:
     versions = {}
-    for package in ("torch", "onnxruntime-gpu", "onnx", "numpy", "tensorflow-cpu", "keras", "tf2onnx", "mlflow"):
+    for package in ("torch", "onnxruntime-gpu", "onnxruntime", "onnx", "numpy", "tensorflow-cpu", "tensorflow", "keras",
+                    "tf2onnx", "mlflow"):  # fmt: skip
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
