@@ -81,12 +81,17 @@ def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict
     return env
 
 
-def run_dag(dag_id: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
-    """`airflow dags test <dag_id>` on the state in env["MLOPS_HOME"] (migrating it first)."""
+def run_dag(dag_id: str, env: dict[str, str], timeout: int = 900, conf: dict | None = None,
+            logical_date: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """`airflow dags test <dag_id> [<logical date>] [-c <conf>]` on the state in env["MLOPS_HOME"] (migrating it
+    first); `conf` sets DAG params, e.g. {"force_retrain": True}."""
+    import json
+
     airflow = str(Path(sys.executable).with_name("airflow"))
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    done = subprocess.run([airflow, "dags", "test", dag_id], env=env, capture_output=True, text=True,
+    extra = ([logical_date] if logical_date else []) + (["-c", json.dumps(conf)] if conf else [])
+    done = subprocess.run([airflow, "dags", "test", dag_id, *extra], env=env, capture_output=True, text=True,
                           timeout=timeout)
     sys.stdout.write(done.stdout[-20000:])
     sys.stderr.write(done.stderr[-5000:])

@@ -109,7 +109,8 @@ def prepare(bundle_dir: Path, models: list[str]) -> dict:
         (out / "onnx").mkdir(parents=True)
         workdir = Path(state["workdir"])
         snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
-        inputs, targets = spec.evaluation_data(snapshot, settings, workdir)
+        rows = spec.evaluation_data(snapshot, settings, workdir)
+        inputs, targets = rows.inputs, rows.targets
         inputs, targets = batch_of(inputs, SAMPLE_ROWS), batch_of(np.asarray(targets), SAMPLE_ROWS)
         checkpoint = Path(state["checkpoint"])
         shutil.copy2(checkpoint, out / checkpoint.name)

@@ -168,7 +168,7 @@ def cuda_report(model: str, state: dict, out: Path) -> dict:
         report = {"status": "skipped", "reason": f"GPU not used: {exc}"}
     else:
         snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
-        inputs, _ = spec.evaluation_data(snapshot, settings, Path(state["workdir"]))
+        inputs = spec.evaluation_data(snapshot, settings, Path(state["workdir"])).inputs
         onnx_models = {"fp32": fp32} | {name: path for name, path in state["passing_variants"].items()}
         providers = {}
         notes = {}

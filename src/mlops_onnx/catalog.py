@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlops_onnx.datasets import FAKE_NEWS, FASHION_MNIST, STOCKS, DatasetSpec
+
 NIGHTLY = "0 2 * * *"  # 02:00 UTC, every night
 
 
@@ -15,17 +17,30 @@ class Pipeline:
     model: str  # registered model name and MLflow experiment name
     dag_id: str
     title: str
+    dataset: DatasetSpec
     schedule: str = NIGHTLY
 
 
 PIPELINES: dict[str, Pipeline] = {
     p.model: p
     for p in (
-        Pipeline("fashion_mnist_cnn", "fashion_mnist_nightly", "Fashion-MNIST PyTorch CNN"),
-        Pipeline("fake_news_rnn", "fake_news_nightly", "Fake-news Keras RNN classifier"),
-        Pipeline("stock_lstm", "stock_forecast_nightly", "Stock price Keras LSTM forecaster"),
+        Pipeline("fashion_mnist_cnn", "fashion_mnist_nightly", "Fashion-MNIST PyTorch CNN", FASHION_MNIST),
+        Pipeline("fake_news_rnn", "fake_news_nightly", "Fake-news Keras RNN classifier", FAKE_NEWS),
+        Pipeline("stock_lstm", "stock_forecast_nightly", "Stock price Keras LSTM forecaster", STOCKS),
     )
 }
+
+
+def registry_pool(model: str) -> str:
+    """The one-slot Airflow pool every `gate_and_register` of `model` runs in: one promotion at a time."""
+    return f"registry_{model}"
+
+
+def airflow_pools() -> list[tuple[str, int, str]]:
+    """(name, slots, description) of every pool the DAGs use; created wherever Airflow is set up."""
+    return [("gpu", 1, "GPU tasks (benchmark_gpu)")] + [
+        (registry_pool(model), 1, f"one gate_and_register of {model} at a time") for model in PIPELINES
+    ]
 
 
 def pipeline_for_dag(dag_id: str) -> Pipeline:

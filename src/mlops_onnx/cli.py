@@ -1,7 +1,9 @@
 """`python -m mlops_onnx.cli demo|summary|airflow-env`: what `make demo` runs.
 
-`demo` prepares Airflow's embedded state under MLOPS_HOME (SQLite metadata DB, the `gpu` pool),
-runs every nightly DAG end to end with `airflow dags test`, then prints and writes the summary.
+`demo` prepares Airflow's embedded state under MLOPS_HOME (SQLite metadata DB, the pools), runs
+every nightly DAG end to end with `airflow dags test` (night 1), then once more on the same data
+(night 2: nothing changed, so nothing trains), then prints and writes the summary with both nights'
+times. `pools` creates the Airflow pools the DAGs use (what the compose init runs).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_onnx.catalog import PIPELINES
+from mlops_onnx.catalog import PIPELINES, airflow_pools
 from mlops_onnx.settings import Settings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,20 +48,31 @@ def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> subpro
 
 
 def prepare_airflow(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
-    """Migrate Airflow's metadata DB and create the `gpu` pool (both idempotent)."""
+    """Migrate Airflow's metadata DB and create the pools (both idempotent)."""
     env = env or airflow_environment(settings)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    for step in (["db", "migrate"], ["pools", "set", "gpu", "1", "GPU tasks (benchmark_gpu)"]):
-        done = airflow(step, env, quiet=True)
-        if done.returncode != 0:
-            raise SystemExit(f"airflow {' '.join(step)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    _airflow_checked(["db", "migrate"], env)
+    create_pools(env)
     return env
 
 
-def run_demo(models: list[str]) -> int:
+def create_pools(env: dict[str, str]) -> None:
+    """The `gpu` pool and one single-slot registry pool per model (`catalog.airflow_pools`)."""
+    for name, slots, description in airflow_pools():
+        _airflow_checked(["pools", "set", name, str(slots), description], env)
+
+
+def _airflow_checked(step: list[str], env: dict[str, str]) -> None:
+    done = airflow(step, env, quiet=True)
+    if done.returncode != 0:
+        raise SystemExit(f"airflow {' '.join(step)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+
+def run_demo(models: list[str], nights: int = 2) -> int:
     settings = get_settings()
     print(f"MLOPS_HOME={settings.home}\nDATA SOURCE: {settings.data_source} ({settings.data_source_reason})\n"
-          f"MLflow: {settings.tracking_uri}\nprofile: {settings.profile}\n", flush=True)  # fmt: skip
+          f"MLflow: {settings.tracking_uri}\nprofile: {settings.profile}\n"
+          f"force retrain: {settings.force_retrain}\n", flush=True)  # fmt: skip
     env = prepare_airflow(settings)
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     from mlops_onnx.services import running_mlflow_url
@@ -68,20 +81,28 @@ def run_demo(models: list[str]) -> int:
     if server:  # `make up` is running: log through its server, so the UI shows the runs and artifacts
         env["MLFLOW_TRACKING_URI"] = server
         print(f"MLflow server of `make up` is running: logging to {server}\n", flush=True)
-    failures = []
-    dag_seconds = {}
-    for model in models:
-        pipeline = PIPELINES[model]
-        print(f"=== {pipeline.dag_id} ({pipeline.title}) ===", flush=True)
-        started = time.perf_counter()
-        done = airflow(["dags", "test", pipeline.dag_id], env)
-        seconds = time.perf_counter() - started
-        dag_seconds[model] = seconds
-        print(f"=== {pipeline.dag_id}: {'ok' if done.returncode == 0 else 'FAILED'} in {seconds:.0f}s ===\n")
-        if done.returncode != 0:
-            failures.append(pipeline.dag_id)
-    summary = add_airflow_overhead(build_summary(settings, models), dag_seconds)
-    print_summary(summary)
+    summaries, failures = [], []
+    for night in range(1, nights + 1):
+        dag_seconds = {}
+        for model in models:
+            pipeline = PIPELINES[model]
+            print(f"=== night {night}: {pipeline.dag_id} ({pipeline.title}) ===", flush=True)
+            started = time.perf_counter()
+            done = airflow(["dags", "test", pipeline.dag_id], env)
+            dag_seconds[model] = time.perf_counter() - started
+            print(f"=== night {night}: {pipeline.dag_id}: {'ok' if done.returncode == 0 else 'FAILED'} "
+                  f"in {dag_seconds[model]:.0f}s ===\n")  # fmt: skip
+            if done.returncode != 0:
+                failures.append(f"{pipeline.dag_id} (night {night})")
+        summaries.append(add_airflow_overhead(build_summary(settings, models), dag_seconds))
+        if failures:
+            break
+    summary = {**summaries[0], "nights": [night_line(i + 1, s) for i, s in enumerate(summaries)]}
+    if len(summaries) > 1:
+        first, last = summary["nights"][0]["seconds"], summary["nights"][-1]["seconds"]
+        summary["unchanged_night_share"] = round(last / first, 3) if first else None
+    print_summary(summaries[0])
+    print_nights(summary)
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nsummary written to {SUMMARY_PATH}")
@@ -89,6 +110,23 @@ def run_demo(models: list[str]) -> int:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
         return 1
     return 0
+
+
+def night_line(night: int, summary: dict) -> dict:
+    """One night of `make demo`: its wall time and what each model decided."""
+    models = summary["models"].values()
+    return {"night": night, "seconds": round(sum(e.get("dag_seconds", 0.0) for e in models), 1),
+            "decisions": {m: e.get("promotion_decision") for m, e in summary["models"].items()},
+            "registered_versions": {m: e.get("registered_version") for m, e in summary["models"].items()}}  # fmt: skip
+
+
+def print_nights(summary: dict) -> None:
+    print("\n" + "=" * 78)
+    for line in summary["nights"]:
+        decisions = ", ".join(f"{m}: {d}" for m, d in line["decisions"].items())
+        print(f"night {line['night']}: {line['seconds']:.0f}s  ({decisions})")
+    if summary.get("unchanged_night_share") is not None:
+        print(f"last night took {summary['unchanged_night_share']:.0%} of the first night's time")
 
 
 def build_summary(settings: Settings, models: list[str]) -> dict:
@@ -135,6 +173,9 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             "gpu": tags.get("bench_gpu_status", "not run"),
             "gate": tags.get("gate_status", "not reached"),
             "gate_reason": tags.get("gate_reason"),
+            "fingerprint": tags.get("fingerprint"),
+            "promotion_decision": tags.get("promotion_decision"),
+            "promotion_reason": tags.get("promotion_reason"),
             "registered_version": tags.get("registered_version"),
             "alias": tags.get("registered_alias"),
             "serving_variant": tags.get("serving_variant"),
@@ -155,10 +196,10 @@ def add_airflow_overhead(summary: dict, dag_seconds: dict[str, float]) -> dict:
     totals = {"dag_seconds": 0.0, "task_seconds": 0.0}
     for model, seconds in dag_seconds.items():
         entry = summary["models"].get(model, {})
+        entry["dag_seconds"] = round(seconds, 1)
         tasks = sum((entry.get("task_seconds") or {}).values())
         if not tasks:
             continue
-        entry["dag_seconds"] = round(seconds, 1)
         entry["airflow_overhead_seconds"] = round(seconds - tasks, 1)
         entry["airflow_overhead_share"] = round((seconds - tasks) / seconds, 3)
         totals["dag_seconds"] += seconds
@@ -191,12 +232,14 @@ def print_summary(summary: dict) -> None:
         print(f"  GPU          : {e['gpu']}")
         gate = e["gate"] + (f" ({e['gate_reason']})" if e.get("gate_reason") else "")
         print(f"  gate         : {gate}")
+        if e.get("promotion_reason"):
+            print(f"  decision     : {e['promotion_decision']}: {e['promotion_reason']}")
         if e["registered_version"]:
             print(f"  registered   : {model} v{e['registered_version']} @{e['alias']}, "
                   f"serving variant {e['serving_variant']}")  # fmt: skip
         print(f"  champion     : v{e['current_champion_version']}" if e["current_champion_version"]
               else "  champion     : none")  # fmt: skip
-        if "dag_seconds" in e:
+        if "airflow_overhead_seconds" in e:
             print(f"  time         : DAG {e['dag_seconds']:.0f}s, tasks {sum(e['task_seconds'].values()):.0f}s, "
                   f"Airflow overhead {e['airflow_overhead_seconds']:.0f}s ({e['airflow_overhead_share']:.0%})")
     if "airflow_overhead" in summary:
@@ -210,12 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run every nightly DAG end to end through Airflow, then summarise")
     demo.add_argument("models", nargs="*", default=list(PIPELINES), help="models to run (default: all)")
+    demo.add_argument("--nights", type=int, default=2,
+                      help="run every DAG this many times (night 2 on unchanged data skips training)")
     summary = sub.add_parser("summary", help="print the summary of the latest runs from MLflow")
     summary.add_argument("models", nargs="*", default=list(PIPELINES))
     sub.add_parser("airflow-env", help="print the Airflow environment variables for this MLOPS_HOME")
+    sub.add_parser("pools", help="create the Airflow pools the DAGs use in the configured Airflow (idempotent)")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return run_demo(args.models)
+        return run_demo(args.models, args.nights)
+    if args.command == "pools":
+        create_pools(dict(os.environ))
+        return 0
     if args.command == "summary":
         print_summary(build_summary(get_settings(), args.models))
         return 0

@@ -3,6 +3,12 @@
 Each task is a thin call into `mlops_onnx.stages`; heavy libraries are imported inside the
 stages, never when the scheduler parses this file. Failures that a retry cannot fix (bad data,
 an ONNX export that does not match) fail the task at once instead of retrying.
+
+Scheduling: every night at 02:00 UTC, and at once when the dataset's source asset gets an event
+(`AssetOrTimeSchedule`); `ingest` emits an event on the dataset's snapshot asset only when it
+published a snapshot never seen before. One run per DAG at a time (`max_active_runs=1`: a manual
+trigger during the nightly run queues behind it) and one `gate_and_register` per model at a time
+(the model's one-slot registry pool), so promotions are serialised across every worker.
 """
 
 from __future__ import annotations
@@ -12,11 +18,38 @@ import time
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
-from mlops_onnx.catalog import PIPELINES, Pipeline
+from mlops_onnx.catalog import PIPELINES, Pipeline, registry_pool
 from mlops_onnx.links import model_url
 from mlops_onnx.settings import get_settings
+
+
+def snapshot_alias(pipeline: Pipeline) -> AssetAlias:
+    """`ingest`'s outlet: an alias, because an Asset outlet emits an event on every success and ours must
+    emit only when the snapshot is new (the event lands on `snapshot_asset`)."""
+    return AssetAlias(f"{pipeline.dataset.name}_snapshots")
+
+
+def snapshot_asset(pipeline: Pipeline) -> Asset:
+    """The dataset's validated-input history: one event per new content-hashed snapshot (hash in `extra`)."""
+    return Asset(name=f"{pipeline.dataset.name}_snapshot", uri=f"mlops-snapshot://{pipeline.dataset.name}",
+                 group="dataset")  # fmt: skip
+
+
+def source_asset(pipeline: Pipeline) -> Asset:
+    """Announces new upstream data (an event from a landing job or `POST /api/v2/assets/events`): the DAG
+    then runs at once instead of waiting for the night."""
+    return Asset(name=f"{pipeline.dataset.name}_source", uri=f"kaggle://{pipeline.dataset.slug}", group="dataset")
 
 
 def default_args() -> dict:
@@ -44,7 +77,8 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
     context = get_current_context()
     logical_date = context.get("logical_date")  # None for a run triggered without one
     ctx = RunContext(dag_id=context["dag"].dag_id, run_id=context["run_id"], try_number=context["ti"].try_number,
-                     logical_date=logical_date.isoformat() if logical_date else None)  # fmt: skip
+                     logical_date=logical_date.isoformat() if logical_date else None,
+                     force_retrain=bool(context["params"].get("force_retrain", False)))  # fmt: skip
     _export_kaggle_connection()
     state = {k: v for part in upstream for k, v in part.items()}
     _push_links(context["ti"], pipeline.model, state)  # also on a failed task, where the reason is
@@ -65,6 +99,9 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
         raise
     print(f"[{pipeline.model}] ✓ {stage} finished in {time.perf_counter() - started:.1f}s", flush=True)
     _push_links(context["ti"], pipeline.model, result)
+    if result.get("snapshot_new"):  # the asset view shows when the dataset last changed, and to what
+        context["outlet_events"][snapshot_alias(pipeline)].add(
+            snapshot_asset(pipeline), extra={"snapshot": result["snapshot"], "source": result["data_source"]})
     return result
 
 
@@ -105,22 +142,32 @@ def nightly_dag(model: str):
     @dag(
         dag_id=pipeline.dag_id,
         description=f"{pipeline.title}: ingest → validate → train → ONNX → quantize → parity → benchmark → gate",
-        schedule=pipeline.schedule,
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(pipeline.schedule, timezone="UTC"),
+                                     assets=source_asset(pipeline)),  # fmt: skip
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
+        max_active_runs=1,
         default_args=default_args(),
         dagrun_timeout=timedelta(hours=4),
+        params={"force_retrain": Param(False, type="boolean", title="Force retrain",
+                                       description="Train even if the data, the code and the config are unchanged "
+                                                   "since a run that got through the gate.")},  # fmt: skip
         tags=["nightly", "onnx", pipeline.model],
         doc_md=f"""
 ### {pipeline.title} — nightly
 
-`ingest` snapshots the dataset (content-hashed, atomic) from the configured source,
-`validate` runs its Great Expectations suite and moves `last_good` only on success,
-`train` fits the native model (per-epoch curves in MLflow), `export` writes ONNX fp32,
-`quantize` builds the variants, `parity` compares every variant with the native model on the
-whole test split, `benchmark_cpu`/`benchmark_gpu` measure latency, and `gate_and_register`
-registers **`{pipeline.model}`** in MLflow only if every check passed; `champion` moves only
-to a better version.
+`ingest` snapshots the dataset (content-hashed, atomic) from the configured source (an event on the
+`{snapshot_asset(pipeline).name}` asset when the snapshot is new), `validate` runs its Great Expectations
+suite, writes a drift report against `last_good` and moves `last_good` only on success. `train` first
+compares the run's fingerprint (data hash, code version, config hash) with earlier runs: **when nothing
+changed since a run that got through the gate, `train` and everything after it is skipped** (tick
+*Force retrain* in the trigger form to train anyway). Otherwise it fits the native model (per-epoch
+curves in MLflow), `export` writes ONNX fp32, `quantize` builds the variants, `parity` compares every
+variant with the native model on the whole test split, `benchmark_cpu`/`benchmark_gpu` measure latency,
+and `gate_and_register` registers **`{pipeline.model}`** in MLflow only if every check passed;
+`champion` moves only when the new model beats it **on the same test rows, by a paired test**
+(McNemar for classifiers, Diebold–Mariano for the forecaster). `prune` keeps the registry and the storage
+bounded.
 
 MLflow experiment: `{pipeline.model}` (one MLflow run per DAG run, tagged with this run id);
 each task has an **MLflow run** and an **MLflow model** extra link.
@@ -128,7 +175,7 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
 """,
     )
     def nightly():
-        @pipeline_task()
+        @pipeline_task(outlets=[snapshot_alias(pipeline)])
         def ingest() -> dict:
             return _call(pipeline, "ingest")
 
@@ -161,12 +208,20 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
         def benchmark_gpu(state: dict) -> dict:
             return _call(pipeline, "benchmark_gpu", state)
 
-        # The GPU benchmark is optional: skipped without CUDA, and the gate does not need it.
-        @pipeline_task(trigger_rule="none_failed")
+        # The GPU benchmark is optional (skipped without CUDA); when `train` skipped an unchanged night,
+        # both benchmarks are skipped and so is the gate.
+        @pipeline_task(trigger_rule="none_failed_min_one_success", pool=registry_pool(pipeline.model))
         def gate_and_register(state: dict) -> dict:
             return _call(pipeline, "gate_and_register", state)
 
+        # A teardown: runs after every night, skipped or failed, and never decides the run's state.
+        @pipeline_task()
+        def prune() -> dict:
+            return _call(pipeline, "prune")
+
         checked = parity(quantize(export(train(validate(ingest())))))
-        benchmark_gpu(checked) >> gate_and_register(benchmark_cpu(checked))
+        gate = gate_and_register(benchmark_cpu(checked))
+        benchmark_gpu(checked) >> gate
+        gate >> prune().as_teardown()
 
     return nightly()

@@ -1,22 +1,23 @@
-"""The gate and the MLflow Model Registry: register only what passed, move `champion` only upward.
+"""The gate and the MLflow Model Registry: register only what passed, move `champion` only on a paired win.
 
-A version carries the ONNX fp32 model (mlflow.onnx flavor, signature, input example), the
-variants that passed parity, the reports, and tags that trace it to its data hash, code version
-and Airflow run. Registration is idempotent per Airflow run and per logical date: a retried or
-re-run task, or the whole night re-run under a new Airflow run id, finds the version it created
-before instead of adding another.
+A run that passes the absolute gate (validation, fp32 parity, the primary metric's threshold) meets
+the current champion head to head on tonight's test rows (`decisions`); it is registered either way,
+as `champion` when it won (or there was none) and as `challenger` otherwise, and its run and version
+say why in one sentence. A version carries the ONNX fp32 model (mlflow.onnx flavor, signature, input
+example), the variants that passed parity, the reports, and tags that trace it to its fingerprint
+(data hash, code version, config hash) and Airflow run. Registration is idempotent per Airflow run
+and per logical date (unless forced): a retried or re-run task, or the whole night re-run under a
+new Airflow run id, finds the version it created before instead of adding another.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
 from mlops_onnx import tracking
+from mlops_onnx.decisions import FIRST_CHAMPION, KEPT, PROMOTED, REJECTED
 from mlops_onnx.settings import Settings
 from mlops_onnx.tracking import RunContext
 
@@ -62,20 +63,12 @@ def serving_variant(state: dict) -> str:
     return min(faster, key=faster.get) if faster else "fp32"
 
 
-def is_better(spec, new: float, old: float) -> bool:
-    return new > old if spec.higher_is_better else new < old
-
-
-def _version_score(spec, version) -> float | None:
-    raw = version.tags.get(spec.primary_metric)
-    return float(raw) if raw is not None else None
-
-
-def _existing_version(client, name: str, run_id: str, ctx: RunContext):
+def _existing_version(client, name: str, run_id: str, ctx: RunContext, forced: bool = False):
     """The version this DAG run registered before: by its MLflow run (a retried or cleared task), or by
-    its logical date (the whole run re-run for the same night gets a new Airflow run id)."""
+    its logical date (the whole run re-run for the same night gets a new Airflow run id; a forced
+    retrain asked for a new version, so it does not count)."""
     versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    if not versions and ctx.logical_date:
+    if not versions and ctx.logical_date and not forced:
         versions = client.search_model_versions(f"name='{name}' and tags.airflow_dag_id='{ctx.dag_id}' "
                                                 f"and tags.airflow_logical_date='{ctx.logical_date}'")  # fmt: skip
     # search_model_versions leaves `aliases` empty; get_model_version fills it.
@@ -127,89 +120,193 @@ def _input_example(session):
     return np.zeros(shape, dtype=input_dtype(session))
 
 
-@contextlib.contextmanager
-def registry_lock(model: str, settings: Settings) -> Iterator[None]:
-    """Serialise check-register-alias for one model, so two concurrent runs cannot both register
-    for the same Airflow run or both read the old champion and move the alias last-writer-wins.
-    (A file lock: it covers every process sharing MLOPS_HOME.)"""
-    path = settings.home / "locks" / f"registry-{model}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -> dict:
-    with registry_lock(spec.name, settings):
-        return _gate_and_register(spec, ctx, state, settings)
-
-
-def _gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) -> dict:
-    import mlflow
+    """Gate, head-to-head, register, alias. Airflow runs one of these per model at a time (the model's
+    one-slot registry pool, `max_active_runs=1`); the champion is read again just before the alias
+    moves, and a champion that changed meanwhile is compared again (compare-and-set)."""
     from mlflow import MlflowClient
 
     tracking.configure(settings)
     client = MlflowClient()
-    run_id = state["mlflow_run_id"]
-    score = state.get("metrics", {}).get(spec.primary_metric)
-
-    existing = _existing_version(client, spec.name, run_id, ctx)
+    existing = _existing_version(client, spec.name, state["mlflow_run_id"], ctx, state.get("forced", False))
     if existing is not None:
-        log.warning("run %s already registered %s version %s; not registering again",
-                    ctx.run_id, spec.name, existing.version)  # fmt: skip
-        aliases = list(existing.aliases)
-        if not aliases:  # an earlier try registered, then failed before the alias: finish its work
-            aliases = [move_aliases(spec, client, str(existing.version), float(existing.tags[spec.primary_metric]))]
-        tags = {"gate_status": "registered", "registered_version": str(existing.version),
-                "registered_alias": aliases[0] if aliases else ""}  # fmt: skip
-        if existing.run_id != run_id:
-            tags["gate_reason"] = (f"already registered as version {existing.version} for logical date "
-                                   f"{ctx.logical_date} by {existing.tags.get('airflow_run_id')}")  # fmt: skip
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
-        return {**state, "registered": True, "version": str(existing.version), "aliases": aliases,
-                "gate": "registered"}  # fmt: skip
+        return _finish_existing(spec, client, existing, ctx, state, settings)
 
     reasons = gate_reasons(spec, state, settings)
-    with mlflow.start_run(run_id=run_id):
-        if reasons:
-            reason = "; ".join(reasons)
-            mlflow.set_tags({"gate_status": "rejected", "gate_reason": reason})
-            print(f"[{spec.name}] GATE REJECTED: {reason}; nothing registered", flush=True)
-            return {**state, "registered": False, "gate": "rejected", "gate_reason": reason}
-        variant = serving_variant(state)
-        model_uri = _log_model(spec, state)
-        tags = {
-            "data_hash": state["snapshot"], "data_source": state["data_source"],
-            "git_commit": tracking.code_version(), "airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id,
-            "parity_status": "passed", "serving_variant": variant, spec.primary_metric: f"{score:.6f}",
-            "variants_passed": ",".join(sorted(state.get("passing_variants", {}))) or "none",
-        } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})  # fmt: skip
-        version = mlflow.register_model(model_uri, spec.name, tags=tags)
-        alias = move_aliases(spec, client, version.version, score)
-        mlflow.set_tags({"gate_status": "registered", "registered_model": spec.name,
-                         "registered_version": str(version.version), "registered_alias": alias,
-                         "serving_variant": variant})  # fmt: skip
-    print(f"[{spec.name}] registered version {version.version} as @{alias} "
-          f"({spec.primary_metric}={score:.4f}, serving variant {variant})", flush=True)  # fmt: skip
-    return {**state, "registered": True, "version": str(version.version), "aliases": [alias], "gate": "registered",
-            "serving_variant": variant}  # fmt: skip
+    if reasons:
+        reason = "Rejected by the gate: " + "; ".join(reasons) + "."
+        tracking.set_run_tags(state["mlflow_run_id"], {"gate_status": "rejected", "gate_reason": "; ".join(reasons),
+                                                       "promotion_decision": REJECTED,
+                                                       "promotion_reason": reason})  # fmt: skip
+        print(f"[{spec.name}] GATE REJECTED: {reason} Nothing registered.", flush=True)
+        return {**state, "registered": False, "gate": "rejected", "gate_reason": "; ".join(reasons),
+                "promotion_decision": REJECTED}  # fmt: skip
+
+    champion = current_champion(client, spec.name)
+    decision, reason, compared = _decide(spec, client, champion, state, settings)
+    version = _register(spec, client, ctx, state, decision, reason, compared)
+    decision, reason, alias = _move_alias(spec, client, version, champion, decision, reason, state, settings)
+    print(f"[{spec.name}] registered version {version} as @{alias}: {reason}", flush=True)
+    return {**state, "registered": True, "version": version, "aliases": [alias], "gate": "registered",
+            "serving_variant": client.get_model_version(spec.name, version).tags.get("serving_variant"),
+            "promotion_decision": decision}  # fmt: skip
 
 
-def move_aliases(spec, client, version: str, score: float) -> str:
-    """`champion` moves to `version` only if it beats the current champion; else it is the `challenger`."""
+def current_champion(client, name: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        champion = client.get_model_version_by_alias(spec.name, CHAMPION)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        champion = None
-    champion_score = _version_score(spec, champion) if champion is not None else None
-    if champion is None or champion_score is None or is_better(spec, score, champion_score):
-        client.set_registered_model_alias(spec.name, CHAMPION, version)
-        return CHAMPION
-    client.set_registered_model_alias(spec.name, CHALLENGER, version)
-    return CHALLENGER
+        return None
+
+
+def _decide(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None):
+    """(decision, one-sentence reason, HeadToHead or None) against `champion` on tonight's test rows."""
+    from mlops_onnx.decisions import decide
+
+    if champion is None or str(champion.version) == exclude:
+        score = state["metrics"][spec.primary_metric]
+        return FIRST_CHAMPION, (f"First champion: no champion yet and the gate passed ({spec.primary_metric} "
+                                f"{score:.4f}, threshold {spec.gate_min(settings):.4f})."), None  # fmt: skip
+    try:
+        result = head_to_head(spec, client, champion, state, settings)
+    except Exception as exc:  # an incomparable champion is never replaced automatically
+        log.warning("head-to-head against %s v%s failed", spec.name, champion.version, exc_info=True)
+        return KEPT, (f"Champion kept: champion v{champion.version} could not be run on tonight's test rows "
+                      f"({type(exc).__name__}: {str(exc)[:300]}); move `champion` by hand if this one is better."), None
+    decision, reason = decide(result, settings.promotion_alpha, str(champion.version))
+    _log_head_to_head(spec, state, result, str(champion.version))
+    return decision, reason, result
+
+
+def head_to_head(spec, client, champion, state: dict, settings: Settings):
+    """Tonight's fp32 model and the champion's, each with its own preprocessing, on tonight's test rows."""
+    import tempfile
+
+    import mlflow
+
+    from mlops_onnx.runtime import input_dtype, make_session, run_batched
+    from mlops_onnx.snapshots import SnapshotStore
+
+    snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
+    workdir = Path(state["workdir"])
+    with tempfile.TemporaryDirectory(prefix=f"champion-{spec.name}-v{champion.version}-") as tmp:
+        folder = Path(tmp)
+        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{champion.version}",
+                                                             dst_path=str(folder / "model")))  # fmt: skip
+        preprocessing = version_preprocessing(client, champion, folder)
+        if state.get("preprocessing") and preprocessing is None:
+            raise ValueError(f"champion v{champion.version} has no preprocessing files (model/preprocessing/)")
+        rows = spec.evaluation_data(snapshot, settings, workdir)
+        champion_rows = spec.evaluation_data(snapshot, settings, workdir, preprocessing)
+        if list(rows.ids) != list(champion_rows.ids):
+            raise ValueError("the champion's inputs were built for other rows than tonight's test split")
+        outputs = {}
+        for name, path, inputs in (("candidate", state["onnx_fp32"], rows.inputs),
+                                   ("champion", next(model_dir.rglob("*.onnx")), champion_rows.inputs)):  # fmt: skip
+            session = make_session(path, "cpu", threads=0)
+            outputs[name] = run_batched(session, inputs.astype(input_dtype(session), copy=False))
+    return spec.head_to_head(outputs["candidate"], outputs["champion"], rows)
+
+
+def version_preprocessing(client, version, folder: Path) -> Path | None:
+    """The version's preprocessing files (a tokenizer, a scaler) downloaded into `folder`; None if it has none."""
+    from mlops_onnx.serving.artifacts import run_file
+
+    if not client.list_artifacts(version.run_id, "model/preprocessing"):
+        return None
+    return run_file(version, "model/preprocessing", folder)
+
+
+def _log_head_to_head(spec, state: dict, result, champion_version: str) -> None:
+    import mlflow
+
+    from mlops_onnx.decisions import write_artifacts
+
+    table, plot = write_artifacts(result, Path(state["workdir"]) / "reports", champion_version)
+    with mlflow.start_run(run_id=state["mlflow_run_id"]):
+        mlflow.log_metrics({"compare_rows": len(result.rows), "compare_p_value": result.test.p_value,
+                            f"compare_candidate_{result.metric}": result.candidate,
+                            f"compare_champion_{result.metric}": result.champion,
+                            "compare_statistic": result.test.statistic})  # fmt: skip
+        mlflow.set_tags({"compare_champion_version": champion_version, "compare_test": result.test.test,
+                         "compare_detail": str(result.test.detail)[:500]})  # fmt: skip
+        mlflow.log_artifact(str(table), "reports")
+        mlflow.log_artifact(str(plot), "plots")
+
+
+def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason: str, compared) -> str:
+    import mlflow
+
+    score = state["metrics"][spec.primary_metric]
+    variant = serving_variant(state)
+    with mlflow.start_run(run_id=state["mlflow_run_id"]):
+        model_uri = _log_model(spec, state)
+        tags = {
+            "data_hash": state["snapshot"], **state.get("fingerprint", {}), "data_source": state["data_source"],
+            "git_commit": tracking.code_version(), "airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id,
+            "parity_status": "passed", "serving_variant": variant, spec.primary_metric: f"{score:.6f}",
+            "variants_passed": ",".join(sorted(state.get("passing_variants", {}))) or "none",
+            "forced": str(state.get("forced", False)).lower(), "promotion_decision": decision,
+            "promotion_reason": reason,
+        } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})  # fmt: skip
+        if compared is not None:
+            tags |= {"compare_p_value": f"{compared.test.p_value:.6g}", "compare_test": compared.test.test}
+        version = str(mlflow.register_model(model_uri, spec.name, tags=tags).version)
+        mlflow.set_tags({"gate_status": "registered", "registered_model": spec.name,
+                         "registered_version": version, "serving_variant": variant})  # fmt: skip
+    return version
+
+
+def _move_alias(spec, client, version: str, compared_with, decision: str, reason: str, state: dict,
+                settings: Settings, attempts: int = 3) -> tuple[str, str, str]:  # fmt: skip
+    """Set `champion` or `challenger`; if the champion changed since the comparison, compare again first."""
+    for _ in range(attempts):
+        now = current_champion(client, spec.name)
+        if _same_version(now, compared_with):
+            break
+        log.warning("champion of %s moved to v%s during the comparison; comparing again", spec.name, now.version)
+        compared_with = now
+        decision, reason, _ = _decide(spec, client, now, state, settings, exclude=version)
+    alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
+    client.set_registered_model_alias(spec.name, alias, version)
+    _record_decision(spec, client, version, state, decision, reason, alias)
+    return decision, reason, alias
+
+
+def _same_version(a, b) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and str(a.version) == str(b.version))
+
+
+def _record_decision(spec, client, version: str, state: dict, decision: str, reason: str, alias: str) -> None:
+    """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
+    for key, value in {"promotion_decision": decision, "promotion_reason": reason}.items():
+        client.set_model_version_tag(spec.name, version, key, value)
+    client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
+    tracking.set_run_tags(state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason,
+                                                   "registered_alias": alias})  # fmt: skip
+
+
+def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, settings: Settings) -> dict:
+    """This DAG run (or this night) registered before: never again. An earlier try that registered but died
+    before the alias is finished: compared again with the champion it did not become."""
+    run_id = state["mlflow_run_id"]
+    version = str(existing.version)
+    log.warning("run %s already registered %s version %s; not registering again", ctx.run_id, spec.name, version)
+    aliases = list(existing.aliases)
+    decision = existing.tags.get("promotion_decision", "")
+    if not aliases:
+        champion = current_champion(client, spec.name)
+        decision, reason, _ = _decide(spec, client, champion, {**state, "metrics": state.get("metrics") or {
+            spec.primary_metric: float(existing.tags[spec.primary_metric])}}, settings, exclude=version)  # fmt: skip
+        decision, reason, alias = _move_alias(spec, client, version, champion, decision, reason, state, settings)
+        aliases = [alias]
+    tags = {"gate_status": "registered", "registered_version": version, "registered_alias": aliases[0]}
+    if existing.run_id != run_id:
+        tags["gate_reason"] = (f"already registered as version {version} for logical date "
+                               f"{ctx.logical_date} by {existing.tags.get('airflow_run_id')}")  # fmt: skip
+        tags["promotion_decision"] = decision
+    tracking.set_run_tags(run_id, tags)
+    return {**state, "registered": True, "version": version, "aliases": aliases, "gate": "registered",
+            "promotion_decision": decision}  # fmt: skip

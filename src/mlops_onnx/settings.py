@@ -55,6 +55,11 @@ class Settings:
     retry_delay_seconds: float  # first retry delay; doubles on each further retry (exponential backoff)
     memory_budget_mb: float | None  # peak RSS a task may use before the run is flagged (None = no budget)
     max_file_growth: float = 5.0  # a file more than this many times larger (or smaller) than in last_good fails
+    force_retrain: bool = False  # train even when data, code and config are unchanged (MLOPS_FORCE_RETRAIN=1)
+    promotion_alpha: float = 0.05  # significance level of the paired test that may move `champion`
+    keep_versions: int = 10  # registered versions without an alias kept per model (the newest)
+    keep_runs_days: float = 30.0  # run folders (and unused snapshots) older than this are removed
+    drift_max_rows: int = 20_000  # rows per side of the drift report (a seeded sample beyond that)
 
     @property
     def snapshots_dir(self) -> str:
@@ -163,7 +168,28 @@ def get_settings() -> Settings:
         retry_delay_seconds=max(1.0, _float("MLOPS_RETRY_DELAY_SECONDS", 30.0) or 1.0),
         memory_budget_mb=_float("MLOPS_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB) or None,
         max_file_growth=_float("MLOPS_MAX_FILE_GROWTH", 5.0) or 5.0,
+        force_retrain=_flag("MLOPS_FORCE_RETRAIN"),
+        promotion_alpha=_alpha(),
+        keep_versions=max(1, _int("MLOPS_KEEP_VERSIONS", 10) or 1),
+        keep_runs_days=max(0.0, _float("MLOPS_KEEP_RUNS_DAYS", 30.0)),
+        drift_max_rows=max(100, _int("MLOPS_DRIFT_MAX_ROWS", 20_000) or 100),
     )
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}={raw!r}; expected 1/0, true/false, yes/no or on/off")
+
+
+def _alpha() -> float:
+    alpha = _float("MLOPS_PROMOTION_ALPHA", 0.05)
+    if not 0 < alpha < 1:
+        raise SettingsError(f"MLOPS_PROMOTION_ALPHA={alpha!r}; expected a significance level between 0 and 1")
+    return alpha
 
 
 def _gate_overrides() -> dict[str, float]:

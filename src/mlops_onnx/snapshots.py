@@ -28,7 +28,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class Snapshot:
     content_hash: str
     path: Path
     manifest: dict
+    created: bool = False  # True only from the `commit` that published it: this content was never seen before
 
     @property
     def files(self) -> list[str]:
@@ -146,14 +147,15 @@ class SnapshotStore:
             "details": details or {},
         }
         # Same content already published (a re-run, or a concurrent run): keep the first.
-        if not self.storage.exists(f"{dataset}/{digest}/{MANIFEST}"):
+        created = not self.storage.exists(f"{dataset}/{digest}/{MANIFEST}")
+        if created:
             for entry in entries:
                 self.storage.upload(staging_dir / entry["path"], f"{dataset}/{digest}/{entry['path']}")
             self.storage.write_json_atomic(f"{dataset}/{digest}/{MANIFEST}", manifest)
         published = self.storage.read_json(f"{dataset}/{digest}/{MANIFEST}")
         write_json_atomic(staging_dir / MANIFEST, published)
         self._keep_local(staging_dir, dataset, digest)
-        return self.get(dataset, digest)
+        return replace(self.get(dataset, digest), created=created)
 
     def get(self, dataset: str, digest: str) -> Snapshot:
         """The published snapshot, from this machine's copy (downloaded and checked on first use)."""
@@ -209,11 +211,28 @@ class SnapshotStore:
             },
         )
 
-    def last_good(self, dataset: str) -> Snapshot | None:
+    def last_good_hash(self, dataset: str) -> str | None:
         if not self.storage.exists(f"{dataset}/{LAST_GOOD}"):
             return None
-        digest = self.storage.read_json(f"{dataset}/{LAST_GOOD}")["content_hash"]
-        return self.get(dataset, digest)
+        return self.storage.read_json(f"{dataset}/{LAST_GOOD}")["content_hash"]
+
+    def last_good(self, dataset: str) -> Snapshot | None:
+        digest = self.last_good_hash(dataset)
+        return None if digest is None else self.get(dataset, digest)
+
+    def published(self, dataset: str) -> dict[str, dict]:
+        """Every visible snapshot of `dataset` (a folder with its manifest): hash -> manifest."""
+        found = {}
+        for digest in self.storage.folders(dataset):
+            if self.storage.exists(f"{dataset}/{digest}/{MANIFEST}"):
+                found[digest] = self.storage.read_json(f"{dataset}/{digest}/{MANIFEST}")
+        return found
+
+    def delete(self, dataset: str, digest: str) -> None:
+        """Remove a snapshot: its manifest first (it is invisible from then on), then its files and the local copy."""
+        self.storage.remove(f"{dataset}/{digest}/{MANIFEST}")
+        self.storage.remove(f"{dataset}/{digest}")
+        shutil.rmtree(self.local_dir(dataset) / digest, ignore_errors=True)
 
     def _remove_stale(self, dataset: str) -> None:
         """Staging folders whose writer is gone (its lock is free) or that are very old, and download

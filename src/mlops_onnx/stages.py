@@ -138,12 +138,13 @@ def ingest(model: str, ctx: RunContext) -> dict:
     workdir = run_files(settings, ctx).local
     run_id = tracking.find_or_create_run(model, ctx, settings)
     state = {"model": model, "dataset": spec.dataset.name, "snapshot": snapshot.content_hash,
-             "data_source": settings.data_source, "workdir": str(workdir), "mlflow_run_id": run_id,
-             "mlflow_experiment_id": tracking.experiment_id(model, settings)}  # fmt: skip
+             "snapshot_new": snapshot.created, "data_source": settings.data_source, "workdir": str(workdir),
+             "mlflow_run_id": run_id, "mlflow_experiment_id": tracking.experiment_id(model, settings)}  # fmt: skip
     with _mlflow_run(state):
         mlflow.set_tags({"data_source": settings.data_source, "data_source_reason": settings.data_source_reason,
                          "data_hash": snapshot.content_hash, "dataset": spec.dataset.slug,
-                         "profile": settings.profile, "stale_data": str(stale_reason is not None).lower()})  # fmt: skip
+                         "profile": settings.profile, "stale_data": str(stale_reason is not None).lower(),
+                         "snapshot_new": str(snapshot.created).lower()})  # fmt: skip
         if stale_reason:
             mlflow.set_tag("source_error", stale_reason[:500])
         mlflow.log_dict(snapshot.manifest, "reports/snapshot_manifest.json")
@@ -211,19 +212,81 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
             mlflow.set_tags({"gate_status": "rejected", "gate_reason": "data validation failed"})
     if not report.success:
         raise DataValidationError(report.message())
+    _drift(spec, snapshot, baseline, state, settings)
     store.promote(snapshot, validation={"report": run_files(settings, ctx).publish(str(path)), "run_id": ctx.run_id})
     return {**state, "validation": "passed", "data_rows": report.summary}
+
+
+def _drift(spec, snapshot, baseline, state: dict, settings: Settings) -> None:
+    """The drift report of a new snapshot against `last_good` on the MLflow run: reported, never gated."""
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlops_onnx.drift import drift_report
+    from mlops_onnx.registry import current_champion, version_preprocessing
+
+    if baseline is None or baseline.content_hash == snapshot.content_hash:
+        status = "no reference: first validated snapshot" if baseline is None else "unchanged: same as last_good"
+        tracking.set_run_tags(state["mlflow_run_id"], {"drift_status": status})
+        return
+    workdir = Path(state["workdir"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="drift-") as tmp:
+            champion = current_champion(MlflowClient(), spec.name)
+            preprocessing = version_preprocessing(MlflowClient(), champion, Path(tmp)) if champion else None
+            reference = spec.drift_frame(baseline, settings, workdir, preprocessing)
+            current = spec.drift_frame(snapshot, settings, workdir, preprocessing)
+        if reference is None or current is None:
+            tracking.set_run_tags(state["mlflow_run_id"], {"drift_status": f"no drift columns for {spec.name}"})
+            return
+        result = drift_report(reference, current, workdir / "reports")
+    except Exception as exc:  # reported, not gated: a broken report never fails the night
+        log.warning("drift report failed", exc_info=True)
+        tracking.set_run_tags(state["mlflow_run_id"], {"drift_status": f"failed: {type(exc).__name__}: {exc}"})
+        return
+    with _mlflow_run(state):
+        mlflow.log_metrics({"drift_share": result["drift_share"], "drift_detected": result["drift_detected"]})
+        mlflow.log_artifact(str(workdir / "reports" / "drift_report.html"), "reports")
+        mlflow.log_artifact(str(workdir / "reports" / "drift_report.json"), "reports")
+        mlflow.set_tags({"drift_status": "reported", "drift_reference": baseline.content_hash})
+    drifted = [c for c, v in result["columns"].items()]
+    print(f"[{spec.name}] drift vs last_good {baseline.content_hash[:12]}: share {result['drift_share']:.2f} "
+          f"of columns {drifted}", flush=True)
 
 
 @measured
 @on_shared_storage
 def train(model: str, ctx: RunContext, state: dict) -> dict:
-    """Train the native model; per-epoch curves and test metrics go to MLflow."""
+    """Train the native model; per-epoch curves and test metrics go to MLflow.
+
+    First the run's fingerprint (data, code, config): when an earlier run with the same fingerprint got
+    through the gate, training again would repeat it, so this and every later stage is skipped with the
+    reason (unless forced: the `force_retrain` DAG param or MLOPS_FORCE_RETRAIN=1)."""
     import mlflow
+    from mlflow import MlflowClient
+
+    from mlops_onnx import fingerprint
+    from mlops_onnx.decisions import SKIPPED
 
     settings = get_settings()
     spec = _spec(model)
     workdir = Path(state["workdir"])
+    marks = fingerprint.fingerprint(spec, state["snapshot"], settings)
+    forced = ctx.force_retrain or settings.force_retrain
+    tracking.configure(settings)
+    client = MlflowClient()
+    tracking.set_run_tags(state["mlflow_run_id"], {**marks, "forced": str(forced).lower()})
+    client.log_dict(state["mlflow_run_id"], spec.resolved_config(settings), "reports/resolved_config.json")
+    earlier = None if forced else fingerprint.earlier_decision(
+        client, state["mlflow_experiment_id"], marks["fingerprint"], state["mlflow_run_id"])  # fmt: skip
+    if earlier is not None:
+        reason = fingerprint.unchanged_reason(earlier)
+        tracking.set_run_tags(state["mlflow_run_id"], {"promotion_decision": SKIPPED, "promotion_reason": reason,
+                                                       "gate_status": "skipped", "gate_reason": reason,
+                                                       "unchanged_since_run": earlier.info.run_id})  # fmt: skip
+        raise StageSkipped(reason)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics, step=epoch)
@@ -240,7 +303,8 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
             mlflow.log_artifact(str(path), "preprocessing")
         mlflow.log_metric("size_native_bytes", result.checkpoint.stat().st_size)
     return {**state, "checkpoint": str(result.checkpoint), "preprocessing": [str(p) for p in result.preprocessing],
-            "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k}}
+            "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k},
+            "fingerprint": marks, "forced": forced}
 
 
 @measured
@@ -310,11 +374,13 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
 
     settings = get_settings()
     spec = _spec(model)
-    inputs, targets = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"]))
+    rows = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"]))
+    inputs, targets = rows.inputs, rows.targets
     native = spec.native_predictors(Path(state["checkpoint"]), settings)["native_eager"]
     native_out = run_batched_native(native, inputs)
     native_quality = spec.quality(native_out, targets)
     native_labels = spec.labels(native_out)
+    native_margin = spec.decision_margin(native_out)
     candidates = {"fp32": state["onnx_fp32"]} | {
         name: info["path"] for name, info in state["variants"].items() if info["status"] == "built"
     }
@@ -326,7 +392,7 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
             results[name] = VariantParity.failed(name, f"could not run: {type(exc).__name__}: {exc}")
             continue
         results[name] = compare(name, native_out, out, native_labels, spec.labels(out), native_quality,
-                                spec.quality(out, targets), spec.parity_rules)  # fmt: skip
+                                spec.quality(out, targets), spec.parity_rules, native_margin)  # fmt: skip
     for name, info in state["variants"].items():
         if info["status"] != "built":
             results[name] = VariantParity.failed(name, f"not built: {info.get('error')}")
@@ -345,6 +411,7 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
                 mlflow.log_metric(f"parity_{name}_quality_drop", r.quality_drop)
             if r.agreement is not None:
                 mlflow.log_metric(f"parity_{name}_agreement", r.agreement)
+                mlflow.log_metric(f"parity_{name}_boundary_rows", r.boundary_rows)
             mlflow.set_tag(f"parity_{name}", "passed" if r.passed else "failed: " + "; ".join(r.reasons)[:480])
         mlflow.set_tag("parity_status", "passed" if fp32.passed else "failed")
         if not fp32.passed:
@@ -376,7 +443,7 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
 
     settings = get_settings()
     spec = _spec(model)
-    inputs, _ = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"]))
+    inputs = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"])).inputs
     onnx_models = {"fp32": state["onnx_fp32"]} | state["passing_variants"]
     natives = spec.native_predictors(Path(state["checkpoint"]), settings)
     report = run_benchmark(model, natives, Path(state["checkpoint"]).stat().st_size, onnx_models, inputs[:256],
@@ -432,7 +499,26 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
 @measured
 @on_shared_storage
 def gate_and_register(model: str, ctx: RunContext, state: dict) -> dict:
+    """The absolute gate, then the champion's head-to-head on tonight's test rows, then the registry."""
     from mlops_onnx.registry import gate_and_register as register
 
     return register(_spec(model), ctx, state, get_settings())
+
+
+@measured
+def prune(model: str, ctx: RunContext) -> dict:
+    """Retention, after every night (also a skipped or failed one): old unaliased versions, old run folders
+    and snapshots nothing uses any more. Never what an alias or `last_good` points to."""
+    from mlops_onnx.retention import prune as prune_model
+
+    settings = get_settings()
+    report = prune_model(_spec(model), ctx, settings)
+    print(f"[{model}] retention: " + ", ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+    run_id = tracking.find_run(model, ctx, settings)
+    if run_id:  # the night's run (absent when ingest failed before creating it)
+        from mlflow import MlflowClient
+
+        for key, value in report.items():
+            MlflowClient().log_metric(run_id, f"retention_{key}", value)
+    return {"model": model, "mlflow_run_id": run_id, **report}
 

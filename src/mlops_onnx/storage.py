@@ -101,6 +101,34 @@ class Storage:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def folders(self, relative: str = "") -> list[str]:
+        """The names of the folders directly under `relative` (sorted)."""
+        base = self._path(relative)
+        self.fs.invalidate_cache()
+        if not self.fs.exists(base):
+            return []
+        return sorted(info["name"].rstrip("/").rsplit("/", 1)[-1] for info in self.fs.ls(base, detail=True)
+                      if info["type"] == "directory")  # fmt: skip
+
+    def modified(self, relative: str) -> float | None:
+        """When anything under `relative` last changed (epoch seconds of its newest file), None if it is empty."""
+        import datetime
+
+        times = []
+        for info in self.fs.find(self._path(relative), detail=True).values():
+            stamp = info.get("mtime", info.get("LastModified"))
+            if isinstance(stamp, datetime.datetime):
+                stamp = stamp.timestamp()
+            if stamp is not None:
+                times.append(float(stamp))
+        return max(times, default=None)
+
+    def remove(self, relative: str) -> None:
+        """Delete a file or a whole folder."""
+        target = self._path(relative)
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+
     def files(self, relative: str = "") -> list[str]:
         """Every file under `relative`, as paths relative to it (sorted)."""
         base = self._path(relative)

@@ -2,9 +2,10 @@
 
 Every feature at row t uses rows ≤ t only (trailing windows, `shift` into the past, never into the
 future), so a change to day t+1 and later cannot alter the features of day t; the target of row t
-is the *next* day's log return log(C[t+1] / C[t]). Splits are by date within each ticker: the
-last `test_days` forecast origins are the test period, the `val_days` before them validation, and
-up to `max_train` origins before those training. The scaler sees only training rows.
+is the *next* day's log return log(C[t+1] / C[t]). Splits are by the date a forecast is for, with
+fixed boundaries (`val_start`, `test_start`): a day forecast before `val_start` is training, from
+`test_start` on it is test. Rows appended to the archive later land in test, never in training, so
+a champion was never trained on a later night's test days. The scaler sees only training rows.
 """
 
 from __future__ import annotations
@@ -64,23 +65,23 @@ def next_day_log_return(close: np.ndarray) -> np.ndarray:
     return np.append(np.log(close[1:] / close[:-1]), np.nan)
 
 
-def split_origins(rows: int, window: int, val_days: int, test_days: int,
-                  max_train: int | None) -> dict[str, np.ndarray]:  # fmt: skip
+def split_origins(dates: np.ndarray, window: int, val_start: str, test_start: str, max_train: int | None = None,
+                  max_test: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Row indices of the forecast origins (a window's last row) of each split, chronological.
 
-    An origin t needs a full window of defined features (t ≥ WARMUP + window - 1) and a next day
-    (t ≤ rows - 2). Test takes the last `test_days` origins, validation the `val_days` before them,
-    training the rest (the most recent `max_train` of them).
+    An origin t needs a full window of defined features (t ≥ WARMUP + window - 1) and a next day; it
+    belongs to the split of the day it forecasts, dates[t + 1]: training before `val_start` (the most
+    recent `max_train` of them), validation before `test_start`, test from `test_start` on (its first
+    `max_test` days).
     """
-    origins = np.arange(WARMUP + window - 1, rows - 1)
-    if len(origins) < val_days + test_days + 1:
-        raise ValueError(
-            f"{rows} rows give {len(origins)} forecast origin(s) for a {window}-day window; "
-            f"at least {val_days + test_days + 1} needed (val {val_days} + test {test_days} + 1 train)"
-        )
-    test = origins[len(origins) - test_days :] if test_days else origins[:0]
-    val = origins[max(len(origins) - test_days - val_days, 0) : len(origins) - test_days]
-    train = origins[: max(len(origins) - test_days - val_days, 0)]
+    origins = np.arange(WARMUP + window - 1, len(dates) - 1)
+    forecast_day = np.asarray(dates)[origins + 1]
+    val_day, test_day = np.datetime64(val_start, "ns"), np.datetime64(test_start, "ns")
+    if not val_day < test_day:
+        raise ValueError(f"val_start {val_start} must be before test_start {test_start}")
+    train = origins[forecast_day < val_day]
+    val = origins[(forecast_day >= val_day) & (forecast_day < test_day)]
+    test = origins[forecast_day >= test_day][:max_test]
     if max_train is not None:
         train = train[len(train) - min(max_train, len(train)) :]
     return {"train": train, "val": val, "test": test}
@@ -107,20 +108,24 @@ class TickerSeries:
         return self.features[train[0] - window + 1 : train[-1] + 1] if len(train) else self.features[:0]
 
 
-def load_series(path: Path, ticker: str, window: int, val_days: int, test_days: int,
-                max_train: int | None) -> TickerSeries:  # fmt: skip
-    """Read one ticker file and keep only the rows its splits need (the archive is never held whole)."""
+def load_series(path: Path, ticker: str, window: int, val_start: str, test_start: str, max_train: int | None,
+                max_test: int | None = None, min_train: int = 1) -> TickerSeries:  # fmt: skip
+    """Read one ticker file and keep only the rows its splits need (the archive is never held whole).
+    A ticker without `min_train` training windows, or without a validation or test day, raises ValueError."""
     frame = read_ticker(path)
-    try:
-        origins = split_origins(len(frame), window, val_days, test_days, max_train)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    dates = frame["Date"].to_numpy()
+    origins = split_origins(dates, window, val_start, test_start, max_train, max_test)
+    sizes = {name: len(o) for name, o in origins.items()}
+    if sizes["train"] < min_train or not sizes["val"] or not sizes["test"]:
+        span = f"{str(dates[0])[:10]}..{str(dates[-1])[:10]}" if len(dates) else "no rows"
+        raise ValueError(f"{path}: {span} gives {sizes['train']} training window(s) (at least {min_train} needed) "
+                         f"before {val_start}, {sizes['val']} validation and {sizes['test']} test day(s) from "
+                         f"{test_start}")  # fmt: skip
     features = make_features(frame).to_numpy(dtype=np.float32)
-    first = min((o[0] for o in origins.values() if len(o)), default=0) - window + 1
-    first = max(first, 0)
+    first = max(min(o[0] for o in origins.values() if len(o)) - window + 1, 0)
     return TickerSeries(
         ticker=ticker,
-        dates=frame["Date"].to_numpy()[first:],
+        dates=dates[first:],
         close=frame["Close"].to_numpy(dtype=np.float64)[first:],
         features=features[first:],
         origins={name: o - first for name, o in origins.items()},
@@ -177,25 +182,47 @@ class FeatureScaler:
         return cls(mean=np.array(payload["mean"]), std=np.array(payload["std"]), clip=float(payload["clip"]))
 
 
+def scaled_errors(close_now: np.ndarray, close_next: np.ndarray, predicted_log_return: np.ndarray,
+                  tickers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Absolute price errors of the model's and of the naive forecast, each divided by its ticker's naive
+    MAE on these rows: a ticker's errors count in units of its own day-to-day moves, so a $500 stock
+    weighs as much as a $5 one. NaN for a ticker whose price never moved."""
+    forecast = close_now * np.exp(np.asarray(predicted_log_return, dtype=np.float64).reshape(-1))
+    model_error, naive_error = np.abs(forecast - close_next), np.abs(close_now - close_next)
+    scale = pd.Series(naive_error).groupby(np.asarray(tickers)).transform("mean").to_numpy()
+    scale = np.where(scale > 0, scale, np.nan)
+    return model_error / scale, naive_error / scale
+
+
 def forecast_metrics(close_now: np.ndarray, close_next: np.ndarray, predicted_log_return: np.ndarray,
-                     prefix: str) -> dict[str, float]:  # fmt: skip
+                     prefix: str, tickers: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
     """Price-level metrics of a next-day forecast C[t]·exp(prediction) and of the naive forecast C[t].
 
-    MASE = model MAE / naive MAE on the same points (< 1: better than tomorrow = today). Directional
-    accuracy counts days whose actual close changed; MAPE is in percent.
+    MASE: the mean of each forecast's absolute error divided by its ticker's naive MAE over the same
+    rows (see `scaled_errors`): the naive forecast scores exactly 1, below 1 beats it. MAE, RMSE and
+    MAPE are pooled in price units; directional accuracy counts days whose actual close changed.
     """
     forecast = close_now * np.exp(np.asarray(predicted_log_return, dtype=np.float64).reshape(-1))
     error, naive_error = forecast - close_next, close_now - close_next
     moved = close_next != close_now  # a day without a price change has no direction to get right
     direction_hits = np.sign(forecast - close_now)[moved] == np.sign(close_next - close_now)[moved]
+    scaled, _ = scaled_errors(close_now, close_next, predicted_log_return,
+                              np.zeros(len(close_now)) if tickers is None else tickers)  # fmt: skip
     metrics = {
         f"{prefix}_mae": float(np.mean(np.abs(error))),
         f"{prefix}_rmse": float(np.sqrt(np.mean(error**2))),
         f"{prefix}_mape": float(np.mean(np.abs(error) / close_next) * 100),
         f"{prefix}_directional_accuracy": float(np.mean(direction_hits)),
+        f"{prefix}_mase": float(np.nanmean(scaled)),
         f"naive_{prefix}_mae": float(np.mean(np.abs(naive_error))),
         f"naive_{prefix}_rmse": float(np.sqrt(np.mean(naive_error**2))),
         f"naive_{prefix}_mape": float(np.mean(np.abs(naive_error) / close_next) * 100),
     }  # fmt: skip
-    metrics[f"{prefix}_mase"] = metrics[f"{prefix}_mae"] / metrics[f"naive_{prefix}_mae"]
     return metrics
+
+
+def daily_loss_differential(days: np.ndarray, loss_a: np.ndarray, loss_b: np.ndarray) -> pd.Series:
+    """d_t = mean over the tickers forecast for day t of (loss_a − loss_b): one value per day, the series the
+    Diebold–Mariano test reads (tickers are pooled within a day; days are the time axis)."""
+    frame = pd.DataFrame({"day": days, "d": np.asarray(loss_a) - np.asarray(loss_b)}).dropna()
+    return frame.groupby("day")["d"].mean().sort_index()

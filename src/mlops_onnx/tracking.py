@@ -26,6 +26,7 @@ class RunContext:
     run_id: str
     try_number: int = 1
     logical_date: str | None = None  # ISO 8601; None for a run without one (or outside Airflow)
+    force_retrain: bool = False  # the DAG run's `force_retrain` param: train even if nothing changed
 
     @property
     def safe_run_id(self) -> str:
@@ -34,7 +35,9 @@ class RunContext:
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """The git commit the code runs from (with `-dirty` for uncommitted changes), or MLOPS_CODE_VERSION."""
+    """What code trains: the git commit, plus `+src.<hash>` of the package source when the tree has
+    uncommitted changes; `src.<hash>` alone outside a git checkout (an image built without .git);
+    MLOPS_CODE_VERSION when set (e.g. an image tag). Part of every run's fingerprint."""
     import os
 
     if os.environ.get("MLOPS_CODE_VERSION"):
@@ -42,16 +45,28 @@ def code_version() -> str:
     import shutil
 
     git = shutil.which("git")  # a full path: never whatever "git" a changed PATH finds later
-    if git is None:
-        return "unknown"
     try:
+        if git is None:
+            raise OSError("git not found")
         commit = subprocess.run([git, "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
         dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
+        return f"src.{source_hash()[:12]}"
+    return f"{commit}+src.{source_hash()[:12]}" if dirty else commit
+
+
+def source_hash() -> str:
+    """sha256 over the package's Python files (relative path and content): the same source, the same hash."""
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(f"{path.relative_to(package).as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def configure(settings: Settings) -> None:
@@ -82,17 +97,30 @@ def experiment_id(model: str, settings: Settings) -> str:
         return experiment.experiment_id
 
 
-def find_or_create_run(model: str, ctx: RunContext, settings: Settings) -> str:
-    """The MLflow run id of this DAG run, creating the run on first use."""
+def find_run(model: str, ctx: RunContext, settings: Settings) -> str | None:
+    """The MLflow run id of this DAG run, or None before `ingest` created it."""
     from mlflow import MlflowClient
 
     configure(settings)
     client = MlflowClient()
-    exp = experiment_id(model, settings)
+    experiment = client.get_experiment_by_name(model)
+    if experiment is None:
+        return None
     query = f"tags.airflow_dag_id = '{ctx.dag_id}' and tags.airflow_run_id = '{ctx.run_id}'"
-    runs = client.search_runs([exp], filter_string=query, max_results=1, order_by=["attributes.start_time ASC"])
-    if runs:
-        return runs[0].info.run_id
+    runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1,
+                              order_by=["attributes.start_time ASC"])  # fmt: skip
+    return runs[0].info.run_id if runs else None
+
+
+def find_or_create_run(model: str, ctx: RunContext, settings: Settings) -> str:
+    """The MLflow run id of this DAG run, creating the run on first use."""
+    from mlflow import MlflowClient
+
+    existing = find_run(model, ctx, settings)
+    if existing:
+        return existing
+    client = MlflowClient()
+    exp = experiment_id(model, settings)
     run = client.create_run(
         exp,
         run_name=f"{ctx.dag_id}__{ctx.safe_run_id}",
@@ -101,3 +129,11 @@ def find_or_create_run(model: str, ctx: RunContext, settings: Settings) -> str:
              | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {}),  # fmt: skip
     )
     return run.info.run_id
+
+
+def set_run_tags(run_id: str, tags: dict[str, object]) -> None:
+    """Tags on a run without reopening it (a `with mlflow.start_run()` that a skip exits would mark it failed)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import RunTag
+
+    MlflowClient().log_batch(run_id, tags=[RunTag(key, str(value)[:5000]) for key, value in tags.items()])

@@ -6,10 +6,10 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from mlops_onnx.catalog import NIGHTLY, PIPELINES
+from mlops_onnx.catalog import NIGHTLY, PIPELINES, airflow_pools, registry_pool
 
 EXPECTED_TASKS = {"ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu",
-                  "benchmark_gpu", "gate_and_register"}
+                  "benchmark_gpu", "gate_and_register", "prune"}
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +26,33 @@ def test_no_import_errors(dagbag):
 
 @pytest.mark.parametrize("pipeline", list(PIPELINES.values()), ids=lambda p: p.dag_id)
 def test_nightly_shape(dagbag, pipeline):
+    from airflow.sdk import Asset, AssetAlias, AssetOrTimeSchedule
+
     dag = dagbag.dags[pipeline.dag_id]
     assert {t.task_id for t in dag.tasks} == EXPECTED_TASKS
-    assert dag.schedule == NIGHTLY and dag.timetable.expression == NIGHTLY and dag.catchup is False
+    # Nightly at 02:00 UTC, and at once on an event of the dataset's source asset.
+    assert isinstance(dag.timetable, AssetOrTimeSchedule) and dag.catchup is False
+    assert dag.timetable.timetable.expression == NIGHTLY
+    assert dag.timetable.asset_condition == Asset(name=f"{pipeline.dataset.name}_source",
+                                                   uri=f"kaggle://{pipeline.dataset.slug}", group="dataset")
+    assert dag.max_active_runs == 1  # a manual trigger during the nightly run queues behind it
+    assert dag.params["force_retrain"] is False  # a checkbox in the trigger form, off by default
     assert dag.doc_md and pipeline.model in dag.doc_md
+    assert dag.get_task("ingest").outlets == [AssetAlias(f"{pipeline.dataset.name}_snapshots")]
     for task in dag.tasks:  # every task talks to MLflow: every task retries, with doubling delays
         assert task.retries == 2 and task.retry_exponential_backoff == 2.0
         assert task.retry_delay.total_seconds() == 30 and task.max_retry_delay.total_seconds() == 600
     gpu = dag.get_task("benchmark_gpu")
     assert gpu.pool == "gpu" and gpu.queue == "gpu"
     gate = dag.get_task("gate_and_register")
-    assert gate.trigger_rule == "none_failed"
+    assert gate.trigger_rule == "none_failed_min_one_success"  # skipped when train skipped an unchanged night
+    assert gate.pool == registry_pool(pipeline.model) and gate.pool_slots == 1
+    assert (registry_pool(pipeline.model), 1) in {(name, slots) for name, slots, _ in airflow_pools()}
     assert gate.upstream_task_ids == {"benchmark_cpu", "benchmark_gpu"}
     assert dag.get_task("validate").upstream_task_ids == {"ingest"}
+    prune = dag.get_task("prune")  # after every night, never deciding the run's state
+    assert prune.is_teardown and prune.upstream_task_ids == {"gate_and_register"}
+    assert not prune.on_failure_fail_dagrun
 
 
 def test_parsing_imports_no_heavy_framework():

@@ -82,6 +82,7 @@ class Cluster:
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     run_id: str = ""
+    manual_run_id: str = ""  # triggered while `run_id` runs: it must wait its turn (max_active_runs=1)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -216,9 +217,9 @@ def bring_up(cluster: Cluster) -> None:
                   {**os.environ, **S3_CREDENTIALS})  # fmt: skip
     control = airflow_env(cluster, cluster.root / "control")
     Path(control["AIRFLOW_HOME"]).mkdir(parents=True)
-    for step in (["db", "migrate"], ["pools", "set", "gpu", "1", "GPU tasks (benchmark_gpu)"]):
-        done = subprocess.run([AIRFLOW_BIN, *step], env=control, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"airflow {' '.join(step)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    from mlops_onnx.cli import prepare_airflow
+
+    prepare_airflow(None, control)  # as compose's init: migrate, the `gpu` pool, one registry pool per model
     wait_until("the S3 API", lambda: http_ok(f"{cluster.s3_endpoint}/moto-api/"), 30, cluster, 0.3)
     s3 = s3_client(cluster)
     for bucket in (BUCKET, "mlflow"):
@@ -250,24 +251,29 @@ def bring_up(cluster: Cluster) -> None:
     cluster.seconds["services_up"] = time.monotonic() - started
 
     cluster.run_id = f"scale_out__{secrets.token_hex(4)}"
-    for step in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "--run-id", cluster.run_id]):
+    cluster.manual_run_id = f"manual_during_night__{secrets.token_hex(4)}"
+    for step in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "--run-id", cluster.run_id],
+                 ["dags", "trigger", DAG_ID, "--run-id", cluster.manual_run_id, "--conf", '{"force_retrain": true}']):
         done = subprocess.run([AIRFLOW_BIN, *step], env=control, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"airflow {' '.join(step)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     triggered = time.monotonic()
 
-    def finished() -> str | None:
-        rows = cluster.metadata("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, cluster.run_id)
+    def finished(run_id: str) -> str | None:
+        rows = cluster.metadata("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
         return rows[0][0] if rows and rows[0][0] in ("success", "failed") else None
 
-    state = wait_until("the DAG run to finish", finished, 480, cluster, 3)
-    cluster.seconds["dag_run"] = time.monotonic() - triggered
-    assert state == "success", f"DAG run {cluster.run_id} {state}: {task_instances(cluster)}\n" + failed_logs(cluster)
+    for run_id in (cluster.run_id, cluster.manual_run_id):
+        state = wait_until(f"the DAG run {run_id} to finish", lambda r=run_id: finished(r), 480, cluster, 3)
+        cluster.seconds[f"dag_run {run_id}"] = time.monotonic() - triggered
+        assert state == "success", f"DAG run {run_id} {state}: {task_instances(cluster, run_id)}\n" + failed_logs(
+            cluster)
 
 
-def task_instances(cluster: Cluster) -> dict[str, dict]:
-    rows = cluster.metadata("SELECT task_id, state, hostname, queue FROM task_instance WHERE dag_id = %s "
-                            "AND run_id = %s", DAG_ID, cluster.run_id)  # fmt: skip
-    return {task: {"state": state, "hostname": host, "queue": queue} for task, state, host, queue in rows}
+def task_instances(cluster: Cluster, run_id: str | None = None) -> dict[str, dict]:
+    rows = cluster.metadata("SELECT task_id, state, hostname, queue, start_date, end_date FROM task_instance "
+                            "WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id or cluster.run_id)  # fmt: skip
+    return {task: {"state": state, "hostname": host, "queue": queue, "start": start, "end": end}
+            for task, state, host, queue, start, end in rows}  # fmt: skip
 
 
 def task_logs(cluster: Cluster, worker: str) -> dict[str, str]:
@@ -315,7 +321,7 @@ def cluster(tmp_path_factory):
 def test_the_run_is_scheduled_through_celery_to_success(cluster):
     tis = task_instances(cluster)
     assert {t for t, ti in tis.items() if ti["state"] == "success"} == {
-        "ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register"}
+        "ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register", "prune"}
     # No GPU here: skipped with its reason, and only ever on the worker that serves the `gpu` queue.
     assert tis["benchmark_gpu"]["state"] in ("skipped", "success")
     assert tis["benchmark_gpu"]["queue"] == "gpu" and tis["benchmark_gpu"]["hostname"] == "worker-b"
@@ -348,8 +354,26 @@ def test_the_version_is_in_the_postgres_backed_registry(cluster):
         assert {"model/MLmodel", "model/model.onnx"} <= files, files
     finally:
         mlflow.set_tracking_uri(previous)
-    rows = cluster.query("mlflow", "SELECT version, run_id FROM model_versions WHERE name = %s", MODEL)
-    assert rows == [(1, version.run_id)]
+    rows = cluster.query("mlflow", "SELECT version, run_id FROM model_versions WHERE name = %s ORDER BY version", MODEL)
+    assert rows[0] == (1, version.run_id) and len(rows) == 2  # the manual run's version came after it
+
+
+def test_a_manual_run_during_the_night_waits_its_turn_and_meets_the_champion(cluster):
+    """`max_active_runs=1` queues the second run behind the first; its gate, in the model's one-slot pool,
+    compares with the first run's champion instead of also becoming the first champion."""
+    from mlflow import MlflowClient
+
+    first, manual = task_instances(cluster), task_instances(cluster, cluster.manual_run_id)
+    ended = max(ti["end"] for ti in first.values() if ti["end"])
+    assert ended <= min(ti["start"] for ti in manual.values() if ti["start"]), (first, manual)
+    assert manual["train"]["state"] == "success"  # forced: the same data and config train again
+    client = MlflowClient(tracking_uri=cluster.mlflow_url)
+    decisions = {run.data.tags["airflow_run_id"]: run.data.tags
+                 for run in client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])}  # fmt: skip
+    assert decisions[cluster.run_id]["promotion_decision"] == "first_champion"
+    manual_tags = decisions[cluster.manual_run_id]
+    assert manual_tags["forced"] == "true" and manual_tags["compare_champion_version"] == "1"
+    assert manual_tags["promotion_decision"] in ("kept_champion", "promoted")
 
 
 def s3_objects(cluster: Cluster, prefix: str) -> dict[str, bytes]:

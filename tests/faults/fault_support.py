@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import pipeline_env
+from conftest import pipeline_env, run_dag
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -45,12 +45,7 @@ def _airflow(env: dict[str, str], *args: str, timeout: int) -> subprocess.Comple
 def dags_test(dag_id: str, env: dict[str, str], logical_date: str | None = None,
               timeout: int = 600) -> subprocess.CompletedProcess:  # fmt: skip
     """`airflow dags test <dag_id> [<logical date>]` on env's state (migrating its metadata DB first)."""
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    done = _airflow(env, "dags", "test", dag_id, *([logical_date] if logical_date else []), timeout=timeout)
-    sys.stdout.write(done.stdout[-15000:])
-    sys.stderr.write(done.stderr[-3000:])
-    return done
+    return run_dag(dag_id, env, timeout=timeout, logical_date=logical_date)
 
 
 def tasks_test(dag_id: str, task_id: str, run_id: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -46,7 +46,8 @@ def test_a_variant_that_breaks_accuracy_or_will_not_load_is_dropped_with_its_rea
 
 @pytest.mark.parametrize(("fault", "reason"), [("drift_fp32", "max abs diff"), ("truncate_fp32", "could not run")])
 def test_a_broken_fp32_export_fails_at_parity_and_never_becomes_champion(home, night, fault, reason):
-    env = install_fault_policy(small_env(home), f"parity:{fault}")
+    # The same data, code and config as the first night: forced, or the night would skip training as unchanged.
+    env = install_fault_policy(small_env(home, MLOPS_FORCE_RETRAIN="1"), f"parity:{fault}")
     done = dags_test(FASHION_DAG, env, {"drift_fp32": "2026-11-05", "truncate_fp32": "2026-11-06"}[fault])
     output = done.stdout + done.stderr
     assert done.returncode != 0

@@ -1,6 +1,7 @@
 """Re-runs for the same night are idempotent: re-running tasks of a DAG run (as after `airflow tasks
 clear`) and re-running the whole run for the same logical date (`airflow dags test` again, which Airflow
-gives a new run id) keep the same snapshot hash and never register a second model version."""
+gives a new run id, and which finds nothing changed) keep the same snapshot hash and never register a
+second model version."""
 
 import pytest
 from conftest import latest_run, mlflow_client
@@ -31,13 +32,13 @@ def test_rerunning_tasks_or_the_whole_night_registers_one_version_from_one_snaps
     assert second.info.run_id != night.info.run_id
     assert second.data.tags["airflow_run_id"] != airflow_run_id  # Airflow's new run for the same night
     assert second.data.tags["data_hash"] == data_hash
-    assert second.data.tags["registered_version"] == "1"
-    assert second.data.tags["gate_reason"].startswith("already registered as version 1 for logical date")
+    assert second.data.tags["promotion_decision"] == "skipped_unchanged"
+    assert second.data.tags["promotion_reason"].startswith(f"unchanged since run {airflow_run_id}")
+    assert "version 1, first_champion" in second.data.tags["promotion_reason"]
 
     versions = client.search_model_versions(f"name='{FASHION}'")
     assert [str(v.version) for v in versions] == ["1"] and versions[0].run_id == night.info.run_id
     assert client.get_model_version(FASHION, "1").aliases == ["champion"]  # not also made its own challenger
-    assert second.data.tags["registered_alias"] == "champion"
     snapshots = [p.name for p in (home / "snapshots" / "fashionmnist").iterdir() if p.is_dir()]
     assert snapshots == [data_hash]
 

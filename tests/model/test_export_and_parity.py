@@ -57,3 +57,48 @@ def test_a_changed_weight_fails_parity_and_is_recorded(ingested, exported_cnn, t
     assert run.data.tags["parity_status"] == "failed"
     assert run.data.tags["gate_status"] == "rejected"
     assert run.data.metrics["parity_fp32_passed"] == 0.0
+
+
+def _fp32(native, candidate, spec):
+    from mlops_onnx.parity import compare
+
+    return compare("fp32", native, candidate, spec.labels(native), spec.labels(candidate), 1.0, 1.0,
+                   spec.parity_rules, spec.decision_margin(native))  # fmt: skip
+
+
+def test_a_label_flip_at_the_decision_boundary_is_rounding_not_a_parity_failure():
+    """Constructed outputs: a probability within the fp32 tolerance of 0.5 (news) or two top logits within twice
+    the tolerance (fashion: each may move by it) flips its label by rounding alone; it is counted, not failed."""
+    from mlops_onnx.models.fake_news import SPEC as NEWS
+    from mlops_onnx.models.fashion import SPEC as FASHION
+
+    tol = NEWS.parity_rules.fp32_max_abs_diff
+    native = np.array([[0.5 + tol / 3], [0.9], [0.1], [0.3]], np.float32)
+    candidate = native.copy()
+    candidate[0] = 0.5 - tol / 3  # 0.500033 -> 0.499967: "fake" -> "real", within tolerance
+    result = _fp32(native, candidate, NEWS)
+    assert result.passed and result.boundary_rows == 1 and result.agreement == 0.75
+
+    logits = np.array([[2.0, 2.0 + tol, -1.0], [5.0, 0.0, 0.0], [0.0, 3.0, 1.0]], np.float32)
+    flipped = logits.copy()
+    flipped[0] = [2.0 + tol / 2, 2.0 + tol / 2 - 1e-6, -1.0]  # the two top logits swap order, each moved < tol
+    result = _fp32(logits, flipped, FASHION)
+    assert result.passed and result.boundary_rows == 1
+
+
+def test_a_label_flip_away_from_the_boundary_still_fails_fp32_parity():
+    from mlops_onnx.models.fake_news import SPEC as NEWS
+    from mlops_onnx.models.fashion import SPEC as FASHION
+
+    native = np.array([[0.5 + 0.01], [0.9]], np.float32)
+    candidate = native.copy()
+    candidate[0] = 0.5 - 1e-5  # the label flips although the native output was 0.01 from the boundary
+    result = _fp32(native, candidate, NEWS)
+    assert not result.passed and result.boundary_rows == 0
+    assert any("label agreement 50.0000%" in r and "0 of the disagreements" in r for r in result.reasons)
+
+    logits = np.array([[2.0, 2.5, -1.0], [5.0, 0.0, 0.0]], np.float32)
+    flipped = logits.copy()
+    flipped[0] = [2.6, 2.5, -1.0]
+    result = _fp32(logits, flipped, FASHION)
+    assert not result.passed and result.boundary_rows == 0

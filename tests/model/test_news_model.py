@@ -16,6 +16,7 @@ from mlops_onnx.models.fake_news import (
     load_articles,
     load_liar,
     split_articles,
+    text_ids,
 )
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.snapshots import Snapshot
@@ -111,9 +112,10 @@ def test_subject_and_date_never_reach_the_model_input(trained, quick_settings, t
         frame.assign(subject="politicsNews" if name == "Fake.csv" else "News", date="garbage").to_csv(
             tmp_path / name, index=False)  # fmt: skip
     swapped = Snapshot("fake_news", "1" * 64, tmp_path, {})
-    inputs, labels = SPEC.evaluation_data(snapshot, quick_settings, workdir)
-    swapped_inputs, swapped_labels = SPEC.evaluation_data(swapped, quick_settings, workdir)
-    assert np.array_equal(inputs, swapped_inputs) and np.array_equal(labels, swapped_labels)
+    rows = SPEC.evaluation_data(snapshot, quick_settings, workdir)
+    swapped_rows = SPEC.evaluation_data(swapped, quick_settings, workdir)
+    assert np.array_equal(rows.inputs, swapped_rows.inputs) and np.array_equal(rows.targets, swapped_rows.targets)
+    assert np.array_equal(rows.ids, swapped_rows.ids)
     articles, _ = load_articles(snapshot.path)
     assert not articles["clean"].str.contains("reuters").any()
     assert not articles["clean"].str.contains("politicsnews").any()
@@ -122,10 +124,12 @@ def test_subject_and_date_never_reach_the_model_input(trained, quick_settings, t
 def test_evaluation_data_is_the_test_split_through_the_saved_tokenizer(trained, quick_settings):
     snapshot, workdir, result, _, _ = trained
     assert result.preprocessing == [workdir / "tokenizer.json"]
-    inputs, labels = SPEC.evaluation_data(snapshot, quick_settings, workdir)
+    rows = SPEC.evaluation_data(snapshot, quick_settings, workdir)
+    inputs, labels = rows.inputs, rows.targets
     test = split_articles(snapshot.path, SPEC.train_config(quick_settings)).test
     tokenizer = Tokenizer.load(workdir / "tokenizer.json")
     assert np.array_equal(inputs, tokenizer.encode(test["clean"]))
+    assert list(rows.ids) == list(text_ids(test["clean"])) and len(set(rows.ids)) == len(rows.ids)
     assert inputs.dtype == np.int32 and inputs.shape == (len(test), tokenizer.sequence_length)
     assert labels.tolist() == test["label"].tolist() and len(labels) == result.metrics["test_rows"]
 
@@ -173,7 +177,8 @@ def test_export_is_one_fused_lstm_with_a_dynamic_batch(trained):
 
 def test_onnx_fp32_matches_keras_on_the_whole_test_split(trained, quick_settings):
     snapshot, workdir, result, onnx_path, _ = trained
-    inputs, labels = SPEC.evaluation_data(snapshot, quick_settings, workdir)
+    rows = SPEC.evaluation_data(snapshot, quick_settings, workdir)
+    inputs, labels = rows.inputs, rows.targets
     natives = SPEC.native_predictors(result.checkpoint, quick_settings)
     assert set(natives) == {"native_eager", "native_predict"}
     eager = natives["native_eager"](inputs)
@@ -197,3 +202,22 @@ def test_liar_labels_map_to_binary_and_a_missing_liar_is_noted(tmp_path):
     assert "6 statements" in note
     texts, labels, note = load_liar(tmp_path / "missing", None)
     assert texts == [] and len(labels) == 0 and "liar_rows=0" in note
+
+
+def test_an_article_keeps_its_split_when_the_snapshot_grows(data_folder, tmp_path):
+    """Splits by text hash: adding articles (a new snapshot) never moves an earlier test article into training,
+    so tonight's test rows are rows the champion never trained on."""
+    cfg = FakeNewsConfig()
+    before = split_articles(data_folder, cfg)
+    grown = tmp_path / "grown"
+    grown.mkdir()
+    for name in ("Fake.csv", "True.csv"):
+        frame = pd.read_csv(data_folder / name, dtype=str, keep_default_na=False)
+        extra = frame.head(300).assign(title=lambda f: "Update: " + f["title"], text=lambda f: f["text"] + " More.")
+        pd.concat([extra, frame]).to_csv(grown / name, index=False)  # new articles, and a new file order
+    after = split_articles(grown, cfg)
+    ids = {name: set(text_ids(frame["clean"])) for name, frame in
+           (("test", before.test), ("train", after.train), ("val", after.val), ("after_test", after.test))}
+    assert ids["test"] and ids["test"] <= ids["after_test"]
+    assert not ids["test"] & ids["train"] and not ids["test"] & ids["val"]
+    assert len(after.train) > len(before.train)  # the new articles went somewhere

@@ -57,18 +57,20 @@ def test_metrics_compare_the_model_with_the_naive_forecast(trained):
     for name in ("test_mae", "test_rmse", "test_mape", "test_directional_accuracy", "test_mase",
                  "naive_test_mae", "naive_test_rmse", "naive_test_mape", "val_mase", "val_mae"):  # fmt: skip
         assert np.isfinite(metrics[name]), name
-    assert metrics["test_mase"] == pytest.approx(metrics["test_mae"] / metrics["naive_test_mae"])
     # Starting from the naive forecast (zero head) and stopping early, the model cannot be far off it.
     assert 0.8 < metrics["val_mase"] < 1.2 and 0.8 < metrics["test_mase"] < 1.2
+    assert 0 <= metrics["test_dm_p_value_vs_naive"] <= 1
 
 
 def test_tickers_come_from_passing_files_longest_history_first(trained):
     used = json.loads((trained["workdir"] / TICKERS_FILE).read_text())
     report = trained["report"]
     assert set(used["files"]) <= set(report.passing_files())
-    assert len(used["files"]) == min(QUICK.max_tickers, len(report.passing_files()))
+    assert len(used["files"]) == min(QUICK.max_tickers, len(report.passing_files()) - len(used["left_out"]))
     rows = [report.files[f].rows for f in used["files"]]
     assert rows == sorted(rows, reverse=True)
+    for file, why in used["left_out"].items():  # passing files whose dates do not cover the splits
+        assert file in report.passing_files() and "training window(s)" in why
 
 
 def test_the_saved_scaler_is_json_fitted_on_training_rows(trained):
@@ -97,7 +99,8 @@ def test_export_is_a_fused_lstm_with_a_dynamic_batch(trained):
 
 def test_onnx_fp32_matches_both_keras_predictors_on_the_test_windows(trained):
     settings = trained["settings"]
-    inputs, targets = SPEC.evaluation_data(trained["snapshot"], settings, trained["workdir"])
+    rows = SPEC.evaluation_data(trained["snapshot"], settings, trained["workdir"])
+    inputs, targets = rows.inputs, rows.targets
     assert inputs.dtype == np.float32 and inputs.shape[1:] == (QUICK.window, len(FEATURES))
     assert len(inputs) == len(targets) == trained["result"].metrics["test_windows"]
     onnx_out = run_batched(make_session(trained["onnx"]), inputs)
@@ -108,9 +111,10 @@ def test_onnx_fp32_matches_both_keras_predictors_on_the_test_windows(trained):
     assert SPEC.native_predictors(trained["result"].checkpoint, settings, device="cuda") == {}
     # The test windows are rebuilt exactly: the model's MAE on them is the logged test MAE in return units.
     assert SPEC.quality(onnx_out, targets) == pytest.approx(float(np.mean(np.abs(onnx_out[:, 0] - targets))))
-    again_inputs, again_targets = SPEC.evaluation_data(trained["snapshot"], settings, trained["workdir"])
-    np.testing.assert_array_equal(again_inputs, inputs)
-    np.testing.assert_array_equal(again_targets, targets)
+    again = SPEC.evaluation_data(trained["snapshot"], settings, trained["workdir"])
+    np.testing.assert_array_equal(again.inputs, inputs)
+    np.testing.assert_array_equal(again.targets, targets)
+    assert len(set(rows.ids)) == len(rows.ids) and rows.ids[0].count(":") == 1  # ticker:day of the forecast
 
 
 def test_int8_dynamic_and_fp16_variants_build_and_stay_within_two_percent(trained, tmp_path):
@@ -119,7 +123,8 @@ def test_int8_dynamic_and_fp16_variants_build_and_stay_within_two_percent(traine
     variants = build_variants(SPEC.variants, trained["onnx"], tmp_path, None)
     assert {name: v["status"] for name, v in variants.items()} == {"int8_dynamic": "built", "fp16": "built"}
     assert "DynamicQuantizeLSTM" in graph_op_types(variants["int8_dynamic"]["path"])
-    inputs, targets = SPEC.evaluation_data(trained["snapshot"], trained["settings"], trained["workdir"])
+    rows = SPEC.evaluation_data(trained["snapshot"], trained["settings"], trained["workdir"])
+    inputs, targets = rows.inputs, rows.targets
     native = SPEC.native_predictors(trained["result"].checkpoint, trained["settings"])["native_eager"](inputs)
     for name, info in variants.items():
         out = run_batched(make_session(info["path"]), inputs)
@@ -145,3 +150,21 @@ def test_naive_baseline_metrics_on_a_toy_series():
     assert 0.45 < half["val_mase"] < 0.55
     wrong_way = forecast_metrics(close_now, close_next, -0.01 * np.sign(close_next - close_now), "test")
     assert wrong_way["test_directional_accuracy"] == 0.0 and wrong_way["test_mase"] > 1.0
+
+
+def test_the_champion_is_fed_its_own_window_and_scaler_on_the_same_days(trained, tmp_path):
+    """Head to head with a champion of another window length: the same forecast days, each model's own inputs."""
+    payload = json.loads((trained["workdir"] / PREPROCESSING_FILE).read_text())
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    (champion / PREPROCESSING_FILE).write_text(json.dumps({**payload, "window": QUICK.window - 5}))
+    ours = SPEC.evaluation_data(trained["snapshot"], trained["settings"], trained["workdir"])
+    theirs = SPEC.evaluation_data(trained["snapshot"], trained["settings"], trained["workdir"], champion)
+    assert list(theirs.ids) == list(ours.ids) and theirs.inputs.shape[1] == QUICK.window - 5
+    np.testing.assert_array_equal(theirs.inputs[:, -1], ours.inputs[:, -1])  # the same last day, the same scaling
+    np.testing.assert_array_equal(theirs.targets, ours.targets)
+    # A candidate that forecasts every return exactly beats the naive-like champion, by Diebold-Mariano.
+    result = SPEC.head_to_head(ours.targets[:, None], np.zeros((len(ours.targets), 1)), ours)
+    assert result.metric == "test_mase" and result.candidate == pytest.approx(0, abs=1e-6)
+    assert result.champion == pytest.approx(1.0) and result.candidate_is_better and result.test.p_value < 1e-6
+    assert result.test.n == len(set(ours.extra["day"]))  # one loss differential per day, tickers pooled

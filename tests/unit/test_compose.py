@@ -221,7 +221,7 @@ def test_airflow_runs_celery_against_postgres_and_redis(compose, services):
     for name in AIRFLOW_SERVICES:
         assert environment(services[name])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
     init = " ".join(command_words(services["airflow-init"]))
-    assert "airflow db migrate" in init and "airflow pools set gpu 1" in init
+    assert "airflow db migrate" in init and "python -m mlops_onnx.cli pools" in init
 
 
 def test_workers_share_the_bucket_not_a_disk(compose, services):

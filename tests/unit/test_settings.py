@@ -32,3 +32,50 @@ def test_explicit_source_wins_and_bad_values_are_named(settings_env):
         settings_env(MLOPS_DATA_SOURCE="ftp")
     with pytest.raises(SettingsError, match="MLOPS_EPOCHS='many'"):
         settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_EPOCHS="many")
+
+
+def test_decision_and_retention_settings_have_defaults_and_name_bad_values(settings_env):
+    settings = settings_env()
+    assert (settings.force_retrain, settings.promotion_alpha) == (False, 0.05)
+    assert (settings.keep_versions, settings.keep_runs_days) == (10, 30.0)
+    assert settings_env(MLOPS_FORCE_RETRAIN="1").force_retrain is True
+    assert settings_env(MLOPS_FORCE_RETRAIN="false").force_retrain is False
+    with pytest.raises(SettingsError, match="MLOPS_FORCE_RETRAIN='maybe'"):
+        settings_env(MLOPS_FORCE_RETRAIN="maybe")
+    with pytest.raises(SettingsError, match="MLOPS_PROMOTION_ALPHA=1.5"):
+        settings_env(MLOPS_FORCE_RETRAIN="0", MLOPS_PROMOTION_ALPHA="1.5")
+
+
+def test_the_code_version_is_the_commit_plus_a_source_hash_when_the_tree_is_not_clean(monkeypatch, tmp_path):
+    from mlops_onnx import tracking
+
+    tracking.code_version.cache_clear()
+    monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)  # not a git checkout (an image without .git)
+    try:
+        assert tracking.code_version() == f"src.{tracking.source_hash()[:12]}"
+        monkeypatch.setenv("MLOPS_CODE_VERSION", "image-2026.11.30")
+        tracking.code_version.cache_clear()
+        assert tracking.code_version() == "image-2026.11.30"
+    finally:
+        tracking.code_version.cache_clear()
+    assert len(tracking.source_hash()) == 64 and tracking.source_hash() == tracking.source_hash()
+
+
+def test_the_fingerprint_changes_with_data_code_or_config(settings_env, monkeypatch):
+    from mlops_onnx import fingerprint, tracking
+    from mlops_onnx.models.fashion import SPEC
+
+    monkeypatch.setenv("MLOPS_CODE_VERSION", "v1")
+    tracking.code_version.cache_clear()
+    try:
+        base = fingerprint.fingerprint(SPEC, "a" * 64, settings_env())
+        assert base == fingerprint.fingerprint(SPEC, "a" * 64, settings_env())  # stable
+        assert fingerprint.fingerprint(SPEC, "b" * 64, settings_env())["fingerprint"] != base["fingerprint"]
+        changed = fingerprint.fingerprint(SPEC, "a" * 64, settings_env(MLOPS_EPOCHS="7"))
+        assert changed["config_hash"] != base["config_hash"] and changed["fingerprint"] != base["fingerprint"]
+        monkeypatch.setenv("MLOPS_CODE_VERSION", "v2")
+        tracking.code_version.cache_clear()
+        code = fingerprint.fingerprint(SPEC, "a" * 64, settings_env())
+        assert code["code_version"] == "v2" and code["fingerprint"] != base["fingerprint"]
+    finally:
+        tracking.code_version.cache_clear()

@@ -1,4 +1,4 @@
-"""Stock features without look-ahead, chronological per-ticker splits, and a scaler that sees training rows only."""
+"""Stock features without look-ahead, splits by date with fixed boundaries, a scaler fitted on training rows only."""
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,8 @@ from mlops_onnx.timeseries import (
     windows,
 )
 
-WINDOW, VAL, TEST, MAX_TRAIN = 10, 40, 30, 200
+WINDOW, MAX_TRAIN = 10, 200
+VAL_START, TEST_START = "2017-06-01", "2017-09-01"  # both the sample's tickers and the synthetic ones end 2017-11-10
 
 
 @pytest.fixture
@@ -69,35 +70,50 @@ def test_a_window_reads_only_rows_up_to_its_origin():
     assert out[0, :, 0].tolist() == list(range(0, 10)) and out[1, -1, 0] == 30
 
 
-def test_split_is_chronological_per_ticker(ticker_file):
-    series = load_series(ticker_file, "t", WINDOW, VAL, TEST, MAX_TRAIN)
-    dates = {split: series.dates[origins] for split, origins in series.origins.items()}
-    assert len(dates["train"]) == MAX_TRAIN and len(dates["val"]) == VAL and len(dates["test"]) == TEST
-    assert dates["train"].max() < dates["val"].min() and dates["val"].max() < dates["test"].min()
-    # The last training target (the day after the last training origin) is not after the first validation origin.
-    assert series.dates[series.origins["train"][-1] + 1] <= dates["val"].min()
-    # Test ends on the file's second-to-last day: its last target is the file's last close.
+def test_split_is_by_the_date_forecast(ticker_file):
+    series = load_series(ticker_file, "t", WINDOW, VAL_START, TEST_START, MAX_TRAIN)
+    forecast_day = {split: series.dates[origins + 1] for split, origins in series.origins.items()}
+    assert len(forecast_day["train"]) == MAX_TRAIN
+    assert forecast_day["train"].max() < np.datetime64(VAL_START) <= forecast_day["val"].min()
+    assert forecast_day["val"].max() < np.datetime64(TEST_START) <= forecast_day["test"].min()
+    # Test ends on the file's last day: its last target is the file's last close.
     frame = read_ticker(ticker_file)
-    assert series.dates[series.origins["test"][-1] + 1] == frame["Date"].iloc[-1]
+    assert forecast_day["test"][-1] == frame["Date"].iloc[-1]
     np.testing.assert_allclose(series.targets("test")[-1], np.log(frame["Close"].iloc[-1] / frame["Close"].iloc[-2]))
+    capped = load_series(ticker_file, "t", WINDOW, VAL_START, TEST_START, MAX_TRAIN, max_test=5)
+    assert list(capped.dates[capped.origins["test"] + 1]) == list(forecast_day["test"][:5])  # the first test days
 
 
-def test_split_needs_enough_rows_and_says_how_many():
-    origins = split_origins(WARMUP + WINDOW + VAL + TEST + 1, WINDOW, VAL, TEST, None)
-    assert len(origins["train"]) == 1
-    with pytest.raises(ValueError, match="at least 71 needed"):
-        split_origins(WARMUP + WINDOW + VAL + TEST, WINDOW, VAL, TEST, None)
+def test_rows_added_later_are_test_rows_and_no_test_row_moves_into_training(ticker_file, tmp_path):
+    frame = read_ticker(ticker_file)
+    dates = frame["Date"].to_numpy()
+    earlier = split_origins(dates[:-30], WINDOW, VAL_START, TEST_START)  # the same archive, 30 days shorter
+    later = split_origins(dates, WINDOW, VAL_START, TEST_START)
+    day = {name: {split: set(dates[o + 1]) for split, o in origins.items()}
+           for name, origins in (("earlier", earlier), ("later", later))}  # fmt: skip
+    assert day["earlier"]["test"] < day["later"]["test"]  # every earlier test day is still a test day
+    assert not day["earlier"]["test"] & (day["later"]["train"] | day["later"]["val"])
+    assert day["earlier"]["train"] == day["later"]["train"] and day["earlier"]["val"] == day["later"]["val"]
+
+
+def test_a_ticker_that_does_not_cover_the_splits_says_why(tmp_path):
+    path = tmp_path / "Stocks" / "late.us.txt"
+    write_ticker(path, random_walk(np.random.default_rng(0), 120))  # listed in 2017: no years of training
+    with pytest.raises(ValueError, match=r"late.us.txt: .* gives \d+ training window\(s\) \(at least 100 needed\)"):
+        load_series(path, "late", WINDOW, VAL_START, TEST_START, MAX_TRAIN, min_train=100)
+    with pytest.raises(ValueError, match="must be before"):
+        split_origins(read_ticker(path)["Date"].to_numpy(), WINDOW, TEST_START, VAL_START)
 
 
 def test_scaler_is_fitted_on_training_rows_only(ticker_file, tmp_path):
     """Doubling every price after the training period changes validation/test features but not the scaler."""
-    series = load_series(ticker_file, "t", WINDOW, VAL, TEST, MAX_TRAIN)
+    series = load_series(ticker_file, "t", WINDOW, VAL_START, TEST_START, MAX_TRAIN)
     frame = read_ticker(ticker_file)
     last_train_row = len(frame) - 1 - (len(series.features) - 1 - series.origins["train"][-1])
     changed = with_future_changed(frame, last_train_row)
     changed_path = tmp_path / "changed.us.txt"
     changed.assign(Date=changed["Date"].dt.strftime("%Y-%m-%d"), OpenInt=0).to_csv(changed_path, index=False)
-    changed_series = load_series(changed_path, "t", WINDOW, VAL, TEST, MAX_TRAIN)
+    changed_series = load_series(changed_path, "t", WINDOW, VAL_START, TEST_START, MAX_TRAIN)
 
     np.testing.assert_array_equal(series.train_rows(WINDOW), changed_series.train_rows(WINDOW))
     assert not np.array_equal(series.features[series.origins["test"]], changed_series.features[series.origins["test"]])

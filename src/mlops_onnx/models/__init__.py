@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,20 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)
     # Files the ONNX model needs at inference (a vocabulary, a scaler), registered beside it.
     preprocessing: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class TestRows:
+    """The test split as the models see it, in a fixed order.
+
+    `ids` name each row the same way on every night (an image's pixel hash, an article's cleaned-text hash,
+    `ticker:date`), so two models are compared on the same rows; `inputs` are exactly what ONNX Runtime is
+    fed; `extra` holds what a metric needs beyond the targets (stocks: closes and tickers)."""
+
+    ids: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class ModelSpec(ABC):
@@ -75,11 +89,14 @@ class ModelSpec(ABC):
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None: ...
 
     @abstractmethod
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs (exactly what ONNX Runtime is fed) and targets of the test split.
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
+                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+        """The test split of tonight's configuration: its stable row ids, model inputs and targets.
 
-        `workdir` holds what `train` wrote (e.g. the tokenizer's vocabulary) and
-        `reports/validation.json` (e.g. which files passed validation).
+        `workdir` holds what `train` wrote (e.g. which tickers it used) and `reports/validation.json`;
+        `preprocessing` is the folder of the preprocessing files (a tokenizer, a scaler) the inputs are
+        encoded with: tonight's (`workdir`, the default) or another model's, e.g. the champion's, so both
+        models see the same rows.
         """
 
     @abstractmethod
@@ -99,6 +116,31 @@ class ModelSpec(ABC):
     def labels(self, outputs: np.ndarray) -> np.ndarray | None:
         """Predicted labels for agreement checks; None for regression."""
         return None
+
+    def decision_margin(self, outputs: np.ndarray) -> np.ndarray | None:
+        """How far each output must move for its label to change (None for regression): a label flip
+        between two fp32 runtimes within this margin is rounding at the decision boundary."""
+        return None
+
+    def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path,
+                    preprocessing: Path | None = None):  # fmt: skip
+        """A table of the snapshot's meaningful columns for the drift report (`mlops_onnx.drift`), at most
+        `settings.drift_max_rows` rows; `preprocessing` is the champion's (e.g. its tokenizer), if any."""
+        return None
+
+    def resolved_config(self, settings: Settings) -> dict[str, Any]:
+        """Everything configurable that decides what training produces and how it is judged: hashed into
+        the run's fingerprint, so a change to any of it retrains."""
+        return {"model": self.name, "profile": settings.profile, "train": asdict(self.train_config(settings)),
+                "variants": list(self.variants), "parity": asdict(self.parity_rules),
+                "gate_min": self.gate_min(settings), "promotion_alpha": settings.promotion_alpha}  # fmt: skip
+
+    def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
+        """Tonight's model against the champion on the same rows (a classifier's default: the primary
+        metric from `quality`, and the exact McNemar test on which rows each gets right)."""
+        from mlops_onnx.decisions import classifier_head_to_head
+
+        return classifier_head_to_head(self, candidate, champion, rows)
 
 
 def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: str) -> Any:

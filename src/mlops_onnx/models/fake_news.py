@@ -3,7 +3,7 @@
 The dataset is easy for the wrong reasons: nearly every real article carries a "(Reuters)" dateline
 and `subject`/`date` alone separate the classes. So the model sees only `text.clean_text(title,
 text)` (source markers stripped, never subject or date); articles are de-duplicated, exactly and
-after cleaning, *before* the seeded stratified split; and the run logs a leakage probe beside the
+after cleaning, *before* the split by text hash; and the run logs a leakage probe beside the
 model's metrics: how well a trivial classifier does on subject/date only, how well the "(Reuters)"
 marker alone does, and the model's accuracy on raw vs cleaned test text. LIAR statements (aux
 dataset, mapped to binary) give a cross-dataset figure that is reported, never gated.
@@ -18,6 +18,7 @@ ONNX files (ingest, validate, quantize, gate) do not pay its ~5 s import.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_onnx.datasets import FAKE_NEWS
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult, profile_config
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -129,17 +130,29 @@ def deduplicate(articles: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]
     return articles, {k: float(v) for k, v in counts.items()}
 
 
-def split_articles(folder: Path, cfg: FakeNewsConfig) -> Splits:
-    """De-duplicated articles in a seeded, stratified train/val/test split (the same on every call)."""
-    from sklearn.model_selection import train_test_split
+def text_positions(clean: pd.Series) -> np.ndarray:
+    """Each cleaned text's place in [0, 1): its hash, so an article's split never depends on what else the
+    snapshot holds, on the file order, or on the seed."""
+    return np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "big") / 2**64
+                     for t in clean], dtype=np.float64)  # fmt: skip
 
+
+def text_ids(clean: pd.Series) -> np.ndarray:
+    return np.array([hashlib.blake2b(t.encode("utf-8"), digest_size=8).hexdigest() for t in clean])
+
+
+def split_articles(folder: Path, cfg: FakeNewsConfig) -> Splits:
+    """De-duplicated articles split by the hash of their cleaned text: the same article is in the same split
+    on every night, so a champion was never trained on a later night's test articles. Each split is in hash
+    order (a fixed pseudo-random order); `max_*_rows` keep its first rows."""
     articles, counts = load_articles(folder)
     articles, dedup = deduplicate(articles)
-    rest, test = train_test_split(articles, test_size=cfg.test_fraction, stratify=articles["label"],
-                                  random_state=cfg.seed)  # fmt: skip
-    train, val = train_test_split(rest, test_size=cfg.validation_fraction, stratify=rest["label"],
-                                  random_state=cfg.seed)  # fmt: skip
-    train, test = train.head(cfg.max_train_rows), test.head(cfg.max_test_rows)  # already shuffled
+    articles = articles.assign(position=text_positions(articles["clean"])).sort_values("position", kind="stable")
+    val_end = cfg.test_fraction + (1 - cfg.test_fraction) * cfg.validation_fraction
+    test = articles[articles["position"] < cfg.test_fraction]
+    val = articles[(articles["position"] >= cfg.test_fraction) & (articles["position"] < val_end)]
+    train = articles[articles["position"] >= val_end]
+    train, test = train.head(cfg.max_train_rows), test.head(cfg.max_test_rows)
     return Splits(train, val, test, {**counts, **dedup, "articles": float(len(articles))})
 
 
@@ -330,9 +343,11 @@ class FakeNewsSpec(ModelSpec):
         log.warning("fake_news_rnn ONNX graph: recurrent op(s) %s%s", recurrent,
                     "" if "LSTM" in ops and not ops & LOOP_OPS else " (expected one fused LSTM, no Loop)")  # fmt: skip
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
+                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
         test = split_articles(snapshot.path, self.train_config(settings)).test
-        return Tokenizer.load(workdir / TOKENIZER_FILE).encode(test["clean"]), label_array(test)
+        tokenizer = Tokenizer.load((preprocessing or workdir) / TOKENIZER_FILE)
+        return TestRows(ids=text_ids(test["clean"]), inputs=tokenizer.encode(test["clean"]), targets=label_array(test))
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         train = split_articles(snapshot.path, self.train_config(settings)).train.head(rows)
@@ -351,6 +366,25 @@ class FakeNewsSpec(ModelSpec):
 
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return (outputs.reshape(-1) >= 0.5).astype(np.int64)
+
+    def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
+        """Per article: its class, its length in words and, with the champion's tokenizer, the share of its
+        words that tokenizer does not know."""
+        from mlops_onnx.drift import sample
+        from mlops_onnx.text import tokens
+
+        articles, _ = load_articles(snapshot.path)
+        words = [tokens(text) for text in articles["clean"]]
+        frame = pd.DataFrame({"label": np.array(CLASS_NAMES)[articles["label"].to_numpy()],
+                              "text_words": [float(len(w)) for w in words]})  # fmt: skip
+        tokenizer_file = preprocessing / TOKENIZER_FILE if preprocessing is not None else None
+        if tokenizer_file is not None and tokenizer_file.is_file():
+            vocabulary = set(Tokenizer.load(tokenizer_file).words)
+            frame["oov_rate"] = [sum(w not in vocabulary for w in ws) / len(ws) if ws else 0.0 for ws in words]
+        return sample(frame, settings.drift_max_rows, settings.seed)
+
+    def decision_margin(self, outputs: np.ndarray) -> np.ndarray:
+        return np.abs(outputs.reshape(-1).astype(np.float64) - 0.5)
 
 
 SPEC = FakeNewsSpec()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mlops_onnx.datasets import FASHION_MNIST
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult, profile_config
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -71,6 +71,13 @@ def load_split(snapshot: Snapshot, name: str, max_rows: int | None) -> tuple[np.
     frame = pd.read_csv(snapshot.path / name, nrows=max_rows)
     images = frame[PIXEL_COLUMNS].to_numpy(dtype=np.float32, copy=True).reshape(-1, 1, 28, 28)
     return images, frame["label"].to_numpy(dtype=np.int64, copy=True)
+
+
+def image_ids(images: np.ndarray) -> np.ndarray:
+    """A stable id per image: the hash of its pixels (the same image has the same id in any file order)."""
+    import hashlib
+
+    return np.array([hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest() for image in images])
 
 
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 512):
@@ -185,8 +192,11 @@ class FashionSpec(ModelSpec):
         )  # fmt: skip
         program.save(str(out_path))
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-        return load_split(snapshot, TEST_FILE, self.train_config(settings).max_test_rows)
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
+                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+        """Kaggle's test file, which never enters training; a row's id is the hash of its pixels."""
+        images, labels = load_split(snapshot, TEST_FILE, self.train_config(settings).max_test_rows)
+        return TestRows(ids=image_ids(images), inputs=images, targets=labels)
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         images, _ = load_split(snapshot, TRAIN_FILE, rows)
@@ -214,6 +224,26 @@ class FashionSpec(ModelSpec):
 
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return outputs.argmax(1)
+
+    def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
+        """Per image: its class, its file, and how bright, how contrasted and how much ink it has."""
+        import pandas as pd
+
+        from mlops_onnx.drift import sample
+
+        frames = []
+        for name in (TRAIN_FILE, TEST_FILE):
+            images, labels = load_split(snapshot, name, None)
+            flat = images.reshape(len(images), -1)
+            frames.append(pd.DataFrame({"label": np.array(CLASS_NAMES)[labels], "file": name,
+                                        "pixel_mean": flat.mean(1), "pixel_std": flat.std(1),
+                                        "ink_fraction": (flat > 0).mean(1)}))  # fmt: skip
+        return sample(pd.concat(frames, ignore_index=True), settings.drift_max_rows, settings.seed)
+
+    def decision_margin(self, outputs: np.ndarray) -> np.ndarray:
+        """Half the gap between the two largest logits: moving each by that much swaps the label."""
+        top2 = np.sort(outputs, axis=1)[:, -2:]
+        return (top2[:, 1] - top2[:, 0]) / 2
 
 
 SPEC = FashionSpec()

@@ -10,10 +10,13 @@ as `stock_preprocessing.json` beside the model; the ONNX model takes the scaled 
 target scaling inside the graph).
 
 Tickers are the files that passed validation (∩ MLOPS_STOCK_TICKERS when set), longest histories
-first, at most `max_tickers`; each is read on its own and trimmed to the rows its splits need, so
-memory grows with `max_tickers × (max_train_windows + val_days + test_days)` rows, never with the
-archive. Training batches are gathered from those rows on the fly (no materialised windows).
-The gate metric is the validation MASE: the model registers only if it is not worse than naive.
+first, at most `max_tickers` (a ticker without enough training windows before `val_start`, or
+without validation and test days, is left out and listed); each is read on its own and trimmed to
+the rows its splits need, so memory grows with `max_tickers × (max_train_windows + validation and
+test days)` rows, never with the archive. Training batches are gathered from those rows on the fly.
+Splits are by date with fixed boundaries (see `mlops_onnx.timeseries`). The gate metric is the
+*test* MASE (per-ticker scaled, see `timeseries.scaled_errors`): the model registers only if it is not
+worse than naive on the test days; validation picked the weights and is never the gate.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops_onnx.datasets import STOCKS
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TrainResult, profile_config
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -54,8 +57,11 @@ TICKERS_FILE = "stock_tickers.json"
 @dataclass(frozen=True)
 class StockConfig:
     window: int = 30  # trading days per input sequence
-    val_days: int = 250  # forecast origins per ticker in the validation period (about a year)
-    test_days: int = 250  # the last origins of each ticker: the test period
+    # Fixed split boundaries by the day forecast (the Kaggle archive ends 2017-11-10: a year each of
+    # validation and test). Rows added later are test rows; moving a boundary is a config change.
+    val_start: str = "2015-11-11"
+    test_start: str = "2016-11-11"
+    max_test_days: int | None = None  # per ticker, the first test days only (MLOPS_MAX_TEST_ROWS); None = all
     max_train_windows: int = 2500  # per ticker, the most recent before validation (about ten years)
     min_train_windows: int = 500  # a shorter history is quarantined by validation
     max_tickers: int | None = 100  # longest histories first; None = every eligible ticker
@@ -72,12 +78,14 @@ class StockConfig:
 
     @property
     def min_rows(self) -> int:
-        """Rows a ticker file needs: feature warm-up, one window, and the three splits."""
-        return WARMUP + self.window + self.min_train_windows + self.val_days + self.test_days
+        """Rows a ticker file needs at least: feature warm-up, one window, the training windows and a
+        validation and a test day (whether its dates cover the splits is checked when it is loaded)."""
+        return WARMUP + self.window + self.min_train_windows + 2
 
 
-QUICK = StockConfig(window=20, val_days=60, test_days=60, max_train_windows=300, min_train_windows=100,
-                    max_tickers=8, min_tickers=3, units=16, epochs=3, patience=2, plot_tickers=2)  # fmt: skip
+QUICK = StockConfig(window=20, val_start="2017-05-19", test_start="2017-08-17", max_train_windows=300,
+                    min_train_windows=100, max_tickers=8, min_tickers=3, units=16, epochs=3, patience=2,
+                    plot_tickers=2)  # fmt: skip
 
 
 def build_model(cfg: StockConfig, target_scale: float) -> keras.Model:
@@ -129,26 +137,51 @@ class SplitData:
     predicted: np.ndarray | None = None  # the model's log returns, once predicted
 
 
-def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, split: str) -> SplitData:
+def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, split: str,
+               origins: list[np.ndarray] | None = None) -> SplitData:  # fmt: skip
+    """A split's windows over every ticker (or the given origins of each ticker, e.g. another model's rows)."""
     parts = []
-    for s in series:
-        t = s.origins[split]
-        parts.append((windows(scaler.transform(s.features), t, window), s.targets(split).astype(np.float32),
+    for i, s in enumerate(series):
+        t = s.origins[split] if origins is None else origins[i]
+        parts.append((windows(scaler.transform(s.features), t, window), np.log(s.close[t + 1] / s.close[t]),
                       s.close[t], s.close[t + 1], s.dates[t + 1], np.full(len(t), s.ticker)))  # fmt: skip
-    return SplitData(*(np.concatenate(column) for column in zip(*parts)))
+    data = SplitData(*(np.concatenate(column) for column in zip(*parts)))
+    data.targets = data.targets.astype(np.float32)
+    return data
 
 
-def select_files(report: dict, tickers: tuple[str, ...] | None, max_tickers: int | None) -> tuple[list[str], int]:
-    """Passing files (of the configured tickers), longest histories first, and how many were eligible."""
+def row_ids(data: SplitData) -> np.ndarray:
+    """`ticker:YYYY-MM-DD` of the day forecast: the same row on every night."""
+    return np.array([f"{t}:{str(d)[:10]}" for t, d in zip(data.tickers, data.dates)])
+
+
+def select_files(report: dict, tickers: tuple[str, ...] | None) -> list[str]:
+    """Passing files (of the configured tickers), longest histories first."""
     eligible = [f for f in report["passing_files"] if tickers is None or ticker_of(f) in tickers]
-    ranked = sorted(eligible, key=lambda f: (-(report["files"][f]["rows"] or 0), f))
-    return ranked[:max_tickers] if max_tickers is not None else ranked, len(eligible)
+    return sorted(eligible, key=lambda f: (-(report["files"][f]["rows"] or 0), f))
+
+
+def load_ticker(snapshot: Snapshot, file: str, cfg: StockConfig) -> TickerSeries:
+    """One file read on its own and trimmed to the rows its splits need."""
+    return load_series(snapshot.path / file, ticker_of(file), cfg.window, cfg.val_start, cfg.test_start,
+                       cfg.max_train_windows, cfg.max_test_days, cfg.min_train_windows)  # fmt: skip
+
+
+def choose_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> tuple[list[TickerSeries], dict]:
+    """The first `max_tickers` files whose dates cover the splits, and why each skipped one was left out."""
+    series, left_out = [], {}
+    for file in files:
+        if cfg.max_tickers is not None and len(series) >= cfg.max_tickers:
+            break
+        try:
+            series.append(load_ticker(snapshot, file, cfg))
+        except ValueError as exc:
+            left_out[file] = str(exc).removeprefix(f"{snapshot.path / file}: ")
+    return series, left_out
 
 
 def load_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> list[TickerSeries]:
-    """Each file read on its own and trimmed to the rows its splits need."""
-    return [load_series(snapshot.path / f, ticker_of(f), cfg.window, cfg.val_days, cfg.test_days,
-                        cfg.max_train_windows) for f in files]  # fmt: skip
+    return [load_ticker(snapshot, f, cfg) for f in files]
 
 
 def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[Path]:
@@ -188,17 +221,27 @@ def split_periods(series: list[TickerSeries]) -> dict[str, dict[str, list[str]]]
             for s in series}  # fmt: skip
 
 
+def dm_vs_naive(data: SplitData) -> float:
+    """Diebold–Mariano p-value of the model against the naive forecast on the same days (scaled absolute errors)."""
+    from mlops_onnx.stats import diebold_mariano
+    from mlops_onnx.timeseries import daily_loss_differential, scaled_errors
+
+    model, naive = scaled_errors(data.close_now, data.close_next, data.predicted, data.tickers)
+    return diebold_mariano(daily_loss_differential(data.dates, model, naive).to_numpy()).p_value
+
+
 def per_ticker_metrics(data: SplitData) -> dict[str, dict[str, float]]:
-    return {str(ticker): forecast_metrics(data.close_now[rows], data.close_next[rows], data.predicted[rows], "test")
+    return {str(ticker): {**forecast_metrics(data.close_now[rows], data.close_next[rows], data.predicted[rows],
+                                             "test"), "test_days": int(rows.sum())}
             for ticker in np.unique(data.tickers) for rows in [data.tickers == ticker]}  # fmt: skip
 
 
 class StockSpec(ModelSpec):
     name = "stock_lstm"
     dataset = STOCKS
-    primary_metric = "val_mase"
+    primary_metric = "test_mase"
     higher_is_better = False
-    default_gate_min = 1.0  # gate: validation MASE ≤ 1, i.e. not worse than the naive forecast
+    default_gate_min = 1.0  # gate: test MASE ≤ 1, i.e. not worse than the naive forecast on the test days
     gate_hard_limit = 1.0  # MLOPS_GATE_STOCK_LSTM may make the gate stricter, never let a loser to naive in
     parity_rules = ParityRules(fp32_max_abs_diff=1e-4, quality_name="mae", higher_is_better=False,
                                relative_drop=True, variant_max_quality_drop=0.02)  # fmt: skip
@@ -207,10 +250,13 @@ class StockSpec(ModelSpec):
 
     def train_config(self, settings: Settings) -> StockConfig:
         cfg = profile_config(settings, StockConfig(), QUICK, epochs="epochs", max_train_windows="max_train_rows",
-                             test_days="max_test_rows", min_tickers="stock_min_tickers")
+                             max_test_days="max_test_rows", min_tickers="stock_min_tickers")
         if settings.stock_max_tickers is not None:  # 0: every ticker that passes validation
             cfg = replace(cfg, max_tickers=settings.stock_max_tickers or None)
         return cfg
+
+    def resolved_config(self, settings: Settings) -> dict:
+        return {**super().resolved_config(settings), "stock_tickers": list(settings.stock_tickers or [])}
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         cfg = self.train_config(settings)
@@ -220,11 +266,13 @@ class StockSpec(ModelSpec):
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
         cfg = self.train_config(settings)
         keras.utils.set_random_seed(cfg.seed)
-        files, eligible = select_files(load_report(workdir), settings.stock_tickers, cfg.max_tickers)
-        if not files:
-            raise ValueError(f"no ticker to train on: none of the passing files matches MLOPS_STOCK_TICKERS="
-                             f"{','.join(settings.stock_tickers or ())}")  # fmt: skip
-        series = load_tickers(snapshot, files, cfg)
+        eligible = select_files(load_report(workdir), settings.stock_tickers)
+        series, left_out = choose_tickers(snapshot, eligible, cfg)
+        if not series:
+            raise ValueError(f"no ticker to train on: of the passing files {eligible[:20]} (MLOPS_STOCK_TICKERS="
+                             f"{','.join(settings.stock_tickers or ()) or 'all'}) none covers the splits: "
+                             f"{left_out}")  # fmt: skip
+        files = [f for f in eligible if f not in left_out][: len(series)]
         scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
         batches = WindowBatches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
         val = split_data(series, scaler, cfg.window, "val")
@@ -250,10 +298,10 @@ class StockSpec(ModelSpec):
         test = split_data(series, scaler, cfg.window, "test")
         val.predicted = model.predict(val.inputs, verbose=0, batch_size=1024).reshape(-1)
         test.predicted = model.predict(test.inputs, verbose=0, batch_size=1024).reshape(-1)
-        val_metrics = forecast_metrics(val.close_now, val.close_next, val.predicted, "val")
-        metrics = forecast_metrics(test.close_now, test.close_next, test.predicted, "test")
+        val_metrics = forecast_metrics(val.close_now, val.close_next, val.predicted, "val", val.tickers)
+        metrics = forecast_metrics(test.close_now, test.close_next, test.predicted, "test", test.tickers)
         metrics.update({"val_mase": val_metrics["val_mase"], "val_mae": val_metrics["val_mae"],
-                        "val_beats_naive": float(val_metrics["val_mase"] < 1.0),
+                        "test_dm_p_value_vs_naive": dm_vs_naive(test), "tickers_left_out": float(len(left_out)),
                         "naive_val_mae": val_metrics["naive_val_mae"],
                         "best_val_loss": float(min(history.history["val_loss"])),
                         "epochs_run": float(len(history.history["loss"])), "tickers_used": float(len(files)),
@@ -267,10 +315,11 @@ class StockSpec(ModelSpec):
             usage="features from mlops_onnx.timeseries.make_features, then (x - mean) / std clipped to ±clip",
         )  # fmt: skip
         selection = (f"passing files{' of MLOPS_STOCK_TICKERS' if settings.stock_tickers else ''}, "
-                     f"longest histories first, at most {cfg.max_tickers} of {eligible}")  # fmt: skip
+                     f"longest histories first, at most {cfg.max_tickers} of {len(eligible)} whose dates cover "
+                     f"the splits (validation from {cfg.val_start}, test from {cfg.test_start})")  # fmt: skip
         tickers_path = workdir / TICKERS_FILE
-        tickers_path.write_text(json.dumps({"files": files, "selection": selection, "periods": split_periods(series)},
-                                           indent=2))  # fmt: skip
+        tickers_path.write_text(json.dumps({"files": files, "selection": selection, "left_out": left_out,
+                                            "periods": split_periods(series)}, indent=2))  # fmt: skip
         by_ticker_path = workdir / "test_metrics_by_ticker.json"
         by_ticker_path.write_text(json.dumps(per_ticker_metrics(test), indent=2))
         plots = plot_forecasts(test, [s.ticker for s in series[: cfg.plot_tickers]], workdir)
@@ -290,12 +339,70 @@ class StockSpec(ModelSpec):
         signature = [tf.TensorSpec((None, window, features), tf.float32, name=self.onnx_input_name)]
         tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-        """The test windows of the tickers `train` used, scaled with its saved scaler, and their log returns."""
+    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
+                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+        """The test days of the tickers `train` used, as windows of the model whose scaler (and window
+        length) is in `preprocessing`, with their log returns and what price-level metrics need."""
         cfg = self.train_config(settings)
         series = load_tickers(snapshot, json.loads((workdir / TICKERS_FILE).read_text())["files"], cfg)
-        test = split_data(series, FeatureScaler.from_json(workdir / PREPROCESSING_FILE), cfg.window, "test")
-        return test.inputs, test.targets
+        scaler_file = (preprocessing or workdir) / PREPROCESSING_FILE
+        window = int(json.loads(scaler_file.read_text())["window"])
+        origins = [s.origins["test"] for s in series]
+        if window != cfg.window:  # another model's window: the same forecast days, its own look-back
+            series = [load_series(snapshot.path / f, s.ticker, window, cfg.val_start, cfg.test_start, None,
+                                  cfg.max_test_days) for f, s in zip(self._files(workdir), series)]  # fmt: skip
+            origins = [s.origins["test"] for s in series]
+        test = split_data(series, FeatureScaler.from_json(scaler_file), window, "test", origins)
+        return TestRows(ids=row_ids(test), inputs=test.inputs, targets=test.targets,
+                        extra={"close_now": test.close_now, "close_next": test.close_next, "ticker": test.tickers,
+                               "day": test.dates})  # fmt: skip
+
+    def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
+        """Per trading day of (up to 200 of) tonight's passing tickers: the daily log return, log volume and
+        log range, and the ticker's kind (stock or ETF)."""
+        import pandas as pd
+
+        from mlops_onnx.drift import sample
+        from mlops_onnx.timeseries import read_ticker
+
+        files = select_files(load_report(workdir), settings.stock_tickers)
+        if len(files) > 200:
+            files = sorted(np.random.default_rng(settings.seed).choice(files, 200, replace=False))
+        frames = []
+        for file in files:
+            if not (snapshot.path / file).is_file():
+                continue
+            frame = read_ticker(snapshot.path / file)
+            frames.append(pd.DataFrame({"kind": file.split("/")[0],
+                                        "daily_return": np.log(frame["Close"]).diff(),
+                                        "log_volume": np.log1p(frame["Volume"].astype(float)),
+                                        "log_range": np.log(frame["High"] / frame["Low"])}).iloc[1:])  # fmt: skip
+        if not frames:
+            return None
+        return sample(pd.concat(frames, ignore_index=True), settings.drift_max_rows, settings.seed)
+
+    @staticmethod
+    def _files(workdir: Path) -> list[str]:
+        return json.loads((workdir / TICKERS_FILE).read_text())["files"]
+
+    def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
+        """Test MASE of both on the same days, and the Diebold–Mariano test (HLN) on the daily mean of the
+        per-ticker scaled absolute-error differences."""
+        import pandas as pd
+
+        from mlops_onnx.decisions import HeadToHead
+        from mlops_onnx.stats import diebold_mariano
+        from mlops_onnx.timeseries import daily_loss_differential, scaled_errors
+
+        x = rows.extra
+        cand, _ = scaled_errors(x["close_now"], x["close_next"], candidate, x["ticker"])
+        champ, _ = scaled_errors(x["close_now"], x["close_next"], champion, x["ticker"])
+        frame = pd.DataFrame({"row_id": rows.ids, "ticker": x["ticker"], "day": pd.to_datetime(x["day"]).date,
+                              "target_log_return": rows.targets, "candidate": candidate.reshape(-1),
+                              "champion": champion.reshape(-1), "candidate_scaled_error": cand,
+                              "champion_scaled_error": champ, "loss_differential": cand - champ})  # fmt: skip
+        test = diebold_mariano(daily_loss_differential(x["day"], cand, champ).to_numpy())
+        return HeadToHead(self.primary_metric, False, float(np.nanmean(cand)), float(np.nanmean(champ)), test, frame)
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         cfg = self.train_config(settings)

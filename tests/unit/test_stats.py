@@ -1,0 +1,72 @@
+"""The paired tests behind champion decisions, against hand-computed cases and statsmodels."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mlops_onnx.stats import diebold_mariano, mcnemar_exact
+
+
+def correctness(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two models' per-row correctness with b rows only the candidate gets right and c only the champion."""
+    candidate = np.array([1] * b + [0] * c + [1] * both + [0] * neither, bool)
+    champion = np.array([0] * b + [1] * c + [1] * both + [0] * neither, bool)
+    return candidate, champion
+
+
+def test_mcnemar_exact_by_hand():
+    # b=10, c=3: p = 2 * P(X <= 3), X ~ Binomial(13, 1/2) = 2 * (1 + 13 + 78 + 286) / 2**13
+    result = mcnemar_exact(*correctness(10, 3, 50, 5))
+    assert result.p_value == pytest.approx(2 * 378 / 8192)
+    assert result.detail == {"candidate_only_correct": 10, "champion_only_correct": 3, "both_correct": 50,
+                             "both_wrong": 5}  # fmt: skip
+    assert result.n == 68 and result.statistic == 3
+    # b=5, c=0: p = 2 / 2**5
+    assert mcnemar_exact(*correctness(5, 0, 100, 0)).p_value == pytest.approx(2 / 32)
+    # no discordant rows: no evidence at all
+    assert mcnemar_exact(*correctness(0, 0, 10, 3)).p_value == 1.0
+    # symmetric: the p-value does not depend on which model is which
+    assert mcnemar_exact(*correctness(3, 10, 0, 0)).p_value == result.p_value
+
+
+@pytest.mark.parametrize(("b", "c"), [(10, 3), (40, 20), (7, 7), (0, 9), (120, 95)])
+def test_mcnemar_exact_matches_statsmodels(b, c):
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    table = [[50, b], [c, 5]]  # rows: candidate right/wrong; columns: champion right/wrong
+    assert mcnemar_exact(*correctness(b, c, 50, 5)).p_value == pytest.approx(mcnemar(table, exact=True).pvalue)
+
+
+def test_diebold_mariano_with_hln_correction_by_hand():
+    d = np.array([0.5, -0.2, 0.3, 0.1, 0.4, -0.1, 0.2, 0.0])
+    n, mean = len(d), d.mean()
+    variance = ((d - mean) ** 2).mean() / n  # h = 1: the long-run variance is the plain variance of d_t
+    statistic = mean / math.sqrt(variance) * math.sqrt((n + 1 - 2) / n)  # HLN: sqrt((n + 1 - 2h + h(h-1)/n) / n)
+    from scipy.stats import t
+
+    result = diebold_mariano(d)
+    assert result.statistic == pytest.approx(statistic)
+    assert result.p_value == pytest.approx(2 * t.sf(abs(statistic), n - 1))
+    assert result.detail["mean_differential"] == pytest.approx(mean) and result.n == n
+
+
+def test_diebold_mariano_two_step_horizon_uses_the_first_autocovariance():
+    d = np.array([0.5, 0.4, 0.3, 0.35, 0.1, 0.0, -0.1, 0.05, 0.2, 0.3])  # positively autocorrelated
+    n, mean, h = len(d), d.mean(), 2
+    centred = d - mean
+    gamma0, gamma1 = (centred**2).sum() / n, (centred[1:] * centred[:-1]).sum() / n
+    dm = mean / math.sqrt((gamma0 + 2 * gamma1) / n)
+    hln = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    assert diebold_mariano(d, horizon=h).statistic == pytest.approx(dm * hln)
+
+
+def test_diebold_mariano_sees_a_consistent_small_gain_and_not_noise():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, 250)
+    assert diebold_mariano(noise).p_value > 0.05  # no real difference: not significant
+    gain = noise * 0.1 - 0.05  # the candidate's loss is lower by 0.05 every day, give or take
+    result = diebold_mariano(gain)
+    assert result.p_value < 1e-6 and result.statistic < 0
+    assert diebold_mariano(np.zeros(30)).p_value == 1.0  # identical losses: no evidence either way
+    assert diebold_mariano(np.array([0.1, 0.2])).p_value == 1.0  # too few days
