@@ -67,6 +67,7 @@ def test_airflow_overhead_is_dag_time_outside_task_bodies():
     out = add_airflow_overhead(summary, {"a": 100.0, "b": 30.0})
     a = out["models"]["a"]
     assert a["airflow_overhead_seconds"] == 20.0 and a["airflow_overhead_share"] == 0.2 and a["dag_seconds"] == 100.0
-    assert "dag_seconds" not in out["models"]["b"]  # no task timings (a failed run): no made-up share
+    b = out["models"]["b"]  # no task timings (a failed run): its wall time, but no made-up share
+    assert b["dag_seconds"] == 30.0 and "airflow_overhead_share" not in b
     assert out["airflow_overhead"] == {"dag_seconds": 100.0, "task_seconds": 80.0, "overhead_seconds": 20.0,
                                        "overhead_share": 0.2}
