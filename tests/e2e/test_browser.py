@@ -63,12 +63,17 @@ def test_trigger_in_airflow_ui_and_find_the_model_in_mlflow_ui(tmp_path):
             page.get_by_role("button", name="Trigger").click()
             dialog = page.get_by_role("dialog")
             dialog.get_by_text(f"Unpause {DAG_ID} on trigger").wait_for()
+            # Unpausing also starts the scheduled run, which may train first; without "Force retrain" this
+            # manual run on the same data would then skip training as unchanged, leaving no version to follow.
+            dialog.get_by_text("Force retrain").wait_for()
+            dialog.locator("#element_force_retrain").click()
             page.screenshot(path=str(SHOTS / "1-airflow-trigger.png"))
             dialog.get_by_role("button", name="Trigger").click()
 
             token = api(f"{airflow}/auth/token", body={"username": "admin", "password": password})["access_token"]
             run = wait_for_run(airflow, token)
             assert run["state"] == "success", run
+            assert run["conf"].get("force_retrain") is True, run  # the trigger form's switch reached the run
 
             page.goto(f"{airflow}/dags/{DAG_ID}/runs/{run['dag_run_id']}/tasks/gate_and_register")
             page.get_by_text("Details", exact=True).click()  # the task's tab holding "Extra Links"
