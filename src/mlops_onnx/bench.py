@@ -443,8 +443,8 @@ def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict
                     print(f"[bench] {label}: empty ({result['error'][:160]})", flush=True)
                     continue
                 rows += result["rows"]
-                if result.get("gpu_stack"):
-                    gpu_stacks.setdefault(provider, result["gpu_stack"])
+                for key, value in result.get("gpu_stack", {}).items():  # ONNX Runtime's cells and PyTorch's
+                    gpu_stacks.setdefault(provider, {}).setdefault(key, value)
                 b1 = result["rows"][0]
                 print(f"[bench] {label}: b{b1['batch']} p50 {b1['p50_ms']:.3f} ms, "
                       f"parity {'ok' if b1['parity_ok'] else 'FAIL'}, {time.perf_counter() - started:.0f}s",
@@ -530,7 +530,7 @@ def gpu_description(machine: dict) -> str | None:
     """The GPU and the stack the GPU cells ran on, from nvidia-smi and the libraries the workers loaded."""
     if not machine.get("gpu"):
         return None
-    name, memory, driver, *capability = [part.strip() for part in machine["gpu"].split(",")]
+    name, memory, driver, *capability = [part.strip() for part in machine["gpu"].splitlines()[0].split(",")]
     text = f"{name} ({memory}, compute capability {capability[0] if capability else '?'}), driver {driver}"
     stacks = machine.get("gpu_stack") or {}
     stack = stacks.get("cuda") or next(iter(stacks.values()), {})
@@ -540,7 +540,8 @@ def gpu_description(machine: dict) -> str | None:
     if stack.get("onnxruntime"):
         parts.append(f"ONNX Runtime {stack['onnxruntime']} (built for CUDA {stack.get('onnxruntime_built_for_cuda')})")
     if stack.get("torch_cuda"):
-        parts.append(f"PyTorch built for CUDA {stack['torch_cuda']} and cuDNN {stack.get('torch_cudnn')}")
+        parts.append(f"PyTorch built for CUDA {stack['torch_cuda']}"
+                     + (f" with cuDNN {stack['torch_cudnn']}" if stack.get("torch_cudnn") else ""))  # fmt: skip
     trt = next((st["nvinfer"] for st in stacks.values() if st.get("nvinfer")), None)
     parts.append(f"TensorRT {trt}" if trt else "TensorRT not loaded")
     return text + "; " + ", ".join(parts)

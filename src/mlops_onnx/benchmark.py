@@ -125,7 +125,8 @@ def gpu_stack() -> dict:
     if "torch" in sys.modules:  # a PyTorch cell: the CUDA and cuDNN it was built with
         torch = sys.modules["torch"]
         stack["torch_cuda"] = torch.version.cuda
-        stack["torch_cudnn"] = torch.backends.cudnn.version()
+        cudnn = torch.backends.cudnn.version()
+        stack["torch_cudnn"] = version_string(cudnn, 10000, 100) if cudnn else None
     return stack
 
 
