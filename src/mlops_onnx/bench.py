@@ -414,12 +414,22 @@ def provider_did_not_load(error: str) -> bool:
 
 
 def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict:
-    """Every cell, each in its own interpreter; rows plus a note for every cell left empty."""
+    """Every cell, each in its own interpreter; rows plus a note for every cell left empty. With an
+    `out_dir`, what is measured so far is also kept in `benchmark.partial.json` after each cell, so a run
+    cut short (a time limit, a machine taken back) still has its rows for `report --from`."""
     rows: list[dict] = []
     notes: list[dict] = []
     profiles: dict[str, dict] = {}
-    models = {}
+    models: dict[str, dict] = {}
     gpu_stacks: dict[str, dict] = {}
+    report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": machine(cfg.threads, providers) | {"gpu_stack": gpu_stacks}, "providers_requested": providers,
+              "settings": {"batches": cfg.batches, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
+                           "max_seconds_per_cell": cfg.max_seconds},
+              "models": models, "rows": rows, "notes": notes, "profiles": profiles}  # fmt: skip
+    partial = cfg.out_dir / "benchmark.partial.json" if getattr(cfg, "out_dir", None) else None
+    if partial:
+        partial.parent.mkdir(parents=True, exist_ok=True)
     not_loaded: dict[str, str] = {}  # provider -> why it did not load: its later ONNX cells are not started
     for bundle in sorted(p for p in bundle_dir.iterdir() if (p / "meta.json").is_file()):
         meta = json.loads((bundle / "meta.json").read_text())
@@ -441,22 +451,22 @@ def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict
                     notes.append({"model": model, "variant": variant, "provider": provider, "binding": binding,
                                   "reason": result["error"]})  # fmt: skip
                     print(f"[bench] {label}: empty ({result['error'][:160]})", flush=True)
-                    continue
-                rows += result["rows"]
-                for key, value in result.get("gpu_stack", {}).items():  # ONNX Runtime's cells and PyTorch's
-                    gpu_stacks.setdefault(provider, {}).setdefault(key, value)
-                b1 = result["rows"][0]
-                print(f"[bench] {label}: b{b1['batch']} p50 {b1['p50_ms']:.3f} ms, "
-                      f"parity {'ok' if b1['parity_ok'] else 'FAIL'}, {time.perf_counter() - started:.0f}s",
-                      flush=True)  # fmt: skip
+                else:
+                    rows += result["rows"]
+                    for key, value in result.get("gpu_stack", {}).items():  # ONNX Runtime's cells and PyTorch's
+                        gpu_stacks.setdefault(provider, {}).setdefault(key, value)
+                    b1 = result["rows"][0]
+                    print(f"[bench] {label}: b{b1['batch']} p50 {b1['p50_ms']:.3f} ms, "
+                          f"parity {'ok' if b1['parity_ok'] else 'FAIL'}, {time.perf_counter() - started:.0f}s",
+                          flush=True)  # fmt: skip
+                if partial:
+                    partial.write_text(json.dumps(report))
             if provider in ("cpu", "cuda") and provider not in not_loaded:
                 profile = _worker(bundle, "onnx_fp32", provider, cfg, profile=True)
                 profiles[f"{model}:{provider}"] = profile.get("profile", {"error": profile.get("error")})
-    return {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(cfg.threads, providers) | {"gpu_stack": gpu_stacks}, "providers_requested": providers,
-            "settings": {"batches": cfg.batches, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
-                         "max_seconds_per_cell": cfg.max_seconds},
-            "models": models, "rows": rows, "notes": notes, "profiles": profiles}  # fmt: skip
+    if partial:
+        partial.unlink(missing_ok=True)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------- report

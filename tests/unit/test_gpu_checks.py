@@ -133,12 +133,23 @@ def test_bound_inputs_are_copied_once_per_array_and_never_confused(tmp_path):
         bench._onnx_predictor(bundle, "fp32", "cpu", 1, "cuda_graph")[0](np.ones((2, 4), np.float32))
 
 
-def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(tmp_path):
+def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(tmp_path, monkeypatch):
     tiny_bundle(tmp_path)
+    out = tmp_path / "out"
     cfg = argparse.Namespace(batches="1,256", threads=1, warmup=1, runs=5, max_seconds=1.0, cell_timeout=120,
-                             variants="")  # fmt: skip
+                             variants="", out_dir=out)  # fmt: skip
     providers = ["cpu"] if HAS_GPU else ["cpu", "cuda", "tensorrt"]
+    seen = []  # what a run cut short before each cell would leave behind
+    real_worker = bench._worker
+
+    def worker(*args, **kwargs):
+        partial = out / "benchmark.partial.json"
+        seen.append(len(json.loads(partial.read_text())["rows"]) if partial.is_file() else None)
+        return real_worker(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "_worker", worker)
     report = bench.run(tmp_path, providers, cfg)
+    assert seen[0] is None and seen[1] == 2 and not (out / "benchmark.partial.json").exists()
     cells = [(r["provider"], r["batch"], r["io_binding"]) for r in report["rows"]]
     assert cells == [("cpu", 1, False), ("cpu", 256, False)]
     assert all(r["parity_ok"] for r in report["rows"]) and report["profiles"]["stock_lstm:cpu"]["top_ops"]
