@@ -253,8 +253,12 @@ def _native_predictor(bundle: Path, model: str, variant: str, provider: str, thr
     get_settings.cache_clear()
     meta = json.loads((bundle / "meta.json").read_text())
     device = "cuda" if provider == "cuda" else "cpu"
+    spec = load_spec(model)
+    if device == "cuda" and "torch" in sys.modules:  # fp32 math, as in ONNX Runtime's CUDA sessions (no TF32)
+        torch = sys.modules["torch"]
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     started = time.perf_counter()
-    predictors = load_spec(model).native_predictors(bundle / meta["checkpoint"], get_settings(), device, compiled=True)
+    predictors = spec.native_predictors(bundle / meta["checkpoint"], get_settings(), device, compiled=True)
     load_ms = (time.perf_counter() - started) * 1000
     if variant not in predictors:
         why = " (tensorflow-cpu: the Keras models reach the GPU through ONNX Runtime only)" if device != "cpu" else ""

@@ -52,7 +52,9 @@ def session_options(threads: int = 1, profile_prefix: str | None = None):
 
 def provider_chain(provider: str, cuda_graph: bool = False) -> list[tuple[str, dict[str, str]]]:
     """`provider`'s execution providers in order of preference, each with its options: TensorRT with
-    its engine and timing caches on; CUDA graphs (captured on the first runs, then replayed) on request."""
+    its engine and timing caches on; CUDA with TF32 off, so an fp32 graph computes in fp32 (with the
+    default TF32 convolutions the CNN's logits moved by 5e-3 on an H200 and failed fp32 parity); CUDA
+    graphs (captured on the first runs, then replayed) on request."""
     if cuda_graph and provider == "cpu":
         raise ValueError("CUDA graphs need the cuda or tensorrt provider")
     chain = []
@@ -64,8 +66,8 @@ def provider_chain(provider: str, cuda_graph: bool = False) -> list[tuple[str, d
                        "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(TENSORRT_CACHE)}  # fmt: skip
             if cuda_graph:
                 options["trt_cuda_graph_enable"] = "True"
-        elif name == "CUDAExecutionProvider" and cuda_graph and provider == "cuda":
-            options = {"enable_cuda_graph": "1"}
+        elif name == "CUDAExecutionProvider":
+            options = {"use_tf32": "0"} | ({"enable_cuda_graph": "1"} if cuda_graph and provider == "cuda" else {})
         chain.append((name, options))
     return chain
 
@@ -102,9 +104,26 @@ def make_session(model_path: Path | str, provider: str = "cpu", threads: int = 1
     if session.get_providers()[0] != wanted:
         raise ProviderUnavailable(
             f"{wanted} requested for {Path(model_path).name} but the session runs on "
-            f"{session.get_providers()[0]} (ONNX Runtime fell back)"
+            f"{session.get_providers()[0]} (ONNX Runtime fell back{why_not_loaded(provider)})"
         )
     return session
+
+
+def why_not_loaded(provider: str) -> str:
+    """What the dynamic loader says of the provider's library (a missing CUDA, cuDNN or TensorRT
+    library, by name), as ": <reason>"; "" when it loads, e.g. on a machine with the libraries but no GPU."""
+    import ctypes
+
+    import onnxruntime as ort
+
+    library = Path(ort.__file__).parent / "capi" / f"libonnxruntime_providers_{provider}.so"
+    if not library.is_file():
+        return f": {library.name} is not part of this onnxruntime build"
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        return f": {exc}"
+    return ""
 
 
 def end_profile(session) -> list[dict]:

@@ -82,8 +82,10 @@ def test_check_placement_on_the_cpu_counts_nodes(tmp_path):
 def test_a_gpu_session_that_falls_back_to_the_cpu_is_refused(tmp_path):
     path = tiny_model(tmp_path / "tiny.onnx")
     for provider in ("cuda", "tensorrt"):  # onnxruntime-gpu offers both here, and falls back to the CPU
-        with pytest.raises(ProviderUnavailable, match="the session runs on CPUExecutionProvider"):
+        with pytest.raises(ProviderUnavailable, match="the session runs on CPUExecutionProvider") as refused:
             runtime.make_session(path, provider)
+        if provider == "tensorrt":  # the reason names a library that is missing (TensorRT's, or CUDA's before it)
+            assert "cannot open shared object file" in str(refused.value)
         with pytest.raises(ProviderUnavailable):
             runtime.check_placement(path, provider)
     # A provider that did not load is not tried again by a run; one graph's CPU fallback says nothing of the next.
@@ -93,10 +95,11 @@ def test_a_gpu_session_that_falls_back_to_the_cpu_is_refused(tmp_path):
 
 def test_provider_options_turn_on_tensorrt_caches_and_cuda_graphs():
     trt, cuda, cpu = runtime.provider_chain("tensorrt")
-    assert trt[0] == "TensorrtExecutionProvider" and cuda == ("CUDAExecutionProvider", {}) and cpu[1] == {}
+    assert trt[0] == "TensorrtExecutionProvider" and cuda == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    assert cpu == ("CPUExecutionProvider", {})
     assert trt[1]["trt_engine_cache_enable"] == trt[1]["trt_timing_cache_enable"] == "True"
     assert trt[1]["trt_engine_cache_path"] == str(runtime.TENSORRT_CACHE) and runtime.TENSORRT_CACHE.is_dir()
-    assert runtime.provider_chain("cuda", cuda_graph=True)[0] == ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})
+    assert runtime.provider_chain("cuda", cuda_graph=True)[0][1] == {"use_tf32": "0", "enable_cuda_graph": "1"}
     assert runtime.provider_chain("tensorrt", cuda_graph=True)[0][1]["trt_cuda_graph_enable"] == "True"
     with pytest.raises(ValueError):
         runtime.provider_chain("cpu", cuda_graph=True)
