@@ -7,11 +7,15 @@ but numpy, ONNX Runtime (and torch for the CNN):
    model) and the working folder its Airflow run left: copy the native checkpoint, every ONNX
    variant that was built, an offline-optimised copy of each (`optimized_model_filepath`), a
    fixed sample of test inputs and the native model's outputs on them into a *bundle* folder.
-2. `run` — one fresh interpreter per (model, variant, provider): load, check parity against the
-   native outputs, then time batch sizes 1/8/64/256 (warm-up, fixed runs, fixed threads), reading
-   the process's peak RSS after each. Rows go to `benchmark.json`, with the machine described.
+2. `run` — one fresh interpreter per cell (model, variant, provider and, on a GPU, how the session
+   is fed: host arrays, I/O binding, CUDA graph): load, on a GPU check that no computation fell
+   back to the CPU, check parity against the native outputs, then time batch sizes 1/8/64/256
+   (warm-up, fixed runs, fixed threads), reading the process's peak RSS after each. Rows go to
+   `benchmark.json`, with the machine and the GPU stack the workers loaded; then step 3 on them.
 3. `report` — `benchmark.md`, PNG charts, the targets (ONNX vs native, serving variant vs fp32)
-   with ONNX Runtime's profile where one is missed, the README table, and one MLflow run holding it all.
+   with ONNX Runtime's profile where one is missed, the README table, and one MLflow run holding it
+   all. `report --from DIR/benchmark.json` does it again alone, e.g. on the file a GPU machine's
+   `run --no-readme --no-mlflow` wrote.
 
 `python -m mlops_onnx.bench all` (what `make bench` runs) does the three in a row. Every ratio in
 the report comes from the rows of that one run.
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlops_onnx.benchmark import batch_of, machine_info, time_calls
+from mlops_onnx.benchmark import batch_of, gpu_stack, machine_info, time_calls
 from mlops_onnx.parity import ParityRules, compare
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -178,47 +182,68 @@ def rss_mb(field: str = "VmHWM") -> float | None:
     return None
 
 
-def _onnx_predictor(bundle: Path, variant: str, provider: str, threads: int, io_binding: bool):
-    """(predict, info) for an ONNX variant: the offline-optimised copy, with its load time beside the raw file's."""
-    from mlops_onnx.runtime import make_session
+BINDINGS = ("host", "io_binding", "cuda_graph")  # how an ONNX cell feeds its session; see _onnx_predictor
 
+
+def _model_file(bundle: Path, variant: str, provider: str) -> Path:
+    """The file a session of `variant` loads: the offline-optimised copy on the CPU provider; the plain file
+    on the others, since the saved graph holds CPU-only fused kernels that would run on the CPU there."""
     raw, optimized = bundle / "onnx" / f"{variant}.onnx", bundle / "onnx" / f"{variant}.opt.onnx"
-    make_session(raw, provider, threads)  # the process's first session pays ONNX Runtime's own start-up
+    return optimized if optimized.is_file() and provider == "cpu" else raw
+
+
+def _onnx_predictor(bundle: Path, variant: str, provider: str, threads: int, binding: str = "host"):
+    """(predict, fetch, info) for an ONNX variant. `binding`: "host" feeds numpy arrays (copies to and
+    from the device are timed); "io_binding" copies each input to the provider's device once and leaves
+    the output there (only the run is timed); "cuda_graph" also replays the run as one CUDA graph, with a
+    session per input shape, since a graph is captured for fixed shapes and buffer addresses. `fetch`
+    returns the output on the host, for parity. On a GPU provider the first session is a profiled run
+    that fails the cell if any computation fell back to the CPU (runtime.check_placement)."""
+    from mlops_onnx.runtime import check_placement, make_session
+
+    raw, path = bundle / "onnx" / f"{variant}.onnx", _model_file(bundle, variant, provider)
+    # The process's first session pays ONNX Runtime's own start-up (and the GPU's); off the CPU it is the check.
+    placement = check_placement(path, provider, threads) if provider != "cpu" else {}
+    if provider == "cpu":
+        make_session(raw, provider, threads)
     started = time.perf_counter()
     make_session(raw, provider, threads)
     load_raw_ms = (time.perf_counter() - started) * 1000
-    # The saved graph is optimised for the CPU provider (fused CPU-only kernels): other providers load the plain file.
-    path = optimized if optimized.is_file() and provider == "cpu" else raw
     started = time.perf_counter()
     session = make_session(path, provider, threads)
     load_ms = (time.perf_counter() - started) * 1000
     name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
     info = {"execution_provider": session.get_providers()[0], "size_bytes": raw.stat().st_size,
             "session_load_ms": round(load_ms, 2), "session_load_raw_ms": round(load_raw_ms, 2),
-            "optimized_file": path == optimized, "io_binding": io_binding}  # fmt: skip
+            "optimized_file": path != raw, "io_binding": binding != "host", "cuda_graph": binding == "cuda_graph",
+            **placement}  # fmt: skip
 
     def host(x: np.ndarray) -> np.ndarray:
         return session.run(None, {name: x})[0]
 
-    if not io_binding:
+    if binding == "host":
         return host, host, info
     import onnxruntime as ort
 
-    bindings: dict[int, object] = {}  # one binding per input array: its copy to the GPU happens once
-    keep: list[object] = []  # the inputs' GPU copies live as long as their bindings
+    device = "cpu" if provider == "cpu" else "cuda"
+    bound: dict[int, tuple] = {}  # per input array (kept alive, so its id is never reused): its binding
 
-    def bound(x: np.ndarray):
-        binding = bindings.get(id(x))
-        if binding is None:
-            binding = bindings[id(x)] = session.io_binding()
-            on_gpu = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
-            keep.append(on_gpu)
-            binding.bind_ortvalue_input(name, on_gpu)
-            binding.bind_output(output, "cuda")  # the output stays on the GPU: no host copy is timed
-        session.run_with_iobinding(binding)
-        return binding
+    def run_bound(x: np.ndarray):
+        entry = bound.get(id(x))
+        if entry is None:
+            own = make_session(path, provider, threads, cuda_graph=True) if binding == "cuda_graph" else session
+            x_on_device = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
+            sample = host(x[:1])  # the output's shape past the batch and its dtype
+            y_on_device = ort.OrtValue.ortvalue_from_shape_and_type([len(x), *sample.shape[1:]], sample.dtype,
+                                                                    device, 0)  # fmt: skip
+            io = own.io_binding()
+            io.bind_ortvalue_input(name, x_on_device)
+            io.bind_ortvalue_output(output, y_on_device)  # fixed buffer on the device: no host copy is timed
+            entry = bound[id(x)] = (x, own, io, x_on_device, y_on_device)
+        entry[1].run_with_iobinding(entry[2])  # returns once the device has finished (ORT synchronises the run)
+        return entry[2]
 
-    return bound, (lambda x: bound(x).copy_outputs_to_cpu()[0]), info
+    return run_bound, (lambda x: run_bound(x).copy_outputs_to_cpu()[0]), info
 
 
 def _native_predictor(bundle: Path, model: str, variant: str, provider: str, threads: int):
@@ -229,19 +254,23 @@ def _native_predictor(bundle: Path, model: str, variant: str, provider: str, thr
     get_settings.cache_clear()
     meta = json.loads((bundle / "meta.json").read_text())
     device = "cuda" if provider == "cuda" else "cpu"
+    spec = load_spec(model)
+    if device == "cuda" and "torch" in sys.modules:  # fp32 math, as in ONNX Runtime's CUDA sessions (no TF32)
+        torch = sys.modules["torch"]
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     started = time.perf_counter()
-    predictors = load_spec(model).native_predictors(bundle / meta["checkpoint"], get_settings(), device, compiled=True)
+    predictors = spec.native_predictors(bundle / meta["checkpoint"], get_settings(), device, compiled=True)
     load_ms = (time.perf_counter() - started) * 1000
     if variant not in predictors:
         why = " (tensorflow-cpu: the Keras models reach the GPU through ONNX Runtime only)" if device != "cpu" else ""
         raise LookupError(f"{model} has no {variant} on {device}{why}")
-    predict = predictors[variant]
+    predict = predictors[variant]  # on CUDA it returns a host array: the copy back waits for the GPU (synchronised)
     return predict, predict, {"execution_provider": f"{'torch' if model == 'fashion_mnist_cnn' else 'keras'}:{device}",
                                  "size_bytes": meta["checkpoint_bytes"], "session_load_ms": round(load_ms, 2)}
 
 
 def measure(bundle: Path, variant: str, provider: str, batches: tuple[int, ...], threads: int, warmup: int,
-            runs: int, max_seconds: float, io_binding: bool = False) -> list[dict]:  # fmt: skip
+            runs: int, max_seconds: float, binding: str = "host") -> list[dict]:  # fmt: skip
     """The rows of one (model, variant, provider): parity on the sample, then each batch size."""
     meta = json.loads((bundle / "meta.json").read_text())
     model, kind = meta["model"], meta["output_kind"]
@@ -249,7 +278,7 @@ def measure(bundle: Path, variant: str, provider: str, batches: tuple[int, ...],
     reference = np.load(bundle / "reference.npy")
     baseline = rss_mb("VmRSS")
     if variant.startswith("onnx_"):
-        predict, fetch, info = _onnx_predictor(bundle, variant.removeprefix("onnx_"), provider, threads, io_binding)
+        predict, fetch, info = _onnx_predictor(bundle, variant.removeprefix("onnx_"), provider, threads, binding)
     else:
         predict, fetch, info = _native_predictor(bundle, model, variant, provider, threads)
     outputs = np.asarray(fetch(inputs), dtype=np.float32).reshape(reference.shape)
@@ -286,20 +315,19 @@ def measure(bundle: Path, variant: str, provider: str, batches: tuple[int, ...],
 
 
 def profile_onnx(bundle: Path, variant: str, provider: str, threads: int, runs: int = 200) -> dict:
-    """ONNX Runtime's profiler on batch 1: time per operator type and the share outside operators."""
+    """ONNX Runtime's profiler on batch 1: time per operator type and the share outside operators (on a
+    GPU provider an operator's time is the host's side of it: the kernel launches, not the GPU's work)."""
     import tempfile
 
-    from mlops_onnx.runtime import make_session
+    from mlops_onnx.runtime import end_profile, make_session
 
-    prefix = str(Path(tempfile.mkdtemp(prefix="ort-profile-")) / f"{variant}_{provider}")
-    session = make_session(bundle / "onnx" / f"{variant}.opt.onnx", provider, threads, profile_prefix=prefix)
-    x = np.load(bundle / "inputs.npy")[:1]
-    feed = {session.get_inputs()[0].name: x}
-    for _ in range(runs):
-        session.run(None, feed)
-    trace_file = Path(session.end_profiling())
-    trace = json.loads(trace_file.read_text())
-    shutil.rmtree(trace_file.parent, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
+        session = make_session(_model_file(bundle, variant, provider), provider, threads,
+                               profile_prefix=str(Path(tmp) / f"{variant}_{provider}"))  # fmt: skip
+        feed = {session.get_inputs()[0].name: np.load(bundle / "inputs.npy")[:1]}
+        for _ in range(runs):
+            session.run(None, feed)
+        trace = end_profile(session)
     by_op: dict[str, float] = {}
     model_run_us = 0.0
     for event in trace:
@@ -326,7 +354,9 @@ def worker_main(args: argparse.Namespace) -> int:
                                               args.threads)}  # fmt: skip
         else:
             result = {"rows": measure(args.bundle, args.variant, args.provider, batches, args.threads, args.warmup,
-                                      args.runs, args.max_seconds, args.io_binding)}  # fmt: skip
+                                      args.runs, args.max_seconds, args.binding)}  # fmt: skip
+            if args.provider != "cpu":
+                result["gpu_stack"] = gpu_stack()
     except Exception as exc:  # reported as an empty cell with its reason, never a number
         result = {"error": f"{type(exc).__name__}: {exc}"[:600]}
     print("BENCH-RESULT " + json.dumps(result), flush=True)
@@ -337,9 +367,9 @@ def worker_main(args: argparse.Namespace) -> int:
 def machine(threads: int, providers: list[str]) -> dict:
     """The benchmark's machine description, plus the host, the GPU and the providers ONNX Runtime offers."""
     info = machine_info(threads) | {"hostname": platform.node(), "gpu": None}
-    if "cuda" in providers:
+    if set(providers) - {"cpu"}:
         try:
-            query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+            query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader"]
             out = subprocess.run(query, capture_output=True, text=True, timeout=30)
             info["gpu"] = out.stdout.strip() or None
         except (OSError, subprocess.SubprocessError):
@@ -353,12 +383,13 @@ def machine(threads: int, providers: list[str]) -> dict:
     return info
 
 
-def _worker(bundle: Path, variant: str, provider: str, cfg: argparse.Namespace, io_binding: bool = False,
+def _worker(bundle: Path, variant: str, provider: str, cfg: argparse.Namespace, binding: str = "host",
             profile: bool = False) -> dict:  # fmt: skip
     command = [sys.executable, "-m", "mlops_onnx.bench", "worker", "--bundle", str(bundle), "--variant", variant,
                "--provider", provider, "--batches", cfg.batches, "--threads", str(cfg.threads),
-               "--warmup", str(cfg.warmup), "--runs", str(cfg.runs), "--max-seconds", str(cfg.max_seconds)]
-    command += ["--io-binding"] * io_binding + ["--profile"] * profile
+               "--warmup", str(cfg.warmup), "--runs", str(cfg.runs), "--max-seconds", str(cfg.max_seconds),
+               "--binding", binding]  # fmt: skip
+    command += ["--profile"] * profile
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(cfg.threads), PYTHONUNBUFFERED="1")
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.cell_timeout, env=env)
@@ -370,54 +401,103 @@ def _worker(bundle: Path, variant: str, provider: str, cfg: argparse.Namespace, 
     return {"error": f"worker exited {done.returncode}: {done.stderr.strip()[-600:]}"}
 
 
+def cells(meta: dict, provider: str) -> list[tuple[str, str]]:
+    """The (variant, binding) cells of one model on one provider: the native paths on the CPU and (PyTorch)
+    on CUDA; each ONNX variant with host copies on the CPU, and on CUDA also with I/O binding and as a CUDA
+    graph; on TensorRT with I/O binding (its engine takes the inputs on the GPU)."""
+    natives = meta.get("native_variants", NATIVE_VARIANTS) if provider in ("cpu", "cuda") else []
+    bindings = {"cpu": ("host",), "cuda": BINDINGS, "tensorrt": ("io_binding",)}[provider]
+    onnx = [f"onnx_{v}" for v in ONNX_VARIANTS if v in meta["onnx_variants"]]
+    return [(v, "host") for v in natives] + [(v, b) for v in onnx for b in bindings]
+
+
+def provider_did_not_load(error: str) -> bool:
+    """A worker's error that every ONNX cell of that provider would repeat (not one graph's CPU fallback)."""
+    from mlops_onnx.runtime import ProviderUnavailable
+
+    return error.startswith(f"{ProviderUnavailable.__name__}:")
+
+
 def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict:
-    """Every cell, each in its own interpreter; rows plus a note for every cell left empty."""
+    """Every cell, each in its own interpreter; rows plus a note for every cell left empty. With an
+    `out_dir`, what is measured so far is also kept in `benchmark.partial.json` after each cell, so a run
+    cut short (a time limit, a machine taken back) still has its rows for `report --from`."""
     rows: list[dict] = []
     notes: list[dict] = []
     profiles: dict[str, dict] = {}
-    models = {}
+    models: dict[str, dict] = {}
+    gpu_stacks: dict[str, dict] = {}
+    report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": machine(cfg.threads, providers) | {"gpu_stack": gpu_stacks}, "providers_requested": providers,
+              "settings": {"batches": cfg.batches, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
+                           "max_seconds_per_cell": cfg.max_seconds},
+              "models": models, "rows": rows, "notes": notes, "profiles": profiles}  # fmt: skip
+    partial = cfg.out_dir / "benchmark.partial.json" if getattr(cfg, "out_dir", None) else None
+    if partial:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+    not_loaded: dict[str, str] = {}  # provider -> why it did not load: its later ONNX cells are not started
     for bundle in sorted(p for p in bundle_dir.iterdir() if (p / "meta.json").is_file()):
         meta = json.loads((bundle / "meta.json").read_text())
         model = meta["model"]
         models[model] = {k: meta[k] for k in ("registered_version", "mlflow_run_id", "airflow_run_id", "data_hash",
                                               "serving_variant", "pipeline_parity", "native_quality")}  # fmt: skip
         for provider in providers:
-            natives = meta.get("native_variants", NATIVE_VARIANTS)
-            cells = [(v, False) for v in natives if provider in ("cpu", "cuda")]
-            cells += [(f"onnx_{v}", False) for v in ONNX_VARIANTS if v in meta["onnx_variants"]]
-            if provider == "cuda":
-                cells += [(f"onnx_{v}", True) for v in ONNX_VARIANTS if v in meta["onnx_variants"]]
-            if cfg.variants:
-                cells = [(v, io) for v, io in cells if v in cfg.variants.split(",")]
-            for variant, io_binding in cells:
+            selected = [(v, b) for v, b in cells(meta, provider) if not cfg.variants or v in cfg.variants.split(",")]
+            for variant, binding in selected:
+                label = f"{model} {variant} {provider}" + ("" if binding == "host" else f" {binding}")
                 started = time.perf_counter()
-                result = _worker(bundle, variant, provider, cfg, io_binding)
-                label = f"{model} {variant} {provider}" + (" io_binding" if io_binding else "")
+                if variant.startswith("onnx_") and provider in not_loaded:
+                    result = {"error": f"{not_loaded[provider]} (its first ONNX cell; not started again)"}
+                else:
+                    result = _worker(bundle, variant, provider, cfg, binding)
+                if provider_did_not_load(result.get("error", "")):
+                    not_loaded.setdefault(provider, result["error"])
                 if "error" in result:
-                    notes.append({"model": model, "variant": variant, "provider": provider, "io_binding": io_binding,
+                    notes.append({"model": model, "variant": variant, "provider": provider, "binding": binding,
                                   "reason": result["error"]})  # fmt: skip
                     print(f"[bench] {label}: empty ({result['error'][:160]})", flush=True)
-                    continue
-                rows += result["rows"]
-                b1 = result["rows"][0]
-                print(f"[bench] {label}: b1 p50 {b1['p50_ms']:.3f} ms, parity {'ok' if b1['parity_ok'] else 'FAIL'}, "
-                      f"{time.perf_counter() - started:.0f}s", flush=True)  # fmt: skip
-            if provider in ("cpu", "cuda"):
+                else:
+                    rows += result["rows"]
+                    for key, value in result.get("gpu_stack", {}).items():  # ONNX Runtime's cells and PyTorch's
+                        gpu_stacks.setdefault(provider, {}).setdefault(key, value)
+                    b1 = result["rows"][0]
+                    print(f"[bench] {label}: b{b1['batch']} p50 {b1['p50_ms']:.3f} ms, "
+                          f"parity {'ok' if b1['parity_ok'] else 'FAIL'}, {time.perf_counter() - started:.0f}s",
+                          flush=True)  # fmt: skip
+                if partial:
+                    partial.write_text(json.dumps(report))
+            if provider in ("cpu", "cuda") and provider not in not_loaded:
                 profile = _worker(bundle, "onnx_fp32", provider, cfg, profile=True)
                 profiles[f"{model}:{provider}"] = profile.get("profile", {"error": profile.get("error")})
-    return {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(cfg.threads, providers), "providers_requested": providers,
-            "settings": {"batches": cfg.batches, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
-                         "max_seconds_per_cell": cfg.max_seconds},
-            "models": models, "rows": rows, "notes": notes, "profiles": profiles}  # fmt: skip
+    if partial:
+        partial.unlink(missing_ok=True)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------- report
+def binding_of(row: dict) -> str:
+    """How a row's (or a note's) session was fed: one of BINDINGS."""
+    if row.get("cuda_graph"):
+        return "cuda_graph"
+    return "io_binding" if row.get("io_binding") else row.get("binding", "host")
+
+
+def cell_label(row: dict) -> str:
+    """A row's or note's provider and how it was fed: "cuda (I/O binding, CUDA graph)"."""
+    return row["provider"] + {"host": "", "io_binding": " (I/O binding)",
+                              "cuda_graph": " (I/O binding, CUDA graph)"}[binding_of(row)]  # fmt: skip
+
+
+def _short_label(row: dict, sep: str = " ") -> str:
+    """"cuda", "cuda iob", "cuda graph": for chart labels and MLflow metric names."""
+    return row["provider"] + {"host": "", "io_binding": f"{sep}iob", "cuda_graph": f"{sep}graph"}[binding_of(row)]
+
+
 def _row(rows: list[dict], model: str, variant: str, provider: str = "cpu", batch: int = 1,
-         io_binding: bool = False) -> dict | None:  # fmt: skip
+         binding: str = "host") -> dict | None:  # fmt: skip
     for row in rows:
         if (row["model"], row["variant"], row["provider"], row["batch"]) == (model, variant, provider, batch) \
-                and row.get("io_binding", False) == io_binding:
+                and binding_of(row) == binding:
             return row
     return None
 
@@ -461,17 +541,46 @@ def _fmt_ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
+def gpu_description(machine: dict) -> str | None:
+    """The GPU and the stack the GPU cells ran on, from nvidia-smi and the libraries the workers loaded."""
+    if not machine.get("gpu"):
+        return None
+    name, memory, driver, *capability = [part.strip() for part in machine["gpu"].splitlines()[0].split(",")]
+    text = f"{name} ({memory}, compute capability {capability[0] if capability else '?'}), driver {driver}"
+    stacks = machine.get("gpu_stack") or {}
+    stack = stacks.get("cuda") or next(iter(stacks.values()), {})
+    parts = [f"{label} {stack[key]}" for key, label in
+             (("cudart", "CUDA runtime"), ("cuda", "CUDA driver API"), ("cudnn", "cuDNN"), ("cublasLt", "cuBLASLt"))
+             if stack.get(key)]  # fmt: skip
+    if stack.get("onnxruntime"):
+        parts.append(f"ONNX Runtime {stack['onnxruntime']} (built for CUDA {stack.get('onnxruntime_built_for_cuda')})")
+    if stack.get("torch_cuda"):
+        parts.append(f"PyTorch built for CUDA {stack['torch_cuda']}"
+                     + (f" with cuDNN {stack['torch_cudnn']}" if stack.get("torch_cudnn") else ""))  # fmt: skip
+    trt = next((st["nvinfer"] for st in stacks.values() if st.get("nvinfer")), None)
+    parts.append(f"TensorRT {trt}" if trt else "TensorRT not loaded")
+    return text + "; " + ", ".join(parts)
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     s = report["settings"]
+    gpu = gpu_description(m)
     lines = [
         f"# Benchmark ({report['generated_at']})", "",
         f"Machine: {m['cpu_model']}, {m['cpu_cores']} cores, {s['threads']} thread(s) per framework"
-        + (f"; GPU {m['gpu']}" if m.get("gpu") else "; no GPU") + f"; Python {m['python']}; "
+        + (f"; GPU {gpu}" if gpu else "; no GPU") + f"; Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         f"Each cell: {s['warmup']} warm-up calls, then {s['runs']} timed calls (at least 10, fewer only when "
-        f"a cell passes {s['max_seconds_per_cell']} s), in a fresh interpreter per (model, variant, provider). "
+        f"a cell passes {s['max_seconds_per_cell']} s), in a fresh interpreter per cell (model, variant, provider, "
+        "binding). "
         "Peak RSS is the process's high-water mark after that batch (interpreter and libraries included).", "",
+        "Providers: `cpu` and `cuda` take numpy arrays and return them (the copies to and from the GPU are timed; "
+        "PyTorch on CUDA likewise, timed until its output is back on the host, so every GPU timing waits for the "
+        "GPU); `(I/O binding)`: the input is already on the GPU and the output stays there; `(I/O binding, CUDA "
+        "graph)`: the same, the run replayed as one CUDA graph. A GPU cell is left empty, with the reason, when "
+        "the session's first provider is not the one asked for or any node other than shape arithmetic ran on "
+        "the CPU.", "",
         "## Targets", "", "| model | target | ratio | met | detail |", "| --- | --- | --- | --- | --- |",
     ]  # fmt: skip
     for t in report["targets"]:
@@ -485,7 +594,7 @@ def markdown(report: dict) -> str:
                   "| variant | provider | batch | p50 ms | p95 ms | p99 ms | items/s | size | peak RSS MB | parity |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for r in (r for r in report["rows"] if r["model"] == model):
-            provider = r["provider"] + (" (I/O binding)" if r.get("io_binding") else "")
+            provider = cell_label(r)
             parity = "ok" if r["parity_ok"] else "FAIL: " + "; ".join(r["parity_reasons"])
             diff = r["parity_max_abs_diff"]
             parity += f" ({diff:.1e})" if diff not in (None, float("inf")) and r["variant"] != "native_eager" else ""
@@ -496,35 +605,45 @@ def markdown(report: dict) -> str:
             if key.startswith(model + ":") and "top_ops" in profile:
                 ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["top_ops"][:5])
                 share = profile["outside_kernels_share"]
-                lines += ["", f"ONNX Runtime profile, fp32 batch 1 on {profile['provider']}: "
+                seen = "" if profile["provider"] == "cpu" else " (operator times as the host sees them)"
+                lines += ["", f"ONNX Runtime profile, fp32 batch 1 on {profile['provider']}{seen}: "
                               f"{profile['model_run_us_per_call']} µs per run, "
                               f"{share:.0%} outside operator kernels; by operator: {ops}."]  # fmt: skip
     if report["notes"]:
         lines += ["", "## Empty cells", "", "| model | variant | provider | why |", "| --- | --- | --- | --- |"]
         for n in report["notes"]:
-            provider = n["provider"] + (" (I/O binding)" if n.get("io_binding") else "")
+            provider = cell_label(n)
             lines.append(f"| {n['model']} | {n['variant']} | {provider} | {n['reason'].replace('|', '/')[:300]} |")
     return "\n".join(lines) + "\n"
 
 
+README_COLUMNS = (("cpu", "host", "CPU"), ("cuda", "host", "CUDA"), ("cuda", "io_binding", "CUDA I/O binding"),
+                  ("cuda", "cuda_graph", "CUDA graph"), ("tensorrt", "io_binding", "TensorRT"))  # fmt: skip
+
+
 def readme_table(report: dict) -> str:
-    """The README's performance table: CPU, batch 1 and 64, each model's variants."""
-    m = report["machine"]
-    lines = [f"Generated by `make bench` on {report['generated_at'][:10]} ({m['cpu_model']}, {m['cpu_cores']} cores, "
-             f"{report['settings']['threads']} thread); full report: `reports/benchmark.md`.", "",
-             "| model | variant | p50 ms b=1 | p99 ms b=1 | p50 ms b=64 | items/s b=256 | size | peak RSS MB "
-             "| parity |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    """The README's performance table: p50 at batch 1 and 256 of each model's variants, on each provider
+    (and way of feeding it) that has rows; '–' where a cell is empty (the full report says why)."""
+    m, rows = report["machine"], report["rows"]
+    batches = [b for b in (1, 256) if any(r["batch"] == b for r in rows)]
+    columns = [c for c in README_COLUMNS if any((r["provider"], binding_of(r)) == c[:2] for r in rows)]
+    gpu = gpu_description(m)
+    lines = [f"Generated by `python -m mlops_onnx.bench` (`make bench`) from the run of {report['generated_at'][:10]}: "
+             f"CPU {m['cpu_model']}, {m['cpu_cores']} "
+             f"cores, {report['settings']['threads']} thread" + (f"; GPU {gpu}" if gpu else "")
+             + "; full report: `reports/benchmark.md`. p50 latency in ms.", "",
+             "| model | variant | " + " | ".join(f"{title} b={b}" for b in batches for *_, title in columns)
+             + " | parity |",
+             "| --- | --- | " + "--- | " * (len(batches) * len(columns)) + "--- |"]  # fmt: skip
     for model in report["models"]:
-        variants = dict.fromkeys(r["variant"] for r in report["rows"] if r["model"] == model and r["provider"] == "cpu")
-        for variant in variants:
-            b1, b64, b256 = (_row(report["rows"], model, variant, batch=b) for b in (1, 64, 256))
-            throughput = f"{b256['throughput_per_s']:,.0f}" if b256 else "–"
-            lines.append(
-                f"| {model} | {variant} | {_fmt_ms(b1 and b1['p50_ms'])} | {_fmt_ms(b1 and b1['p99_ms'])} | "
-                f"{_fmt_ms(b64 and b64['p50_ms'])} | {throughput} | "
-                f"{b1['size_bytes'] / 1e6:.2f} MB | {b1['peak_rss_mb']} | {'ok' if b1['parity_ok'] else 'FAIL'} |"
-            )
+        for variant in dict.fromkeys(r["variant"] for r in rows if r["model"] == model):
+            cells = [_row(rows, model, variant, provider, b, binding) for b in batches for provider, binding, _ in
+                     columns]  # fmt: skip
+            mine = [r for r in rows if r["model"] == model and r["variant"] == variant]
+            failed = dict.fromkeys(cell_label(r) for r in mine if not r["parity_ok"])
+            parity = "ok" if not failed else "FAIL: " + ", ".join(failed)
+            lines.append(f"| {model} | {variant} | " + " | ".join(_fmt_ms(c and c["p50_ms"]) for c in cells)
+                         + f" | {parity} |")  # fmt: skip
     lines += ["", "| target | ratio | met |", "| --- | --- | --- |"]
     for t in report["targets"]:
         lines.append(f"| {t['model']}: {t['target']} | {t.get('ratio', '–')} | "
@@ -544,8 +663,8 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
         return paths
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
-        rows = [r for r in report["rows"] if r["model"] == model and r["batch"] == 1 and not r.get("io_binding")]
-        names = [f"{r['variant'].replace('native_', 'n:').replace('onnx_', '')}\n{r['provider']}" for r in rows]
+        rows = [r for r in report["rows"] if r["model"] == model and r["batch"] == 1]
+        names = [f"{r['variant'].replace('native_', 'n:').replace('onnx_', '')}\n{_short_label(r)}" for r in rows]
         ax.bar(names, [r["p50_ms"] for r in rows], color=["#999" if r["variant"].startswith("native") else "#2a7"
                                                            for r in rows])  # fmt: skip
         ax.set_yscale("log")
@@ -561,7 +680,7 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
         series: dict[str, list[tuple[int, float]]] = {}
         for r in report["rows"]:
             if r["model"] == model:
-                key = f"{r['variant']} ({r['provider']}{', iob' if r.get('io_binding') else ''})"
+                key = f"{r['variant']} ({_short_label(r)})"
                 series.setdefault(key, []).append((r["batch"], r["throughput_per_s"]))
         for key, points in series.items():
             ax.plot(*zip(*sorted(points), strict=True), marker="o", label=key)
@@ -597,7 +716,7 @@ def log_to_mlflow(report: dict, files: list[Path]) -> str | None:
     mlflow.set_experiment("benchmarks")
     metrics = {}
     for r in report["rows"]:
-        key = f"{r['model']}.{r['variant']}.{r['provider']}{'.iob' if r.get('io_binding') else ''}.b{r['batch']}"
+        key = f"{r['model']}.{r['variant']}.{_short_label(r, '.')}.b{r['batch']}"
         metrics |= {f"{key}.p50_ms": r["p50_ms"], f"{key}.p99_ms": r["p99_ms"],
                     f"{key}.throughput_per_s": r["throughput_per_s"], f"{key}.peak_rss_mb": r["peak_rss_mb"] or 0.0}
     for t in report["targets"]:
@@ -648,6 +767,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--variants", default="", help="only these variants (e.g. native_eager,onnx_fp32)")
 
     bundle_default = Path(os.environ.get("MLOPS_BENCH_BUNDLE", "")) if os.environ.get("MLOPS_BENCH_BUNDLE") else None
+    report = sub.add_parser("report", help="the report step alone, again, from a run's benchmark.json")
+    report.add_argument("--from", dest="source", type=Path, default=REPORTS / "benchmark.json")
+    report.add_argument("--out-dir", type=Path, default=REPORTS)
+    report.add_argument("--no-readme", action="store_true")
+    report.add_argument("--no-mlflow", action="store_true")
     for name in ("prepare", "run", "all"):
         p = sub.add_parser(name)
         p.add_argument("--bundle-dir", type=Path, default=bundle_default)
@@ -660,12 +784,16 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--bundle", type=Path, required=True)
     worker.add_argument("--variant", required=True)
     worker.add_argument("--provider", default="cpu")
-    worker.add_argument("--io-binding", action="store_true")
+    worker.add_argument("--binding", choices=BINDINGS, default="host")
     worker.add_argument("--profile", action="store_true")
     add_run_args(worker)
     args = parser.parse_args(argv)
     if args.command == "worker":
         return worker_main(args)
+    if args.command == "report":
+        report_main(json.loads(args.source.read_text()), args.out_dir, readme=not args.no_readme,
+                    mlflow_log=not args.no_mlflow)  # fmt: skip
+        return 0
     if args.bundle_dir is None:
         from mlops_onnx.settings import get_settings
 

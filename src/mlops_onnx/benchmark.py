@@ -56,6 +56,14 @@ def machine_info(threads: int) -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
+    try:
+        import onnxruntime  # with two distributions installed side by side, say which one the sessions used
+
+        for package in ("onnxruntime-gpu", "onnxruntime"):
+            if versions.get(package) not in (None, onnxruntime.__version__):
+                versions[package] += " (installed, not the one imported)"
+    except ImportError:
+        pass
     return {
         "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
@@ -64,6 +72,68 @@ def machine_info(threads: int) -> dict:
         "python": platform.python_version(),
         "versions": versions,
     }
+
+
+GPU_LIBRARIES = {  # soname prefix -> (version function, divisor of the major version, of the minor)
+    "libcuda.so": ("cuDriverGetVersion", 1000, 10),
+    "libcudart.so": ("cudaRuntimeGetVersion", 1000, 10),
+    "libcudnn.so": ("cudnnGetVersion", 10000, 100),
+    "libcublasLt.so": ("cublasLtGetVersion", 10000, 100),
+    "libnvinfer.so": ("getInferLibVersion", 10000, 100),
+}
+
+
+def gpu_stack() -> dict:
+    """The GPU libraries this process has loaded (from /proc/self/maps) with the versions they report
+    themselves: what a GPU number was measured with, whatever else is installed on the machine."""
+    import ctypes
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    loaded: dict[str, str] = {}
+    for path in (line.split(maxsplit=5)[-1] for line in maps.splitlines() if line.count(" /")):
+        name = Path(path).name
+        for prefix in GPU_LIBRARIES:
+            if name == prefix or name.startswith(prefix + "."):
+                loaded.setdefault(prefix, path)
+    stack: dict[str, object] = {"libraries": loaded}
+    for prefix, path in loaded.items():
+        function, major, minor = GPU_LIBRARIES[prefix]
+        try:
+            library = ctypes.CDLL(path)
+            if function in ("cuDriverGetVersion", "cudaRuntimeGetVersion"):  # int f(int *)
+                out = ctypes.c_int()
+                getattr(library, function)(ctypes.byref(out))
+                value = out.value
+            else:  # size_t f(void)
+                getattr(library, function).restype = ctypes.c_size_t
+                value = getattr(library, function)()
+        except (OSError, AttributeError):
+            continue
+        stack[prefix.removeprefix("lib").removesuffix(".so")] = version_string(value, major, minor)
+    try:
+        import onnxruntime as ort
+
+        stack["onnxruntime"] = ort.__version__
+        from onnxruntime.capi import build_and_package_info
+
+        stack["onnxruntime_built_for_cuda"] = getattr(build_and_package_info, "cuda_version", None)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:  # a PyTorch cell: the CUDA and cuDNN it was built with
+        torch = sys.modules["torch"]
+        stack["torch_cuda"] = torch.version.cuda
+        cudnn = torch.backends.cudnn.version()
+        stack["torch_cudnn"] = version_string(cudnn, 10000, 100) if cudnn else None
+    return stack
+
+
+def version_string(value: int, major: int, minor: int) -> str:
+    """A library's integer version as text: 13000 -> "13.0" (CUDA), 91300 -> "9.13.0" (cuDNN)."""
+    text = f"{value // major}.{value % major // minor}"
+    return text if minor == 10 else f"{text}.{value % minor}"
 
 
 MIN_RUNS = 10
@@ -118,7 +188,7 @@ def run_benchmark(
     max_seconds: float = float("inf"),
 ) -> dict:
     """Benchmark native predictors and ONNX models (variant -> path) on one provider."""
-    from mlops_onnx.runtime import ProviderUnavailable, make_session
+    from mlops_onnx.runtime import ProviderUnavailable, check_placement, make_session
 
     rows: list[BenchRow] = []
     notes: dict[str, str] = {}
@@ -129,6 +199,8 @@ def run_benchmark(
             rows.append(summarize(model, name, provider, native_device, batch, lat, native_size))
         for variant, path in onnx_models.items():
             try:
+                if provider != "cpu":  # a GPU number only if no computation fell back to the CPU
+                    check_placement(path, provider, threads)
                 session = make_session(path, provider, threads)
             except ProviderUnavailable as exc:
                 notes[f"onnx_{variant}"] = str(exc)

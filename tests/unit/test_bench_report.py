@@ -71,3 +71,19 @@ def test_airflow_overhead_is_dag_time_outside_task_bodies():
     assert b["dag_seconds"] == 30.0 and "airflow_overhead_share" not in b
     assert out["airflow_overhead"] == {"dag_seconds": 100.0, "task_seconds": 80.0, "overhead_seconds": 20.0,
                                        "overhead_share": 0.2}
+
+
+def test_the_report_names_the_gpu_and_the_stack_its_cells_loaded():
+    gpu_row = row("fashion_mnist_cnn", "onnx_fp32", 0.05, provider="cuda", io_binding=True, cuda_graph=True)
+    r = report([row("fashion_mnist_cnn", "onnx_fp32", 0.25), gpu_row])
+    stack = {"cudart": "13.0", "cuda": "13.0", "cudnn": "9.13.0", "onnxruntime": "1.31.1",
+             "onnxruntime_built_for_cuda": "13.0", "torch_cuda": "13.0", "torch_cudnn": "9.10.2"}  # fmt: skip
+    r["machine"] |= {"gpu": "NVIDIA H200, 143771 MiB, 580.159.04, 9.0", "gpu_stack": {"cuda": stack}}
+    r["targets"] = bench.targets(r)
+    described = ("NVIDIA H200 (143771 MiB, compute capability 9.0), driver 580.159.04; CUDA runtime 13.0, CUDA driver "
+                 "API 13.0, cuDNN 9.13.0, ONNX Runtime 1.31.1 (built for CUDA 13.0), PyTorch built for CUDA 13.0 with "
+                 "cuDNN 9.10.2, TensorRT not loaded")  # fmt: skip
+    assert f"GPU {described}" in bench.markdown(r)
+    table = bench.readme_table(r)
+    assert f"GPU {described}" in table and "| model | variant | CPU b=1 | CUDA graph b=1 | parity |" in table
+    assert "| fashion_mnist_cnn | onnx_fp32 | 0.250 | 0.050 | ok |" in table
