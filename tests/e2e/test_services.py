@@ -2,21 +2,14 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
-from conftest import REPO_ROOT, pipeline_env
+from conftest import REPO_ROOT, free_port, pipeline_env
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def services(command: str, env: dict) -> subprocess.CompletedProcess:
