@@ -4,7 +4,8 @@ The app loads the champion's serving variant (chosen by the gate from measuremen
 tokenizer registered beside it, the same `mlops_onnx.text` code used in training. A background
 thread polls the alias (and `POST /reload`, with the bearer token MLOPS_SERVE_RELOAD_TOKEN, asks at
 once; without a token configured it is off); a new version is loaded completely before one
-reference swap makes it live, so a request never sees a half-loaded model.
+reference swap makes it live, so a request never sees a half-loaded model. Against an MLflow
+server with authentication the app logs in as the read-only `reader` account.
 
 Run: `make serve` (uvicorn on 127.0.0.1:8000), docs at /docs.
 """
@@ -195,10 +196,10 @@ def create_app(holder: ModelHolder | None = None, poll_seconds: float = POLL_SEC
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from mlops_onnx import tracking
+        from mlops_onnx import mlflow_auth, tracking
         from mlops_onnx.settings import get_settings
 
-        tracking.configure(get_settings())
+        tracking.configure(get_settings(), account=mlflow_auth.READER)
         holder.refresh()
         poller = threading.Thread(target=holder.poll_forever, args=(poll_seconds,), daemon=True)
         if poll_seconds > 0:
