@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 from types import SimpleNamespace
 
@@ -189,3 +190,18 @@ def test_a_client_without_a_login_fails_clearly(settings_env, monkeypatch):
     with pytest.raises(mlflow_auth.MlflowAuthError, match="MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"):
         mlflow_auth.log_in(settings, PIPELINE)
     assert mlflow_auth.log_in(settings_env(MLOPS_MLFLOW_AUTH="0"), PIPELINE) is None  # off: no login needed
+
+
+def test_an_airflow_task_logs_in_from_the_connection_and_masks_the_password(settings_env, monkeypatch):
+    from airflow.sdk.log import redact
+
+    password = secrets.token_urlsafe(18)
+    monkeypatch.setenv(mlflow_auth.USERNAME_VARIABLE, "")
+    monkeypatch.setenv(mlflow_auth.PASSWORD_VARIABLE, "")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "fashion_mnist_nightly")  # as inside a running task
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
+                       json.dumps({"conn_type": "http", "login": PIPELINE, "password": password}))  # fmt: skip
+    settings = settings_env(MLOPS_MLFLOW_AUTH="1", MLFLOW_TRACKING_URI="http://127.0.0.1:9/")
+    assert mlflow_auth.log_in(settings, PIPELINE) == PIPELINE
+    assert os.environ[mlflow_auth.PASSWORD_VARIABLE] == password
+    assert redact(f"logging in with {password}") == "logging in with ***"
