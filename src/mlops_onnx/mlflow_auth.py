@@ -8,7 +8,7 @@ user and password (401 without) and may do only what the user's role grants (403
 | ---------- | ----------------- | -------------------------------------------------------------------------- |
 | `admin`    | MLflow admin      | everything; used only to set up the accounts below                         |
 | `pipeline` | `mlops-pipeline`  | EDIT every experiment and registered model: write runs, register versions, |
-|            |                   | move aliases (never delete them); create experiments and models            |
+|            |                   | move aliases; create experiments and models                                |
 | `reader`   | `mlops-read-only` | READ every experiment and registered model (the serving app, the dashboard)|
 | `viewer`   | `mlops-read-only` | the same, for people in the MLflow UI                                      |
 
@@ -193,7 +193,7 @@ def requires_login(url: str) -> bool:
     return response.status_code == 401
 
 
-def check_password(account: str, password: str | None, variable: str) -> str:
+def _required_password(account: str, password: str | None, variable: str) -> str:
     if not password or password.startswith("change-me") or len(password) < MIN_PASSWORD_LENGTH:
         raise MlflowAuthError(f"{variable}: the {account} account needs a password of at least "
                               f"{MIN_PASSWORD_LENGTH} characters, not a placeholder (see .env.example)")  # fmt: skip
@@ -205,7 +205,7 @@ def setup_from_environment(settings: Settings) -> None:
     from mlops_onnx.catalog import PIPELINES
 
     url = settings.tracking_uri.rstrip("/")
-    passwords = {account: check_password(account, os.environ.get(variable), variable)
+    passwords = {account: _required_password(account, os.environ.get(variable), variable)
                  for account, variable in PASSWORD_VARIABLES.items()}  # fmt: skip
     if not requires_login(url):
         raise MlflowAuthError(f"{url} answers without a login: start it with {' '.join(SERVER_ARGUMENTS)}")
@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "$MLOPS_HOME/mlflow-auth/credentials.json")  # fmt: skip
     rotate_parser.add_argument("account", choices=ACCOUNTS)
     args = parser.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
     settings = get_settings()
     try:
         if args.command == "setup":
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rotate(settings, args.account)
             print(f"new password for {args.account} in {credentials_file(settings)}")
-    except MlflowAuthError as exc:
+    except (MlflowAuthError, MlflowException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
