@@ -232,7 +232,7 @@ def local_passwords(settings: Settings) -> dict[str, str]:
 def prepare_local_server(settings: Settings, url: str) -> dict[str, str]:
     """The basic-auth configuration of `make up`'s server and the environment only that process gets.
 
-    On first start the admin's and the accounts' passwords and the server's session key are generated
+    On first start the admin's and the accounts' passwords and the server's secret key are generated
     into $MLOPS_HOME/mlflow-auth/credentials.json (mode 0600); the users live in
     $MLOPS_HOME/mlflow_auth.db, beside the backend store $MLOPS_HOME/mlflow.db.
     """

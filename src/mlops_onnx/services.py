@@ -152,7 +152,7 @@ def up(timeout: float = 180) -> int:
     ports = Ports.from_env()
     env = service_environment(settings, ports)
     new_password = ensure_admin_password(settings)
-    # Only the MLflow server's own process gets its admin password and session key.
+    # Only the MLflow server's own process gets its admin password and secret key.
     mlflow_env = env | (mlflow_auth.prepare_local_server(settings, mlflow_url(ports)) if settings.mlflow_auth else {})
     prepare_airflow(settings, env)
     for name, command in service_commands(settings, ports).items():
