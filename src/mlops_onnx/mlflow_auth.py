@@ -49,7 +49,8 @@ PASSWORD_VARIABLES = {
     VIEWER: "MLOPS_MLFLOW_VIEWER_PASSWORD",
 }
 SERVER_ARGUMENTS = ("--app-name", "basic-auth", "--enable-workspaces")
-USERNAME_VARIABLE, PASSWORD_VARIABLE = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # MLflow's client reads these
+USERNAME_VARIABLE, PASSWORD_VARIABLE = LOGIN_VARIABLES
 CONNECTION_ID = "mlflow_default"  # the pipeline's login as an Airflow connection (login, password)
 MIN_PASSWORD_LENGTH = 12  # MLflow refuses shorter ones
 
@@ -127,7 +128,7 @@ def _mask_in_airflow_logs(password: str) -> None:
 def logged_in(username: str, password: str) -> Iterator[None]:
     """MLflow's clients (MlflowClient, AuthServiceClient) read the login from the environment: set it
     for the block, then put back what was there."""
-    saved = {name: os.environ.get(name) for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE)}
+    saved = {name: os.environ.get(name) for name in LOGIN_VARIABLES}
     os.environ[USERNAME_VARIABLE], os.environ[PASSWORD_VARIABLE] = username, password
     try:
         yield
