@@ -8,7 +8,7 @@ user and password (401 without) and may do only what the user's role grants (403
 | ---------- | ----------------- | -------------------------------------------------------------------------- |
 | `admin`    | MLflow admin      | everything; used only to set up the accounts below                         |
 | `pipeline` | `mlops-pipeline`  | EDIT every experiment and registered model: write runs, register versions, |
-|            |                   | move aliases; create experiments and models                                |
+|            |                   | move aliases; create experiments and models; delete versions (retention)   |
 | `reader`   | `mlops-read-only` | READ every experiment and registered model (the serving app, the dashboard)|
 | `viewer`   | `mlops-read-only` | the same, for people in the MLflow UI                                      |
 
@@ -16,8 +16,9 @@ Grants use the pattern `*`, so they cover experiments and models created later. 
 because without them MLflow lets any signed-in user create experiments and registered models
 (and become their owner); with them creating needs a workspace grant, which only the pipeline's
 role has. MLflow gives the creator of an experiment or a registered model MANAGE on it (deleting
-included), so setup creates each pipeline's experiment and model as the admin: the pipeline
-account only ever holds EDIT on them.
+it included), so setup creates each pipeline's experiment and model as the admin: the pipeline
+account holds EDIT on them, and MANAGE only on the versions (retention deletes old ones), so it
+cannot delete a model or an experiment, nor change who may do what.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ ADMIN, PIPELINE, READER, VIEWER = "admin", "pipeline", "reader", "viewer"
 ACCOUNTS = (ADMIN, PIPELINE, READER, VIEWER)
 WORKSPACE = "default"  # MLflow's default workspace: every experiment and model of this project
 ROLES: dict[str, tuple[tuple[str, str], ...]] = {  # role: (resource type, permission) on every resource ("*")
-    "mlops-pipeline": (("workspace", "USE"), ("experiment", "EDIT"), ("registered_model", "EDIT")),
+    "mlops-pipeline": (("workspace", "USE"), ("experiment", "EDIT"), ("registered_model", "EDIT"),
+                       ("registered_model_version", "MANAGE")),  # retention.prune_versions deletes versions
     "mlops-read-only": (("experiment", "READ"), ("registered_model", "READ")),
 }
 ACCOUNT_ROLES = {PIPELINE: "mlops-pipeline", READER: "mlops-read-only", VIEWER: "mlops-read-only"}
@@ -175,7 +177,7 @@ def ensure_accounts(url: str, admin_password: str, passwords: dict[str, str], mo
             if role_name not in {role.name for role in auth.list_user_roles(account)}:
                 auth.assign_role(account, roles[role_name].id)
         client = MlflowClient(url)
-        for model in models:  # created by the admin, so the pipeline holds EDIT on them, not its creator's MANAGE
+        for model in models:  # created by the admin, so the pipeline holds EDIT on them, not the creator's MANAGE
             if client.get_experiment_by_name(model) is None:
                 client.create_experiment(model, tags={"model": model})
             try:

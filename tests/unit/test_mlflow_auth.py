@@ -92,8 +92,9 @@ def champion(server, tmp_path_factory):
     return SimpleNamespace(result=result, run_id=state["mlflow_run_id"], user=logged_in_as)
 
 
-def api(server, method: str, path: str, auth: tuple[str, str] | None, **body) -> requests.Response:
-    return requests.request(method, f"{server.url}/api/2.0/mlflow/{path}", auth=auth, timeout=30,
+def api(server, method: str, path: str, auth: tuple[str, str] | None, api_version: str = "2.0",
+        **body) -> requests.Response:
+    return requests.request(method, f"{server.url}/api/{api_version}/mlflow/{path}", auth=auth, timeout=30,
                             **({"json": body} if method != "GET" else {"params": body}))  # fmt: skip
 
 
@@ -104,14 +105,28 @@ def test_an_anonymous_or_wrong_login_gets_401_and_health_stays_open(server, as_u
     assert requests.get(f"{server.url}/health", timeout=10).status_code == 200  # for health checks
 
 
-def test_the_pipeline_account_registers_a_version_but_cannot_delete_it(server, champion, as_user):
+def test_the_pipeline_account_registers_a_version_but_cannot_delete_the_model(server, champion, as_user):
     assert champion.user == PIPELINE
     assert champion.result["registered"] and champion.result["version"] == "1"
     assert champion.result["aliases"] == ["champion"]
-    delete = api(server, "DELETE", "model-versions/delete", (PIPELINE, as_user.passwords()[PIPELINE]),
-                 name=NAME, version="1")  # fmt: skip
-    # setup created the model as the admin, so the pipeline holds EDIT on it, not the creator's MANAGE
-    assert delete.status_code == 403
+    login = (PIPELINE, as_user.passwords()[PIPELINE])
+    # setup created the model and the experiment as the admin: the pipeline holds EDIT on them, not the
+    # creator's MANAGE (retention may delete versions, not the model, its experiment or their permissions)
+    experiment = api(server, "GET", "experiments/get-by-name", login, experiment_name=NAME).json()["experiment"]
+    refused = {
+        "delete the model": api(server, "DELETE", "registered-models/delete", login, name=NAME),
+        "delete the experiment": api(server, "POST", "experiments/delete", login,
+                                     experiment_id=experiment["experiment_id"]),
+        "grant a permission": api(server, "POST", "users/permissions/grant", login, api_version="3.0",
+                                  username=READER, resource_type="registered_model", resource_id=NAME,
+                                  permission="MANAGE"),
+    }  # fmt: skip
+    assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 403)
+    # but it may delete a version, as retention does with old ones
+    copy = api(server, "POST", "model-versions/create", login, name=NAME, source=f"models:/{NAME}/1")
+    assert copy.status_code == 200, copy.text
+    version = copy.json()["model_version"]["version"]
+    assert api(server, "DELETE", "model-versions/delete", login, name=NAME, version=version).status_code == 200
 
 
 @pytest.mark.parametrize("account", [READER, VIEWER])
