@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,13 @@ def settings_env(monkeypatch, tmp_path):
 
     yield apply
     get_settings.cache_clear()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict[str, str]:

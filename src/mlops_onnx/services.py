@@ -4,7 +4,8 @@ Every process is started in its own session with a PID file under `$MLOPS_HOME/r
 stops exactly those process groups, and `up` leaves a service alone while its PID is alive.
 Both UIs bind to 127.0.0.1 unless MLOPS_BIND_HOST says otherwise. The Airflow admin password is
 generated on first start into `$MLOPS_HOME/airflow/passwords.json` (never in the repo) and
-printed once.
+printed once. With MLOPS_MLFLOW_AUTH on, MLflow runs its basic-auth app and its accounts'
+passwords are generated into `$MLOPS_HOME/mlflow-auth/credentials.json` (see `mlflow_auth`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_onnx import mlflow_auth
 from mlops_onnx.catalog import PIPELINES
 from mlops_onnx.cli import airflow, airflow_environment, prepare_airflow
 from mlops_onnx.settings import Settings, get_settings
@@ -56,6 +58,7 @@ def service_commands(settings: Settings, ports: Ports) -> dict[str, list[str]]:
             "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
             "--artifacts-destination", str(settings.artifacts_dir),
             "--host", ports.host, "--port", str(ports.mlflow), "--workers", "1",
+            *(mlflow_auth.SERVER_ARGUMENTS if settings.mlflow_auth else ()),
         ],
         "airflow-api-server": [_bin("airflow"), "api-server", "--host", ports.host, "--port", str(ports.airflow)],
         "airflow-scheduler": [_bin("airflow"), "scheduler"],
@@ -64,12 +67,17 @@ def service_commands(settings: Settings, ports: Ports) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+def mlflow_url(ports: Ports) -> str:
+    return f"http://127.0.0.1:{ports.mlflow}"
+
+
 def service_environment(settings: Settings, ports: Ports) -> dict[str, str]:
     env = airflow_environment(settings)
     env.update({
-        # Tasks started by the scheduler log to the MLflow server, so the UI shows them at once.
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports.mlflow}",
-        "MLOPS_MLFLOW_UI_URL": f"http://127.0.0.1:{ports.mlflow}",
+        # Tasks started by the scheduler log to the MLflow server, so the UI shows them at once
+        # (with MLOPS_MLFLOW_AUTH on, as the `pipeline` account: `mlflow_auth.log_in`).
+        "MLFLOW_TRACKING_URI": mlflow_url(ports),
+        "MLOPS_MLFLOW_UI_URL": mlflow_url(ports),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # ~430 MB instead of ~2.4 GB
         "AIRFLOW__API__HOST": ports.host,
         "AIRFLOW__API__PORT": str(ports.airflow),
@@ -122,7 +130,7 @@ def running_mlflow_url(settings: Settings) -> str | None:
     """The MLflow server `make up` started on this MLOPS_HOME, if it is running."""
     if running_pid(settings, "mlflow") is None:
         return None
-    return f"http://127.0.0.1:{Ports.from_env().mlflow}"
+    return mlflow_url(Ports.from_env())
 
 
 def wait_for(url: str, timeout: float) -> bool:
@@ -144,29 +152,47 @@ def up(timeout: float = 180) -> int:
     ports = Ports.from_env()
     env = service_environment(settings, ports)
     new_password = ensure_admin_password(settings)
+    # Only the MLflow server's own process gets its admin password and secret key.
+    mlflow_env = env | (mlflow_auth.prepare_local_server(settings, mlflow_url(ports)) if settings.mlflow_auth else {})
     prepare_airflow(settings, env)
-    logs = settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    (settings.home / "run").mkdir(parents=True, exist_ok=True)
     for name, command in service_commands(settings, ports).items():
-        pid = running_pid(settings, name)
-        if pid is not None:
-            print(f"{name}: already running (pid {pid})")
-            continue
-        with (logs / f"{name}.log").open("ab") as log_file:
-            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-        _pid_file(settings, name).write_text(str(process.pid))
-        print(f"{name}: started (pid {process.pid}, log {logs / f'{name}.log'})")
-    mlflow_ok = wait_for(f"http://127.0.0.1:{ports.mlflow}/health", timeout)
+        start(settings, name, command, mlflow_env if name == "mlflow" else env)
+    mlflow_ok = wait_for(f"{mlflow_url(ports)}/health", timeout)
+    accounts_ok = True
+    if settings.mlflow_auth and mlflow_ok:
+        try:
+            mlflow_auth.ensure_local_accounts(settings)
+        except mlflow_auth.MlflowAuthError as exc:
+            print(f"MLflow accounts: {exc}", file=sys.stderr)
+            accounts_ok = False
     airflow_ok = wait_for(f"http://127.0.0.1:{ports.airflow}/api/v2/monitor/health", timeout)
     unpause(env, timeout)
-    print(f"\nMLflow UI : http://127.0.0.1:{ports.mlflow}  ({'up' if mlflow_ok else 'NOT RESPONDING'})")
+    print(f"\nMLflow UI : {mlflow_url(ports)}  ({'up' if mlflow_ok else 'NOT RESPONDING'})")
+    if settings.mlflow_auth:
+        print(f"MLflow login: users {', '.join(mlflow_auth.ACCOUNTS)} ({mlflow_auth.VIEWER}: read-only, for people), "
+              f"passwords in {mlflow_auth.credentials_file(settings)}")  # fmt: skip
     print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  ({'up' if airflow_ok else 'NOT RESPONDING'})")
     print(f"Airflow login: user '{ADMIN}', password in {password_file(settings)}")
     if new_password:
         print(f"  (generated now: {new_password})")
-    return 0 if mlflow_ok and airflow_ok else 1
+    return 0 if mlflow_ok and accounts_ok and airflow_ok else 1
+
+
+def start(settings: Settings, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen | None:
+    """Start one service in its own session with a PID file, unless it is already running."""
+    pid = running_pid(settings, name)
+    if pid is not None:
+        print(f"{name}: already running (pid {pid})")
+        return None
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    _pid_file(settings, name).parent.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{name}.log").open("ab") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    _pid_file(settings, name).write_text(str(process.pid))
+    print(f"{name}: started (pid {process.pid}, log {logs / f'{name}.log'})")
+    return process
 
 
 def unpause(env: dict[str, str], timeout: float) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,6 +60,8 @@ class Settings:
     keep_versions: int = 10  # registered versions without an alias kept per model (the newest)
     keep_runs_days: float = 30.0  # run folders (and unused snapshots) older than this are removed
     drift_max_rows: int = 20_000  # rows per side of the drift report (a seeded sample beyond that)
+    mlflow_auth: bool = False  # MLflow's basic-auth app on the `make up` server; every MLflow client must log in
+    serve_reload_token: str | None = field(default=None, repr=False)  # POST /reload needs it; None: /reload is off
 
     @property
     def snapshots_dir(self) -> str:
@@ -173,6 +175,8 @@ def get_settings() -> Settings:
         keep_versions=max(1, _int("MLOPS_KEEP_VERSIONS", 10) or 1),
         keep_runs_days=max(0.0, _float("MLOPS_KEEP_RUNS_DAYS", 30.0)),
         drift_max_rows=max(100, _int("MLOPS_DRIFT_MAX_ROWS", 20_000) or 100),
+        mlflow_auth=_flag("MLOPS_MLFLOW_AUTH"),
+        serve_reload_token=os.environ.get("MLOPS_SERVE_RELOAD_TOKEN", "").strip() or None,
     )
 
 

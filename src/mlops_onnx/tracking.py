@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mlops_onnx import mlflow_auth
 from mlops_onnx.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,14 @@ def source_hash() -> str:
     return digest.hexdigest()
 
 
-def configure(settings: Settings) -> None:
+def configure(settings: Settings, account: str = mlflow_auth.PIPELINE) -> None:
+    """Point MLflow at the tracking store and, for a server with authentication, log in as `account`
+    (the pipeline's service account unless a read-only user is asked for: see `mlflow_auth`)."""
     import mlflow
 
     settings.home.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow_auth.log_in(settings, account)
 
 
 def experiment_id(model: str, settings: Settings) -> str:

@@ -2,21 +2,16 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, pipeline_env
+import requests
+from conftest import REPO_ROOT, free_port, pipeline_env
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def services(command: str, env: dict) -> subprocess.CompletedProcess:
@@ -33,9 +28,10 @@ def api(url: str, token: str | None = None, body: dict | None = None) -> dict:
 
 
 def test_up_twice_then_down(tmp_path):
+    """With MLOPS_MLFLOW_AUTH on (the browser test runs `make up` with it off)."""
     home = tmp_path / "home"
     ports = {"MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_MLFLOW_PORT": str(free_port())}
-    env = pipeline_env(home, MLOPS_DATA_SOURCE="synthetic", **ports)
+    env = pipeline_env(home, MLOPS_DATA_SOURCE="synthetic", MLOPS_MLFLOW_AUTH="1", **ports)
     try:
         first = services("up", env)
         assert first.returncode == 0, first.stdout + first.stderr
@@ -56,8 +52,21 @@ def test_up_twice_then_down(tmp_path):
         token = api(f"{airflow}/auth/token", body={"username": "admin", "password": password})["access_token"]
         dags = {d["dag_id"]: d["is_paused"] for d in api(f"{airflow}/api/v2/dags", token)["dags"]}
         assert dags["fashion_mnist_nightly"] is False
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports['MLOPS_MLFLOW_PORT']}/health", timeout=10) as health:
+        mlflow = f"http://127.0.0.1:{ports['MLOPS_MLFLOW_PORT']}"
+        with urllib.request.urlopen(f"{mlflow}/health", timeout=10) as health:
             assert health.status == 200
+        credentials = home / "mlflow-auth" / "credentials.json"
+        assert oct(credentials.stat().st_mode & 0o777) == "0o600" and "credentials.json" in first.stdout
+        mlflow_passwords = json.loads(credentials.read_text())["passwords"]
+        assert not any(p in first.stdout + first.stderr for p in mlflow_passwords.values())
+        search = f"{mlflow}/api/2.0/mlflow/experiments/search?max_results=5"
+        assert requests.get(search, timeout=30).status_code == 401
+        viewer = requests.get(search, auth=("viewer", mlflow_passwords["viewer"]), timeout=30)
+        assert viewer.status_code == 200 and "fashion_mnist_cnn" in viewer.text  # created by the setup
+        # only the MLflow server's own process holds the admin password; Airflow's (and their tasks) do not
+        holders = [name for name, pid in pids.items()
+                   if mlflow_passwords["admin"].encode() in Path(f"/proc/{pid}/environ").read_bytes()]  # fmt: skip
+        assert holders == ["mlflow.pid"]
         listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
         for port in ports.values():
             assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening

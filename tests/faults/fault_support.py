@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import pipeline_env, run_dag
+from conftest import free_port, pipeline_env, run_dag
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -64,12 +63,6 @@ def airflow_tries(env: dict[str, str], dag_id: str, task_id: str) -> list[dict]:
             for r in db.execute(query.format(table), (dag_id, task_id))]  # fmt: skip
     db.close()
     return sorted(rows, key=lambda r: (r["run_id"], r["try_number"]))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MlflowServer:

@@ -31,7 +31,7 @@ AIRFLOW_SERVICES = {
     "airflow-worker",
     "airflow-worker-gpu",
 }
-ONE_SHOT = {"airflow-init", "minio-init"}  # run to completion; dependents wait with service_completed_successfully
+ONE_SHOT = {"airflow-init", "minio-init", "mlflow-init"}  # run to completion; dependents wait for that
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}; `$$` is a literal `$`.
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -113,7 +113,7 @@ def queues(service: dict) -> set[str]:
 
 
 def test_services_are_there(services):
-    expected = {"postgres", "redis", "minio", "minio-init", "mlflow"} | AIRFLOW_SERVICES
+    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", "mlflow-init"} | AIRFLOW_SERVICES
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
 
 
@@ -252,6 +252,38 @@ def test_dependencies_wait_for_health_or_completion(services):
         assert services[dependency].get("healthcheck"), f"{dependency} has dependents but no healthcheck"
     for name in AIRFLOW_SERVICES - {"airflow-init"}:
         assert depends_on(services[name]).get("airflow-init") == "service_completed_successfully", name
+
+
+def test_mlflow_runs_behind_basic_auth_and_only_workers_log_in(compose, services):
+    from mlops_onnx import mlflow_auth
+
+    mlflow = services["mlflow"]
+    script = command_words(mlflow)[-1]
+    assert "exec mlflow server " + " ".join(mlflow_auth.SERVER_ARGUMENTS) in script
+    # the configuration written at start is the one `make up` uses, with the database beside the backend store
+    config = mlflow_auth.server_config("$${AUTH_DATABASE_URI}").splitlines()
+    assert [line.strip() for line in script.splitlines() if line.strip() in config] == config
+    env = environment(mlflow)
+    assert env["AUTH_DATABASE_URI"].endswith("@postgres:5432/mlflow_auth")
+    assert env["AUTH_DATABASE_URI"].rpartition("/")[0] == env["BACKEND_STORE_URI"].rpartition("/")[0]
+    assert "CREATE DATABASE mlflow_auth;" in (ROOT / "deploy" / "postgres" / "init.sql").read_text()
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_AUTH_ADMIN_PASSWORD")
+
+    init = services["mlflow-init"]
+    assert command_words(init) == ["python", "-m", "mlops_onnx.mlflow_auth", "setup"]
+    assert depends_on(init) == {"mlflow": "service_healthy"}
+    assert set(mlflow_auth.PASSWORD_VARIABLES.values()) <= set(environment(init))
+
+    pipeline_password = f"${{{mlflow_auth.PASSWORD_VARIABLES[mlflow_auth.PIPELINE]}:?see .env.example}}"
+    assert environment(compose["x-airflow-common"])["MLOPS_MLFLOW_AUTH"] == "true"
+    for name in AIRFLOW_SERVICES:
+        env = environment(services[name])
+        if name.startswith("airflow-worker"):
+            assert env["MLFLOW_TRACKING_USERNAME"] == mlflow_auth.PIPELINE, name
+            assert env["MLFLOW_TRACKING_PASSWORD"] == pipeline_password, name
+            assert depends_on(services[name])["mlflow-init"] == "service_completed_successfully", name
+        else:  # the scheduler, API server, DAG processor and triggerer never talk to MLflow
+            assert not {"MLFLOW_TRACKING_PASSWORD", *mlflow_auth.PASSWORD_VARIABLES.values()} & set(env), name
 
 
 def compose_command() -> list[str] | None:

@@ -1,5 +1,7 @@
 """The fake-news API against a real ONNX model in a real (temporary) MLflow registry."""
 
+import secrets
+
 import numpy as np
 import onnx
 import pytest
@@ -119,13 +121,36 @@ def test_oversized_body_is_rejected(api, tmp_path):
     assert response.status_code == 422 and "exceeds" in response.json()["detail"]
 
 
-def test_hot_reload_when_the_champion_moves(api, tmp_path):
+RELOAD_TOKEN = secrets.token_urlsafe(16)
+
+
+def test_hot_reload_when_the_champion_moves(api, tmp_path, settings_env):
     home, start = api
+    settings_env(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
     register(home, tmp_path / "v1", scale=0.5)
     client = start()
     before = client.post("/predict", json={"text": "markets rose"}).json()["predictions"][0]
     register(home, tmp_path / "v2", scale=-3.0)
-    assert client.post("/reload").json() == {"reloaded": True, "version": "2", "detail": None}
+    reloaded = client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"})
+    assert reloaded.json() == {"reloaded": True, "version": "2", "detail": None}
     after = client.post("/predict", json={"text": "markets rose"}).json()["predictions"][0]
     assert (before["version"], after["version"]) == ("1", "2")
     assert not np.isclose(before["probability_fake"], after["probability_fake"])
+
+
+def test_reload_needs_the_token_and_is_off_without_one(api, tmp_path, settings_env):
+    home, start = api
+    register(home, tmp_path / "v1", scale=0.5)
+    client = start()
+    register(home, tmp_path / "v2", scale=-3.0)
+    off = client.post("/reload")
+    assert off.status_code == 404 and "MLOPS_SERVE_RELOAD_TOKEN" in off.json()["detail"]
+
+    settings_env(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
+    missing = client.post("/reload")
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert client.post("/reload", headers={"Authorization": RELOAD_TOKEN}).status_code == 401  # no scheme
+    assert client.post("/reload", headers={"Authorization": "Bearer wrong-token"}).status_code == 403
+    assert client.get("/health").json()["version"] == "1"  # none of them reloaded
+    accepted = client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"})
+    assert accepted.status_code == 200 and accepted.json()["version"] == "2"

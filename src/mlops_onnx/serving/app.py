@@ -2,14 +2,17 @@
 
 The app loads the champion's serving variant (chosen by the gate from measurements) and the
 tokenizer registered beside it, the same `mlops_onnx.text` code used in training. A background
-thread polls the alias (and `POST /reload` asks at once); a new version is loaded completely
-before one reference swap makes it live, so a request never sees a half-loaded model.
+thread polls the alias (and `POST /reload`, with the bearer token MLOPS_SERVE_RELOAD_TOKEN, asks at
+once; without a token configured it is off); a new version is loaded completely before one
+reference swap makes it live, so a request never sees a half-loaded model. Against an MLflow
+server with authentication the app logs in as the read-only `reader` account.
 
 Run: `make serve` (uvicorn on 127.0.0.1:8000), docs at /docs.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import tempfile
@@ -171,15 +174,32 @@ class ModelHolder:
         self._stop.set()
 
 
+def check_reload_token(authorization: str | None) -> None:
+    """`POST /reload` is off without MLOPS_SERVE_RELOAD_TOKEN (404: the poll picks up a new champion);
+    with one it needs `Authorization: Bearer <token>`: 401 without it, 403 with another."""
+    from mlops_onnx.settings import get_settings
+
+    token = get_settings().serve_reload_token
+    if token is None:
+        raise HTTPException(status_code=404, detail="POST /reload is off (no MLOPS_SERVE_RELOAD_TOKEN); the app "
+                                                    "polls the champion alias (MLOPS_SERVE_POLL_SECONDS)")  # fmt: skip
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HTTPException(status_code=401, detail="POST /reload needs 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise HTTPException(status_code=403, detail="wrong reload token")
+
+
 def create_app(holder: ModelHolder | None = None, poll_seconds: float = POLL_SECONDS) -> FastAPI:
     holder = holder or ModelHolder()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from mlops_onnx import tracking
+        from mlops_onnx import mlflow_auth, tracking
         from mlops_onnx.settings import get_settings
 
-        tracking.configure(get_settings())
+        tracking.configure(get_settings(), account=mlflow_auth.READER)
         holder.refresh()
         poller = threading.Thread(target=holder.poll_forever, args=(poll_seconds,), daemon=True)
         if poll_seconds > 0:
@@ -235,7 +255,8 @@ def create_app(holder: ModelHolder | None = None, poll_seconds: float = POLL_SEC
         ])  # fmt: skip
 
     @app.post("/reload")
-    def reload() -> dict:
+    def reload(request: Request) -> dict:
+        check_reload_token(request.headers.get("authorization"))
         changed = holder.refresh()
         return {"reloaded": changed, "version": holder.current.version if holder.current else None,
                 "detail": holder.last_error}  # fmt: skip

@@ -4,6 +4,7 @@ View 1: pick a ticker; its actual close, the `stock_lstm@champion` next-day fore
 ONNX Runtime (the gate's serving variant, with the scaler registered beside it) and the naive
 forecast (tomorrow = today), with their error metrics.
 View 2: the registered versions side by side (MASE, latency, size) from MLflow.
+Against an MLflow server with authentication it logs in as the read-only `reader` account.
 """
 
 from __future__ import annotations
@@ -129,12 +130,12 @@ def main() -> None:
     import streamlit as st
     from mlflow import MlflowClient
 
-    from mlops_onnx import tracking
+    from mlops_onnx import mlflow_auth, tracking
     from mlops_onnx.settings import get_settings
     from mlops_onnx.snapshots import SnapshotError, SnapshotStore
 
     settings = get_settings()
-    tracking.configure(settings)
+    tracking.configure(settings, account=mlflow_auth.READER)
     client = MlflowClient()
     st.set_page_config(page_title="Stock forecasts", layout="wide")
     st.title("Stock forecasts: stock_lstm@champion vs the naive forecast")
