@@ -65,8 +65,9 @@ def test_trigger_in_airflow_ui_and_find_the_model_in_mlflow_ui(tmp_path):
             dialog.get_by_text(f"Unpause {DAG_ID} on trigger").wait_for()
             # Unpausing also starts the scheduled run, which may train first; without "Force retrain" this
             # manual run on the same data would then skip training as unchanged, leaving no version to follow.
-            dialog.get_by_text("Force retrain").wait_for()
-            dialog.locator("#element_force_retrain").click()
+            force = dialog.get_by_role("checkbox", name="Force retrain")  # the param's switch
+            dialog.locator('[id="switch:element_force_retrain:control"]').click()
+            assert force.is_checked()
             page.screenshot(path=str(SHOTS / "1-airflow-trigger.png"))
             dialog.get_by_role("button", name="Trigger").click()
 
