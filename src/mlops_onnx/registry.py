@@ -144,8 +144,9 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
 
     champion = current_champion(client, spec.name)
     decision, reason, compared = _decide(spec, client, champion, state, settings)
-    version = _register(spec, client, ctx, state, decision, reason, compared)
-    decision, reason, alias = _move_alias(spec, client, version, champion, decision, reason, state, settings)
+    version = _register(spec, client, ctx, state, decision, reason)
+    decision, reason, alias = _move_alias(spec, client, version, champion, (decision, reason, compared), state,
+                                          settings)  # fmt: skip
     print(f"[{spec.name}] registered version {version} as @{alias}: {reason}", flush=True)
     return {**state, "registered": True, "version": version, "aliases": [alias], "gate": "registered",
             "serving_variant": client.get_model_version(spec.name, version).tags.get("serving_variant"),
@@ -199,7 +200,9 @@ def head_to_head(spec, client, champion, state: dict, settings: Settings):
         if state.get("preprocessing") and preprocessing is None:
             raise ValueError(f"champion v{champion.version} has no preprocessing files (model/preprocessing/)")
         rows = spec.evaluation_data(snapshot, settings, workdir)
-        champion_rows = spec.evaluation_data(snapshot, settings, workdir, preprocessing)
+        # Without preprocessing files of its own (fashion) the champion reads exactly tonight's inputs.
+        champion_rows = rows if preprocessing is None else spec.evaluation_data(snapshot, settings, workdir,
+                                                                                 preprocessing)  # fmt: skip
         if list(rows.ids) != list(champion_rows.ids):
             raise ValueError("the champion's inputs were built for other rows than tonight's test split")
         outputs = {}
@@ -236,7 +239,7 @@ def _log_head_to_head(spec, state: dict, result, champion_version: str) -> None:
         mlflow.log_artifact(str(plot), "plots")
 
 
-def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason: str, compared) -> str:
+def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason: str) -> str:
     import mlflow
 
     score = state["metrics"][spec.primary_metric]
@@ -251,27 +254,27 @@ def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason:
             "forced": str(state.get("forced", False)).lower(), "promotion_decision": decision,
             "promotion_reason": reason,
         } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})  # fmt: skip
-        if compared is not None:
-            tags |= {"compare_p_value": f"{compared.test.p_value:.6g}", "compare_test": compared.test.test}
         version = str(mlflow.register_model(model_uri, spec.name, tags=tags).version)
         mlflow.set_tags({"gate_status": "registered", "registered_model": spec.name,
                          "registered_version": version, "serving_variant": variant})  # fmt: skip
     return version
 
 
-def _move_alias(spec, client, version: str, compared_with, decision: str, reason: str, state: dict,
-                settings: Settings, attempts: int = 3) -> tuple[str, str, str]:  # fmt: skip
-    """Set `champion` or `challenger`; if the champion changed since the comparison, compare again first."""
+def _move_alias(spec, client, version: str, compared_with, decided: tuple, state: dict, settings: Settings,
+                attempts: int = 3) -> tuple[str, str, str]:  # fmt: skip
+    """Set `champion` or `challenger` by `decided` (decision, reason, HeadToHead or None); if the champion
+    changed since that comparison, compare again with the new one first."""
     for _ in range(attempts):
         now = current_champion(client, spec.name)
         if _same_version(now, compared_with):
             break
         log.warning("champion of %s moved to v%s during the comparison; comparing again", spec.name, now.version)
         compared_with = now
-        decision, reason, _ = _decide(spec, client, now, state, settings, exclude=version)
+        decided = _decide(spec, client, now, state, settings, exclude=version)
+    decision, reason, compared = decided
     alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
     client.set_registered_model_alias(spec.name, alias, version)
-    _record_decision(spec, client, version, state, decision, reason, alias)
+    _record_decision(spec, client, version, state, decision, reason, alias, compared)
     return decision, reason, alias
 
 
@@ -279,9 +282,13 @@ def _same_version(a, b) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and str(a.version) == str(b.version))
 
 
-def _record_decision(spec, client, version: str, state: dict, decision: str, reason: str, alias: str) -> None:
+def _record_decision(spec, client, version: str, state: dict, decision: str, reason: str, alias: str,
+                     compared=None) -> None:  # fmt: skip
     """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
-    for key, value in {"promotion_decision": decision, "promotion_reason": reason}.items():
+    tags = {"promotion_decision": decision, "promotion_reason": reason}
+    if compared is not None:
+        tags |= {"compare_p_value": f"{compared.test.p_value:.6g}", "compare_test": compared.test.test}
+    for key, value in tags.items():
         client.set_model_version_tag(spec.name, version, key, value)
     client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
     tracking.set_run_tags(state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason,
@@ -298,9 +305,9 @@ def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, setti
     decision = existing.tags.get("promotion_decision", "")
     if not aliases:
         champion = current_champion(client, spec.name)
-        decision, reason, _ = _decide(spec, client, champion, {**state, "metrics": state.get("metrics") or {
+        decided = _decide(spec, client, champion, {**state, "metrics": state.get("metrics") or {
             spec.primary_metric: float(existing.tags[spec.primary_metric])}}, settings, exclude=version)  # fmt: skip
-        decision, reason, alias = _move_alias(spec, client, version, champion, decision, reason, state, settings)
+        decision, _, alias = _move_alias(spec, client, version, champion, decided, state, settings)
         aliases = [alias]
     tags = {"gate_status": "registered", "registered_version": version, "registered_alias": aliases[0]}
     if existing.run_id != run_id:

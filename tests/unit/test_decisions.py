@@ -171,7 +171,10 @@ def test_the_alias_moves_only_after_comparing_with_the_champion_of_that_moment(n
     assert result["promotion_decision"] == "kept_champion" and result["aliases"] == ["challenger"]
     client = mlflow_client(settings.home)
     assert str(client.get_model_version_by_alias(SPEC.name, "champion").version) == "2"
-    assert "champion v2" in client.get_model_version(SPEC.name, "3").tags["promotion_reason"]
+    version = client.get_model_version(SPEC.name, "3")
+    assert "champion v2" in version.tags["promotion_reason"]
+    p_value = client.get_run(state3["mlflow_run_id"]).data.metrics["compare_p_value"]  # the latest comparison's
+    assert version.tags["compare_p_value"] == f"{p_value:.6g}"
 
 
 def test_a_champion_that_cannot_run_on_tonights_rows_is_kept_with_the_reason(night):

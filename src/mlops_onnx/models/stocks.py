@@ -63,7 +63,7 @@ class StockConfig:
     test_start: str = "2016-11-11"
     max_test_days: int | None = None  # per ticker, the first test days only (MLOPS_MAX_TEST_ROWS); None = all
     max_train_windows: int = 2500  # per ticker, the most recent before validation (about ten years)
-    min_train_windows: int = 500  # a shorter history is quarantined by validation
+    min_train_windows: int = 500  # a ticker with fewer before `val_start` is left out of training (and listed)
     max_tickers: int | None = 100  # longest histories first; None = every eligible ticker
     min_tickers: int = 5  # validation fails below this many passing tickers
     units: int = 32
@@ -137,17 +137,13 @@ class SplitData:
     predicted: np.ndarray | None = None  # the model's log returns, once predicted
 
 
-def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, split: str,
-               origins: list[np.ndarray] | None = None) -> SplitData:  # fmt: skip
-    """A split's windows over every ticker (or the given origins of each ticker, e.g. another model's rows)."""
+def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, split: str) -> SplitData:
     parts = []
-    for i, s in enumerate(series):
-        t = s.origins[split] if origins is None else origins[i]
-        parts.append((windows(scaler.transform(s.features), t, window), np.log(s.close[t + 1] / s.close[t]),
+    for s in series:
+        t = s.origins[split]
+        parts.append((windows(scaler.transform(s.features), t, window), s.targets(split).astype(np.float32),
                       s.close[t], s.close[t + 1], s.dates[t + 1], np.full(len(t), s.ticker)))  # fmt: skip
-    data = SplitData(*(np.concatenate(column) for column in zip(*parts)))
-    data.targets = data.targets.astype(np.float32)
-    return data
+    return SplitData(*(np.concatenate(column) for column in zip(*parts)))
 
 
 def row_ids(data: SplitData) -> np.ndarray:
@@ -167,17 +163,18 @@ def load_ticker(snapshot: Snapshot, file: str, cfg: StockConfig) -> TickerSeries
                        cfg.max_train_windows, cfg.max_test_days, cfg.min_train_windows)  # fmt: skip
 
 
-def choose_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> tuple[list[TickerSeries], dict]:
-    """The first `max_tickers` files whose dates cover the splits, and why each skipped one was left out."""
-    series, left_out = [], {}
+def choose_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> tuple[dict[str, TickerSeries], dict]:
+    """The first `max_tickers` files whose dates cover the splits (file -> series), and why each file passed
+    over was left out."""
+    chosen, left_out = {}, {}
     for file in files:
-        if cfg.max_tickers is not None and len(series) >= cfg.max_tickers:
+        if cfg.max_tickers is not None and len(chosen) >= cfg.max_tickers:
             break
         try:
-            series.append(load_ticker(snapshot, file, cfg))
+            chosen[file] = load_ticker(snapshot, file, cfg)
         except ValueError as exc:
             left_out[file] = str(exc).removeprefix(f"{snapshot.path / file}: ")
-    return series, left_out
+    return chosen, left_out
 
 
 def load_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> list[TickerSeries]:
@@ -267,12 +264,12 @@ class StockSpec(ModelSpec):
         cfg = self.train_config(settings)
         keras.utils.set_random_seed(cfg.seed)
         eligible = select_files(load_report(workdir), settings.stock_tickers)
-        series, left_out = choose_tickers(snapshot, eligible, cfg)
-        if not series:
+        chosen, left_out = choose_tickers(snapshot, eligible, cfg)
+        if not chosen:
             raise ValueError(f"no ticker to train on: of the passing files {eligible[:20]} (MLOPS_STOCK_TICKERS="
                              f"{','.join(settings.stock_tickers or ()) or 'all'}) none covers the splits: "
                              f"{left_out}")  # fmt: skip
-        files = [f for f in eligible if f not in left_out][: len(series)]
+        files, series = list(chosen), list(chosen.values())
         scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
         batches = WindowBatches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
         val = split_data(series, scaler, cfg.window, "val")
@@ -343,16 +340,11 @@ class StockSpec(ModelSpec):
                         preprocessing: Path | None = None) -> TestRows:  # fmt: skip
         """The test days of the tickers `train` used, as windows of the model whose scaler (and window
         length) is in `preprocessing`, with their log returns and what price-level metrics need."""
-        cfg = self.train_config(settings)
-        series = load_tickers(snapshot, json.loads((workdir / TICKERS_FILE).read_text())["files"], cfg)
         scaler_file = (preprocessing or workdir) / PREPROCESSING_FILE
-        window = int(json.loads(scaler_file.read_text())["window"])
-        origins = [s.origins["test"] for s in series]
-        if window != cfg.window:  # another model's window: the same forecast days, its own look-back
-            series = [load_series(snapshot.path / f, s.ticker, window, cfg.val_start, cfg.test_start, None,
-                                  cfg.max_test_days) for f, s in zip(self._files(workdir), series)]  # fmt: skip
-            origins = [s.origins["test"] for s in series]
-        test = split_data(series, FeatureScaler.from_json(scaler_file), window, "test", origins)
+        window = int(json.loads(scaler_file.read_text())["window"])  # another model's window: its own look-back
+        cfg = replace(self.train_config(settings), window=window, min_train_windows=0)  # the same forecast days
+        series = load_tickers(snapshot, self._files(workdir), cfg)
+        test = split_data(series, FeatureScaler.from_json(scaler_file), window, "test")
         return TestRows(ids=row_ids(test), inputs=test.inputs, targets=test.targets,
                         extra={"close_now": test.close_now, "close_next": test.close_next, "ticker": test.tickers,
                                "day": test.dates})  # fmt: skip
@@ -383,6 +375,7 @@ class StockSpec(ModelSpec):
 
     @staticmethod
     def _files(workdir: Path) -> list[str]:
+        """The ticker files `train` used (its `stock_tickers.json`)."""
         return json.loads((workdir / TICKERS_FILE).read_text())["files"]
 
     def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
@@ -406,7 +399,7 @@ class StockSpec(ModelSpec):
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         cfg = self.train_config(settings)
-        series = load_tickers(snapshot, json.loads((workdir / TICKERS_FILE).read_text())["files"], cfg)
+        series = load_tickers(snapshot, self._files(workdir), cfg)
         scaler = FeatureScaler.from_json(workdir / PREPROCESSING_FILE)
         per_ticker = -(-rows // len(series))  # the most recent training windows of every ticker
         return np.concatenate([windows(scaler.transform(s.features), s.origins["train"][-per_ticker:], cfg.window)
