@@ -62,8 +62,7 @@ dashboard: setup
 summary: setup
 	$(PY) -m mlops_onnx.cli summary
 
-test: setup
-	$(PY) -m ruff check src dags plugins tests
+test: setup lint
 	$(PY) -m pytest
 
 lint: setup

@@ -62,17 +62,19 @@ def free_port() -> int:
 def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict[str, str]:
     """Environment for a DAG run in `home`, small settings, real sample data when it exists."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW_", "AIRFLOW__"))}
-    env.update({
-        "MLOPS_HOME": str(home),
-        "MLOPS_PROFILE": "quick",
-        # Small training runs: low bars for the classifiers. The stock gate stays MASE ≤ 1 (not configurable up).
-        "MLOPS_GATE_FASHION_MNIST_CNN": "0.5",
-        "MLOPS_GATE_FAKE_NEWS_RNN": "0.5",
-        "MLOPS_BENCH_RUNS": "10",
-        "MLOPS_BENCH_WARMUP": "2",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "MLOPS_HOME": str(home),
+            "MLOPS_PROFILE": "quick",
+            # Small training runs: low bars for the classifiers. The stock gate stays MASE ≤ 1 (not configurable up).
+            "MLOPS_GATE_FASHION_MNIST_CNN": "0.5",
+            "MLOPS_GATE_FAKE_NEWS_RNN": "0.5",
+            "MLOPS_BENCH_RUNS": "10",
+            "MLOPS_BENCH_WARMUP": "2",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     data_dir = data_dir or (SHARED_DATA if HAS_SHARED_DATA else None)
     if data_dir is not None:
         env.update({"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(data_dir)})
@@ -80,17 +82,20 @@ def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict
         env["MLOPS_DATA_SOURCE"] = "synthetic"
     env.update(extra)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-    env.update({
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+    )
     return env
 
 
-def run_dag(dag_id: str, env: dict[str, str], timeout: int = 900, conf: dict | None = None,
-            logical_date: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+def run_dag(
+    dag_id: str, env: dict[str, str], timeout: int = 900, conf: dict | None = None, logical_date: str | None = None
+) -> subprocess.CompletedProcess:
     """`airflow dags test <dag_id> [<logical date>] [-c <conf>]` on the state in env["MLOPS_HOME"] (migrating it
     first); `conf` sets DAG params, e.g. {"force_retrain": True}."""
     import json
@@ -99,8 +104,9 @@ def run_dag(dag_id: str, env: dict[str, str], timeout: int = 900, conf: dict | N
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     extra = ([logical_date] if logical_date else []) + (["-c", json.dumps(conf)] if conf else [])
-    done = subprocess.run([airflow, "dags", "test", dag_id, *extra], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [airflow, "dags", "test", dag_id, *extra], env=env, capture_output=True, text=True, timeout=timeout
+    )
     sys.stdout.write(done.stdout[-20000:])
     sys.stderr.write(done.stderr[-5000:])
     return done

@@ -66,8 +66,9 @@ def _source_runs(client, model: str):
         pass
     experiment = client.get_experiment_by_name(model)
     if experiment is not None:
-        for run in client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                                      max_results=20):  # fmt: skip
+        for run in client.search_runs(
+            [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=20
+        ):
             yield run, run.data.tags.get("registered_version")
 
 
@@ -104,8 +105,9 @@ def prepare(bundle_dir: Path, models: list[str]) -> dict:
                 run, version = candidate, candidate_version
                 break
         if state is None:
-            prepared[model] = {"skipped": f"no run of {model} with its working folder under {settings.work_dir}: "
-                                          "run `make demo` first"}  # fmt: skip
+            prepared[model] = {
+                "skipped": f"no run of {model} with its working folder under {settings.work_dir}: run `make demo` first"
+            }
             print(f"[bench] {model}: skipped ({prepared[model]['skipped']})", flush=True)
             continue
         spec = load_spec(model)
@@ -134,19 +136,29 @@ def prepare(bundle_dir: Path, models: list[str]) -> dict:
                 optimize_offline(path, out / "onnx" / f"{name}.opt.onnx")
         tags = run.data.tags
         meta = {
-            "model": model, "registered_version": version, "mlflow_run_id": run.info.run_id,
-            "airflow_run_id": tags.get("airflow_run_id"), "data_hash": tags.get("data_hash"),
-            "serving_variant": tags.get("serving_variant"), "checkpoint": checkpoint.name,
-            "checkpoint_bytes": checkpoint.stat().st_size, "output_kind": OUTPUT_KINDS[model],
-            "parity_rules": spec.parity_rules.__dict__, "onnx_variants": sorted(onnx_files),
-            "pipeline_parity": state.get("parity", {}), "sample_rows": SAMPLE_ROWS,
+            "model": model,
+            "registered_version": version,
+            "mlflow_run_id": run.info.run_id,
+            "airflow_run_id": tags.get("airflow_run_id"),
+            "data_hash": tags.get("data_hash"),
+            "serving_variant": tags.get("serving_variant"),
+            "checkpoint": checkpoint.name,
+            "checkpoint_bytes": checkpoint.stat().st_size,
+            "output_kind": OUTPUT_KINDS[model],
+            "parity_rules": spec.parity_rules.__dict__,
+            "onnx_variants": sorted(onnx_files),
+            "pipeline_parity": state.get("parity", {}),
+            "sample_rows": SAMPLE_ROWS,
             "native_variants": list(KERAS_NATIVES if checkpoint.suffix == ".keras" else TORCH_NATIVES),
             "native_quality": quality(OUTPUT_KINDS[model], np.asarray(reference), targets),
-        }  # fmt: skip
+        }
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
         prepared[model] = meta
-        print(f"[bench] {model}: version {version or '(not registered)'} of run {run.info.run_id}, "
-              f"variants {', '.join(sorted(onnx_files))}", flush=True)  # fmt: skip
+        print(
+            f"[bench] {model}: version {version or '(not registered)'} of run {run.info.run_id}, "
+            f"variants {', '.join(sorted(onnx_files))}",
+            flush=True,
+        )
     return prepared
 
 
@@ -213,10 +225,16 @@ def _onnx_predictor(bundle: Path, variant: str, provider: str, threads: int, bin
     session = make_session(path, provider, threads)
     load_ms = (time.perf_counter() - started) * 1000
     name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
-    info = {"execution_provider": session.get_providers()[0], "size_bytes": raw.stat().st_size,
-            "session_load_ms": round(load_ms, 2), "session_load_raw_ms": round(load_raw_ms, 2),
-            "optimized_file": path != raw, "io_binding": binding != "host", "cuda_graph": binding == "cuda_graph",
-            **placement}  # fmt: skip
+    info = {
+        "execution_provider": session.get_providers()[0],
+        "size_bytes": raw.stat().st_size,
+        "session_load_ms": round(load_ms, 2),
+        "session_load_raw_ms": round(load_raw_ms, 2),
+        "optimized_file": path != raw,
+        "io_binding": binding != "host",
+        "cuda_graph": binding == "cuda_graph",
+        **placement,
+    }
 
     def host(x: np.ndarray) -> np.ndarray:
         return session.run(None, {name: x})[0]
@@ -234,8 +252,9 @@ def _onnx_predictor(bundle: Path, variant: str, provider: str, threads: int, bin
             own = make_session(path, provider, threads, cuda_graph=True) if binding == "cuda_graph" else session
             x_on_device = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
             sample = host(x[:1])  # the output's shape past the batch and its dtype
-            y_on_device = ort.OrtValue.ortvalue_from_shape_and_type([len(x), *sample.shape[1:]], sample.dtype,
-                                                                    device, 0)  # fmt: skip
+            y_on_device = ort.OrtValue.ortvalue_from_shape_and_type(
+                [len(x), *sample.shape[1:]], sample.dtype, device, 0
+            )
             io = own.io_binding()
             io.bind_ortvalue_input(name, x_on_device)
             io.bind_ortvalue_output(output, y_on_device)  # fixed buffer on the device: no host copy is timed
@@ -265,12 +284,28 @@ def _native_predictor(bundle: Path, model: str, variant: str, provider: str, thr
         why = " (tensorflow-cpu: the Keras models reach the GPU through ONNX Runtime only)" if device != "cpu" else ""
         raise LookupError(f"{model} has no {variant} on {device}{why}")
     predict = predictors[variant]  # on CUDA it returns a host array: the copy back waits for the GPU (synchronised)
-    return predict, predict, {"execution_provider": f"{'torch' if model == 'fashion_mnist_cnn' else 'keras'}:{device}",
-                                 "size_bytes": meta["checkpoint_bytes"], "session_load_ms": round(load_ms, 2)}
+    return (
+        predict,
+        predict,
+        {
+            "execution_provider": f"{'torch' if model == 'fashion_mnist_cnn' else 'keras'}:{device}",
+            "size_bytes": meta["checkpoint_bytes"],
+            "session_load_ms": round(load_ms, 2),
+        },
+    )
 
 
-def measure(bundle: Path, variant: str, provider: str, batches: tuple[int, ...], threads: int, warmup: int,
-            runs: int, max_seconds: float, binding: str = "host") -> list[dict]:  # fmt: skip
+def measure(
+    bundle: Path,
+    variant: str,
+    provider: str,
+    batches: tuple[int, ...],
+    threads: int,
+    warmup: int,
+    runs: int,
+    max_seconds: float,
+    binding: str = "host",
+) -> list[dict]:
     """The rows of one (model, variant, provider): parity on the sample, then each batch size."""
     meta = json.loads((bundle / "meta.json").read_text())
     model, kind = meta["model"], meta["output_kind"]
@@ -284,24 +319,46 @@ def measure(bundle: Path, variant: str, provider: str, batches: tuple[int, ...],
     outputs = np.asarray(fetch(inputs), dtype=np.float32).reshape(reference.shape)
     rules = ParityRules(**meta["parity_rules"])
     name = "fp32" if variant in ("onnx_fp32", "native_compiled") else variant
-    parity = compare(name, reference, outputs, labels(kind, reference), labels(kind, outputs),
-                     meta["native_quality"], quality(kind, outputs, targets), rules)  # fmt: skip
+    parity = compare(
+        name,
+        reference,
+        outputs,
+        labels(kind, reference),
+        labels(kind, outputs),
+        meta["native_quality"],
+        quality(kind, outputs, targets),
+        rules,
+    )
     rows = []
     for batch in batches:
         x = batch_of(inputs, batch)
         latencies = time_calls(lambda x=x: predict(x), warmup, runs, max_seconds)
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-        rows.append({
-            "model": model, "variant": variant, "provider": provider, "batch": batch,
-            "p50_ms": round(float(p50), 4), "p95_ms": round(float(p95), 4), "p99_ms": round(float(p99), 4),
-            "mean_ms": round(float(latencies.mean()), 4),
-            "throughput_per_s": round(batch * 1000.0 / float(latencies.mean()), 1),
-            "runs": len(latencies), "warmup": warmup, "threads": threads,
-            "size_bytes": info["size_bytes"], "peak_rss_mb": rss_mb(), "rss_before_load_mb": baseline,
-            "parity_ok": parity.passed, "parity_max_abs_diff": parity.max_abs_diff,
-            "parity_agreement": parity.agreement, "parity_quality_drop": round(parity.quality_drop, 6),
-            "parity_reasons": parity.reasons, **info,
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": model,
+                "variant": variant,
+                "provider": provider,
+                "batch": batch,
+                "p50_ms": round(float(p50), 4),
+                "p95_ms": round(float(p95), 4),
+                "p99_ms": round(float(p99), 4),
+                "mean_ms": round(float(latencies.mean()), 4),
+                "throughput_per_s": round(batch * 1000.0 / float(latencies.mean()), 1),
+                "runs": len(latencies),
+                "warmup": warmup,
+                "threads": threads,
+                "size_bytes": info["size_bytes"],
+                "peak_rss_mb": rss_mb(),
+                "rss_before_load_mb": baseline,
+                "parity_ok": parity.passed,
+                "parity_max_abs_diff": parity.max_abs_diff,
+                "parity_agreement": parity.agreement,
+                "parity_quality_drop": round(parity.quality_drop, 6),
+                "parity_reasons": parity.reasons,
+                **info,
+            }
+        )
     if provider == "cuda":
         try:
             import torch
@@ -322,8 +379,12 @@ def profile_onnx(bundle: Path, variant: str, provider: str, threads: int, runs: 
     from mlops_onnx.runtime import end_profile, make_session
 
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
-        session = make_session(_model_file(bundle, variant, provider), provider, threads,
-                               profile_prefix=str(Path(tmp) / f"{variant}_{provider}"))  # fmt: skip
+        session = make_session(
+            _model_file(bundle, variant, provider),
+            provider,
+            threads,
+            profile_prefix=str(Path(tmp) / f"{variant}_{provider}"),
+        )
         feed = {session.get_inputs()[0].name: np.load(bundle / "inputs.npy")[:1]}
         for _ in range(runs):
             session.run(None, feed)
@@ -338,23 +399,38 @@ def profile_onnx(bundle: Path, variant: str, provider: str, threads: int, runs: 
             model_run_us += event["dur"]
     kernels = sum(by_op.values())
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
-    return {"variant": variant, "provider": provider, "runs": runs,
-            "model_run_us_per_call": round(model_run_us / runs, 2),
-            "kernel_us_per_call": round(kernels / runs, 2),
-            "outside_kernels_share": round(1 - kernels / model_run_us, 3) if model_run_us else None,
-            "top_ops": [{"op": op, "us_per_call": round(us / runs, 2), "share": round(us / kernels, 3)}
-                        for op, us in top]}  # fmt: skip
+    return {
+        "variant": variant,
+        "provider": provider,
+        "runs": runs,
+        "model_run_us_per_call": round(model_run_us / runs, 2),
+        "kernel_us_per_call": round(kernels / runs, 2),
+        "outside_kernels_share": round(1 - kernels / model_run_us, 3) if model_run_us else None,
+        "top_ops": [{"op": op, "us_per_call": round(us / runs, 2), "share": round(us / kernels, 3)} for op, us in top],
+    }
 
 
 def worker_main(args: argparse.Namespace) -> int:
     batches = tuple(int(b) for b in args.batches.split(","))
     try:
         if args.profile:
-            result = {"profile": profile_onnx(args.bundle, args.variant.removeprefix("onnx_"), args.provider,
-                                              args.threads)}  # fmt: skip
+            result = {
+                "profile": profile_onnx(args.bundle, args.variant.removeprefix("onnx_"), args.provider, args.threads)
+            }
         else:
-            result = {"rows": measure(args.bundle, args.variant, args.provider, batches, args.threads, args.warmup,
-                                      args.runs, args.max_seconds, args.binding)}  # fmt: skip
+            result = {
+                "rows": measure(
+                    args.bundle,
+                    args.variant,
+                    args.provider,
+                    batches,
+                    args.threads,
+                    args.warmup,
+                    args.runs,
+                    args.max_seconds,
+                    args.binding,
+                )
+            }
             if args.provider != "cpu":
                 result["gpu_stack"] = gpu_stack()
     except Exception as exc:  # reported as an empty cell with its reason, never a number
@@ -383,12 +459,33 @@ def machine(threads: int, providers: list[str]) -> dict:
     return info
 
 
-def _worker(bundle: Path, variant: str, provider: str, cfg: argparse.Namespace, binding: str = "host",
-            profile: bool = False) -> dict:  # fmt: skip
-    command = [sys.executable, "-m", "mlops_onnx.bench", "worker", "--bundle", str(bundle), "--variant", variant,
-               "--provider", provider, "--batches", cfg.batches, "--threads", str(cfg.threads),
-               "--warmup", str(cfg.warmup), "--runs", str(cfg.runs), "--max-seconds", str(cfg.max_seconds),
-               "--binding", binding]  # fmt: skip
+def _worker(
+    bundle: Path, variant: str, provider: str, cfg: argparse.Namespace, binding: str = "host", profile: bool = False
+) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "mlops_onnx.bench",
+        "worker",
+        "--bundle",
+        str(bundle),
+        "--variant",
+        variant,
+        "--provider",
+        provider,
+        "--batches",
+        cfg.batches,
+        "--threads",
+        str(cfg.threads),
+        "--warmup",
+        str(cfg.warmup),
+        "--runs",
+        str(cfg.runs),
+        "--max-seconds",
+        str(cfg.max_seconds),
+        "--binding",
+        binding,
+    ]
     command += ["--profile"] * profile
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(cfg.threads), PYTHONUNBUFFERED="1")
     try:
@@ -427,11 +524,22 @@ def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict
     profiles: dict[str, dict] = {}
     models: dict[str, dict] = {}
     gpu_stacks: dict[str, dict] = {}
-    report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": machine(cfg.threads, providers) | {"gpu_stack": gpu_stacks}, "providers_requested": providers,
-              "settings": {"batches": cfg.batches, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
-                           "max_seconds_per_cell": cfg.max_seconds},
-              "models": models, "rows": rows, "notes": notes, "profiles": profiles}  # fmt: skip
+    report = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(cfg.threads, providers) | {"gpu_stack": gpu_stacks},
+        "providers_requested": providers,
+        "settings": {
+            "batches": cfg.batches,
+            "threads": cfg.threads,
+            "warmup": cfg.warmup,
+            "runs": cfg.runs,
+            "max_seconds_per_cell": cfg.max_seconds,
+        },
+        "models": models,
+        "rows": rows,
+        "notes": notes,
+        "profiles": profiles,
+    }
     partial = cfg.out_dir / "benchmark.partial.json" if getattr(cfg, "out_dir", None) else None
     if partial:
         partial.parent.mkdir(parents=True, exist_ok=True)
@@ -439,8 +547,18 @@ def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict
     for bundle in sorted(p for p in bundle_dir.iterdir() if (p / "meta.json").is_file()):
         meta = json.loads((bundle / "meta.json").read_text())
         model = meta["model"]
-        models[model] = {k: meta[k] for k in ("registered_version", "mlflow_run_id", "airflow_run_id", "data_hash",
-                                              "serving_variant", "pipeline_parity", "native_quality")}  # fmt: skip
+        models[model] = {
+            k: meta[k]
+            for k in (
+                "registered_version",
+                "mlflow_run_id",
+                "airflow_run_id",
+                "data_hash",
+                "serving_variant",
+                "pipeline_parity",
+                "native_quality",
+            )
+        }
         for provider in providers:
             selected = [(v, b) for v, b in cells(meta, provider) if not cfg.variants or v in cfg.variants.split(",")]
             for variant, binding in selected:
@@ -453,17 +571,26 @@ def run(bundle_dir: Path, providers: list[str], cfg: argparse.Namespace) -> dict
                 if provider_did_not_load(result.get("error", "")):
                     not_loaded.setdefault(provider, result["error"])
                 if "error" in result:
-                    notes.append({"model": model, "variant": variant, "provider": provider, "binding": binding,
-                                  "reason": result["error"]})  # fmt: skip
+                    notes.append(
+                        {
+                            "model": model,
+                            "variant": variant,
+                            "provider": provider,
+                            "binding": binding,
+                            "reason": result["error"],
+                        }
+                    )
                     print(f"[bench] {label}: empty ({result['error'][:160]})", flush=True)
                 else:
                     rows += result["rows"]
                     for key, value in result.get("gpu_stack", {}).items():  # ONNX Runtime's cells and PyTorch's
                         gpu_stacks.setdefault(provider, {}).setdefault(key, value)
                     b1 = result["rows"][0]
-                    print(f"[bench] {label}: b{b1['batch']} p50 {b1['p50_ms']:.3f} ms, "
-                          f"parity {'ok' if b1['parity_ok'] else 'FAIL'}, {time.perf_counter() - started:.0f}s",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"[bench] {label}: b{b1['batch']} p50 {b1['p50_ms']:.3f} ms, "
+                        f"parity {'ok' if b1['parity_ok'] else 'FAIL'}, {time.perf_counter() - started:.0f}s",
+                        flush=True,
+                    )
                 if partial:
                     partial.write_text(json.dumps(report))
             if provider in ("cpu", "cuda") and provider not in not_loaded:
@@ -484,20 +611,27 @@ def binding_of(row: dict) -> str:
 
 def cell_label(row: dict) -> str:
     """A row's or note's provider and how it was fed: "cuda (I/O binding, CUDA graph)"."""
-    return row["provider"] + {"host": "", "io_binding": " (I/O binding)",
-                              "cuda_graph": " (I/O binding, CUDA graph)"}[binding_of(row)]  # fmt: skip
+    return (
+        row["provider"]
+        + {"host": "", "io_binding": " (I/O binding)", "cuda_graph": " (I/O binding, CUDA graph)"}[binding_of(row)]
+    )
 
 
 def _short_label(row: dict, sep: str = " ") -> str:
-    """"cuda", "cuda iob", "cuda graph": for chart labels and MLflow metric names."""
+    """ "cuda", "cuda iob", "cuda graph": for chart labels and MLflow metric names."""
     return row["provider"] + {"host": "", "io_binding": f"{sep}iob", "cuda_graph": f"{sep}graph"}[binding_of(row)]
 
 
-def _row(rows: list[dict], model: str, variant: str, provider: str = "cpu", batch: int = 1,
-         binding: str = "host") -> dict | None:  # fmt: skip
+def _row(
+    rows: list[dict], model: str, variant: str, provider: str = "cpu", batch: int = 1, binding: str = "host"
+) -> dict | None:
     for row in rows:
-        if (row["model"], row["variant"], row["provider"], row["batch"]) == (model, variant, provider, batch) \
-                and binding_of(row) == binding:
+        if (row["model"], row["variant"], row["provider"], row["batch"]) == (
+            model,
+            variant,
+            provider,
+            batch,
+        ) and binding_of(row) == binding:
             return row
     return None
 
@@ -509,31 +643,51 @@ def targets(report: dict) -> list[dict]:
         onnx = _row(rows, model, "onnx_fp32")
         natives = [r for v in NATIVE_VARIANTS if (r := _row(rows, model, v))]
         if onnx is None or not natives:
-            results.append({"model": model, "target": f"ONNX fp32 ≥ {needed:g}× native at batch 1", "met": None,
-                            "detail": "not measured (see notes)"})  # fmt: skip
+            results.append(
+                {
+                    "model": model,
+                    "target": f"ONNX fp32 ≥ {needed:g}× native at batch 1",
+                    "met": None,
+                    "detail": "not measured (see notes)",
+                }
+            )
             continue
         reference = natives[0] if model == "fashion_mnist_cnn" else min(natives, key=lambda r: r["p50_ms"])
         ratio = reference["p50_ms"] / onnx["p50_ms"]
-        results.append({
-            "model": model, "target": f"ONNX fp32 ≥ {needed:g}× {reference['variant']} at batch 1 (CPU p50)",
-            "ratio": round(ratio, 2), "met": ratio >= needed,
-            "detail": f"{reference['variant']} {reference['p50_ms']:.3f} ms / onnx_fp32 {onnx['p50_ms']:.3f} ms"
-                      + ("" if ratio >= needed else f"; missed by {needed / ratio:.2f}×"),
-        })  # fmt: skip
+        results.append(
+            {
+                "model": model,
+                "target": f"ONNX fp32 ≥ {needed:g}× {reference['variant']} at batch 1 (CPU p50)",
+                "ratio": round(ratio, 2),
+                "met": ratio >= needed,
+                "detail": f"{reference['variant']} {reference['p50_ms']:.3f} ms / onnx_fp32 {onnx['p50_ms']:.3f} ms"
+                + ("" if ratio >= needed else f"; missed by {needed / ratio:.2f}×"),
+            }
+        )
     for model, info in report["models"].items():
         serving = info.get("serving_variant")
         fp32, chosen = _row(rows, model, "onnx_fp32"), _row(rows, model, f"onnx_{serving}") if serving else None
         if fp32 is None or chosen is None:
-            results.append({"model": model, "target": "serving variant not slower than fp32", "met": None,
-                            "detail": f"serving variant {serving!r} not measured"})
+            results.append(
+                {
+                    "model": model,
+                    "target": "serving variant not slower than fp32",
+                    "met": None,
+                    "detail": f"serving variant {serving!r} not measured",
+                }
+            )
             continue
         slower = chosen["p50_ms"] / fp32["p50_ms"]
-        results.append({
-            "model": model, "target": f"serving variant ({serving}) not slower than fp32 at batch 1 (CPU p50)",
-            "ratio": round(fp32["p50_ms"] / chosen["p50_ms"], 2), "met": chosen["p50_ms"] <= fp32["p50_ms"] * 1.02,
-            "detail": f"{serving} {chosen['p50_ms']:.3f} ms vs fp32 {fp32['p50_ms']:.3f} ms"
-                      + ("" if slower <= 1.02 else f"; {slower:.2f}× slower"),
-        })  # fmt: skip
+        results.append(
+            {
+                "model": model,
+                "target": f"serving variant ({serving}) not slower than fp32 at batch 1 (CPU p50)",
+                "ratio": round(fp32["p50_ms"] / chosen["p50_ms"], 2),
+                "met": chosen["p50_ms"] <= fp32["p50_ms"] * 1.02,
+                "detail": f"{serving} {chosen['p50_ms']:.3f} ms vs fp32 {fp32['p50_ms']:.3f} ms"
+                + ("" if slower <= 1.02 else f"; {slower:.2f}× slower"),
+            }
+        )
     return results
 
 
@@ -549,14 +703,23 @@ def gpu_description(machine: dict) -> str | None:
     text = f"{name} ({memory}, compute capability {capability[0] if capability else '?'}), driver {driver}"
     stacks = machine.get("gpu_stack") or {}
     stack = stacks.get("cuda") or next(iter(stacks.values()), {})
-    parts = [f"{label} {stack[key]}" for key, label in
-             (("cudart", "CUDA runtime"), ("cuda", "CUDA driver API"), ("cudnn", "cuDNN"), ("cublasLt", "cuBLASLt"))
-             if stack.get(key)]  # fmt: skip
+    parts = [
+        f"{label} {stack[key]}"
+        for key, label in (
+            ("cudart", "CUDA runtime"),
+            ("cuda", "CUDA driver API"),
+            ("cudnn", "cuDNN"),
+            ("cublasLt", "cuBLASLt"),
+        )
+        if stack.get(key)
+    ]
     if stack.get("onnxruntime"):
         parts.append(f"ONNX Runtime {stack['onnxruntime']} (built for CUDA {stack.get('onnxruntime_built_for_cuda')})")
     if stack.get("torch_cuda"):
-        parts.append(f"PyTorch built for CUDA {stack['torch_cuda']}"
-                     + (f" with cuDNN {stack['torch_cudnn']}" if stack.get("torch_cudnn") else ""))  # fmt: skip
+        parts.append(
+            f"PyTorch built for CUDA {stack['torch_cuda']}"
+            + (f" with cuDNN {stack['torch_cudnn']}" if stack.get("torch_cudnn") else "")
+        )
     trt = next((st["nvinfer"] for st in stacks.values() if st.get("nvinfer")), None)
     parts.append(f"TensorRT {trt}" if trt else "TensorRT not loaded")
     return text + "; " + ", ".join(parts)
@@ -567,48 +730,66 @@ def markdown(report: dict) -> str:
     s = report["settings"]
     gpu = gpu_description(m)
     lines = [
-        f"# Benchmark ({report['generated_at']})", "",
+        f"# Benchmark ({report['generated_at']})",
+        "",
         f"Machine: {m['cpu_model']}, {m['cpu_cores']} cores, {s['threads']} thread(s) per framework"
-        + (f"; GPU {gpu}" if gpu else "; no GPU") + f"; Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        + (f"; GPU {gpu}" if gpu else "; no GPU")
+        + f"; Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
         f"Each cell: {s['warmup']} warm-up calls, then {s['runs']} timed calls (at least 10, fewer only when "
         f"a cell passes {s['max_seconds_per_cell']} s), in a fresh interpreter per cell (model, variant, provider, "
         "binding). "
-        "Peak RSS is the process's high-water mark after that batch (interpreter and libraries included).", "",
+        "Peak RSS is the process's high-water mark after that batch (interpreter and libraries included).",
+        "",
         "Providers: `cpu` and `cuda` take numpy arrays and return them (the copies to and from the GPU are timed; "
         "PyTorch on CUDA likewise, timed until its output is back on the host, so every GPU timing waits for the "
         "GPU); `(I/O binding)`: the input is already on the GPU and the output stays there; `(I/O binding, CUDA "
         "graph)`: the same, the run replayed as one CUDA graph. A GPU cell is left empty, with the reason, when "
         "the session's first provider is not the one asked for or any node other than shape arithmetic ran on "
-        "the CPU.", "",
-        "## Targets", "", "| model | target | ratio | met | detail |", "| --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
+        "the CPU.",
+        "",
+        "## Targets",
+        "",
+        "| model | target | ratio | met | detail |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for t in report["targets"]:
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
         lines.append(f"| {t['model']} | {t['target']} | {t.get('ratio', '–')} | {met} | {t['detail']} |")
     for model in report["models"]:
         info = report["models"][model]
-        lines += ["", f"## {model}", "",
-                  f"Registered version {info['registered_version'] or '–'} (MLflow run `{info['mlflow_run_id']}`, "
-                  f"data `{str(info['data_hash'])[:12]}`), serving variant `{info['serving_variant']}`.", "",
-                  "| variant | provider | batch | p50 ms | p95 ms | p99 ms | items/s | size | peak RSS MB | parity |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [
+            "",
+            f"## {model}",
+            "",
+            f"Registered version {info['registered_version'] or '–'} (MLflow run `{info['mlflow_run_id']}`, "
+            f"data `{str(info['data_hash'])[:12]}`), serving variant `{info['serving_variant']}`.",
+            "",
+            "| variant | provider | batch | p50 ms | p95 ms | p99 ms | items/s | size | peak RSS MB | parity |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in (r for r in report["rows"] if r["model"] == model):
             provider = cell_label(r)
             parity = "ok" if r["parity_ok"] else "FAIL: " + "; ".join(r["parity_reasons"])
             diff = r["parity_max_abs_diff"]
             parity += f" ({diff:.1e})" if diff not in (None, float("inf")) and r["variant"] != "native_eager" else ""
-            lines.append(f"| {r['variant']} | {provider} | {r['batch']} | {_fmt_ms(r['p50_ms'])} | "
-                         f"{_fmt_ms(r['p95_ms'])} | {_fmt_ms(r['p99_ms'])} | {r['throughput_per_s']:,.0f} | "
-                         f"{r['size_bytes'] / 1e6:.2f} MB | {r['peak_rss_mb']} | {parity} |")  # fmt: skip
+            lines.append(
+                f"| {r['variant']} | {provider} | {r['batch']} | {_fmt_ms(r['p50_ms'])} | "
+                f"{_fmt_ms(r['p95_ms'])} | {_fmt_ms(r['p99_ms'])} | {r['throughput_per_s']:,.0f} | "
+                f"{r['size_bytes'] / 1e6:.2f} MB | {r['peak_rss_mb']} | {parity} |"
+            )
         for key, profile in report["profiles"].items():
             if key.startswith(model + ":") and "top_ops" in profile:
                 ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["top_ops"][:5])
                 share = profile["outside_kernels_share"]
                 seen = "" if profile["provider"] == "cpu" else " (operator times as the host sees them)"
-                lines += ["", f"ONNX Runtime profile, fp32 batch 1 on {profile['provider']}{seen}: "
-                              f"{profile['model_run_us_per_call']} µs per run, "
-                              f"{share:.0%} outside operator kernels; by operator: {ops}."]  # fmt: skip
+                lines += [
+                    "",
+                    f"ONNX Runtime profile, fp32 batch 1 on {profile['provider']}{seen}: "
+                    f"{profile['model_run_us_per_call']} µs per run, "
+                    f"{share:.0%} outside operator kernels; by operator: {ops}.",
+                ]
     if report["notes"]:
         lines += ["", "## Empty cells", "", "| model | variant | provider | why |", "| --- | --- | --- | --- |"]
         for n in report["notes"]:
@@ -617,8 +798,13 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-README_COLUMNS = (("cpu", "host", "CPU"), ("cuda", "host", "CUDA"), ("cuda", "io_binding", "CUDA I/O binding"),
-                  ("cuda", "cuda_graph", "CUDA graph"), ("tensorrt", "io_binding", "TensorRT"))  # fmt: skip
+README_COLUMNS = (
+    ("cpu", "host", "CPU"),
+    ("cuda", "host", "CUDA"),
+    ("cuda", "io_binding", "CUDA I/O binding"),
+    ("cuda", "cuda_graph", "CUDA graph"),
+    ("tensorrt", "io_binding", "TensorRT"),
+)
 
 
 def readme_table(report: dict) -> str:
@@ -628,26 +814,33 @@ def readme_table(report: dict) -> str:
     batches = [b for b in (1, 256) if any(r["batch"] == b for r in rows)]
     columns = [c for c in README_COLUMNS if any((r["provider"], binding_of(r)) == c[:2] for r in rows)]
     gpu = gpu_description(m)
-    lines = [f"Generated by `python -m mlops_onnx.bench` (`make bench`) from the run of {report['generated_at'][:10]}: "
-             f"CPU {m['cpu_model']}, {m['cpu_cores']} "
-             f"cores, {report['settings']['threads']} thread" + (f"; GPU {gpu}" if gpu else "")
-             + "; full report: `reports/benchmark.md`. p50 latency in ms.", "",
-             "| model | variant | " + " | ".join(f"{title} b={b}" for b in batches for *_, title in columns)
-             + " | parity |",
-             "| --- | --- | " + "--- | " * (len(batches) * len(columns)) + "--- |"]  # fmt: skip
+    lines = [
+        f"Generated by `python -m mlops_onnx.bench` (`make bench`) from the run of {report['generated_at'][:10]}: "
+        f"CPU {m['cpu_model']}, {m['cpu_cores']} "
+        f"cores, {report['settings']['threads']} thread"
+        + (f"; GPU {gpu}" if gpu else "")
+        + "; full report: `reports/benchmark.md`. p50 latency in ms.",
+        "",
+        "| model | variant | " + " | ".join(f"{title} b={b}" for b in batches for *_, title in columns) + " | parity |",
+        "| --- | --- | " + "--- | " * (len(batches) * len(columns)) + "--- |",
+    ]
     for model in report["models"]:
         for variant in dict.fromkeys(r["variant"] for r in rows if r["model"] == model):
-            cells = [_row(rows, model, variant, provider, b, binding) for b in batches for provider, binding, _ in
-                     columns]  # fmt: skip
+            cells = [
+                _row(rows, model, variant, provider, b, binding) for b in batches for provider, binding, _ in columns
+            ]
             mine = [r for r in rows if r["model"] == model and r["variant"] == variant]
             failed = dict.fromkeys(cell_label(r) for r in mine if not r["parity_ok"])
             parity = "ok" if not failed else "FAIL: " + ", ".join(failed)
-            lines.append(f"| {model} | {variant} | " + " | ".join(_fmt_ms(c and c["p50_ms"]) for c in cells)
-                         + f" | {parity} |")  # fmt: skip
+            lines.append(
+                f"| {model} | {variant} | " + " | ".join(_fmt_ms(c and c["p50_ms"]) for c in cells) + f" | {parity} |"
+            )
     lines += ["", "| target | ratio | met |", "| --- | --- | --- |"]
     for t in report["targets"]:
-        lines.append(f"| {t['model']}: {t['target']} | {t.get('ratio', '–')} | "
-                     f"{ {True: 'yes', False: 'no — ' + t['detail'], None: '–'}[t['met']] } |")  # fmt: skip
+        lines.append(
+            f"| {t['model']}: {t['target']} | {t.get('ratio', '–')} | "
+            f"{ {True: 'yes', False: 'no — ' + t['detail'], None: '–'}[t['met']] } |"
+        )
     return "\n".join(lines)
 
 
@@ -665,8 +858,11 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
     for ax, model in zip(axes[0], models, strict=True):
         rows = [r for r in report["rows"] if r["model"] == model and r["batch"] == 1]
         names = [f"{r['variant'].replace('native_', 'n:').replace('onnx_', '')}\n{_short_label(r)}" for r in rows]
-        ax.bar(names, [r["p50_ms"] for r in rows], color=["#999" if r["variant"].startswith("native") else "#2a7"
-                                                           for r in rows])  # fmt: skip
+        ax.bar(
+            names,
+            [r["p50_ms"] for r in rows],
+            color=["#999" if r["variant"].startswith("native") else "#2a7" for r in rows],
+        )
         ax.set_yscale("log")
         ax.set_title(f"{model}: p50 latency, batch 1")
         ax.set_ylabel("ms (log)")
@@ -717,8 +913,12 @@ def log_to_mlflow(report: dict, files: list[Path]) -> str | None:
     metrics = {}
     for r in report["rows"]:
         key = f"{r['model']}.{r['variant']}.{_short_label(r, '.')}.b{r['batch']}"
-        metrics |= {f"{key}.p50_ms": r["p50_ms"], f"{key}.p99_ms": r["p99_ms"],
-                    f"{key}.throughput_per_s": r["throughput_per_s"], f"{key}.peak_rss_mb": r["peak_rss_mb"] or 0.0}
+        metrics |= {
+            f"{key}.p50_ms": r["p50_ms"],
+            f"{key}.p99_ms": r["p99_ms"],
+            f"{key}.throughput_per_s": r["throughput_per_s"],
+            f"{key}.peak_rss_mb": r["peak_rss_mb"] or 0.0,
+        }
     for t in report["targets"]:
         if t.get("ratio") is not None:
             metrics[f"target.{t['model']}.{'speedup' if 'native' in t['target'] else 'serving_vs_fp32'}"] = t["ratio"]
@@ -746,8 +946,11 @@ def report_main(report: dict, out_dir: Path, readme: bool, mlflow_log: bool) -> 
         run_id = log_to_mlflow(report, files)
         print(f"[bench] logged to MLflow experiment 'benchmarks', run {run_id}", flush=True)
     for t in report["targets"]:
-        print(f"[bench] target {t['model']}: {t['target']}: {t.get('ratio', '–')} "
-              f"{ {True: 'met', False: 'MISSED', None: 'not measured'}[t['met']] } ({t['detail']})", flush=True)
+        print(
+            f"[bench] target {t['model']}: {t['target']}: {t.get('ratio', '–')} "
+            f"{ {True: 'met', False: 'MISSED', None: 'not measured'}[t['met']] } ({t['detail']})",
+            flush=True,
+        )
     print(f"[bench] wrote {', '.join(str(p) for p in files)}", flush=True)
     return report
 
@@ -791,8 +994,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return worker_main(args)
     if args.command == "report":
-        report_main(json.loads(args.source.read_text()), args.out_dir, readme=not args.no_readme,
-                    mlflow_log=not args.no_mlflow)  # fmt: skip
+        report_main(
+            json.loads(args.source.read_text()), args.out_dir, readme=not args.no_readme, mlflow_log=not args.no_mlflow
+        )
         return 0
     if args.bundle_dir is None:
         from mlops_onnx.settings import get_settings

@@ -50,8 +50,18 @@ def cpu_model() -> str:
 
 def machine_info(threads: int) -> dict:
     versions = {}
-    for package in ("torch", "onnxruntime-gpu", "onnxruntime", "onnx", "numpy", "tensorflow-cpu", "tensorflow", "keras",
-                    "tf2onnx", "mlflow"):  # fmt: skip
+    for package in (
+        "torch",
+        "onnxruntime-gpu",
+        "onnxruntime",
+        "onnx",
+        "numpy",
+        "tensorflow-cpu",
+        "tensorflow",
+        "keras",
+        "tf2onnx",
+        "mlflow",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -162,16 +172,30 @@ def batch_of(inputs: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch]) if reps > 1 else inputs[:batch].copy()
 
 
-def summarize(model: str, variant: str, provider: str, execution_provider: str, batch: int,
-              latencies_ms: np.ndarray, size_bytes: int | None) -> BenchRow:  # fmt: skip
+def summarize(
+    model: str,
+    variant: str,
+    provider: str,
+    execution_provider: str,
+    batch: int,
+    latencies_ms: np.ndarray,
+    size_bytes: int | None,
+) -> BenchRow:
     p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99])
     return BenchRow(
-        model=model, variant=variant, provider=provider, batch=batch,
-        p50_ms=round(float(p50), 4), p95_ms=round(float(p95), 4), p99_ms=round(float(p99), 4),
+        model=model,
+        variant=variant,
+        provider=provider,
+        batch=batch,
+        p50_ms=round(float(p50), 4),
+        p95_ms=round(float(p95), 4),
+        p99_ms=round(float(p99), 4),
         mean_ms=round(float(latencies_ms.mean()), 4),
         throughput_per_s=round(batch * 1000.0 / float(latencies_ms.mean()), 2),
-        runs=len(latencies_ms), size_bytes=size_bytes, execution_provider=execution_provider,
-    )  # fmt: skip
+        runs=len(latencies_ms),
+        size_bytes=size_bytes,
+        execution_provider=execution_provider,
+    )
 
 
 def run_benchmark(
@@ -207,11 +231,26 @@ def run_benchmark(
                 continue
             feed = {session.get_inputs()[0].name: x}
             lat = time_calls(lambda s=session, f=feed: s.run(None, f), warmup, runs, max_seconds)
-            rows.append(summarize(model, f"onnx_{variant}", provider, session.get_providers()[0], batch, lat,
-                                  Path(path).stat().st_size))  # fmt: skip
-    return {"machine": machine_info(threads), "provider": provider, "warmup": warmup, "runs": runs,
-            "max_seconds_per_measurement": max_seconds,
-            "rows": [asdict(r) for r in rows], "notes": notes}  # fmt: skip
+            rows.append(
+                summarize(
+                    model,
+                    f"onnx_{variant}",
+                    provider,
+                    session.get_providers()[0],
+                    batch,
+                    lat,
+                    Path(path).stat().st_size,
+                )
+            )
+    return {
+        "machine": machine_info(threads),
+        "provider": provider,
+        "warmup": warmup,
+        "runs": runs,
+        "max_seconds_per_measurement": max_seconds,
+        "rows": [asdict(r) for r in rows],
+        "notes": notes,
+    }
 
 
 def metrics_from(report: dict) -> dict[str, float]:
@@ -246,18 +285,34 @@ def cuda_report(model: str, state: dict, out: Path) -> dict:
         notes = {}
         for provider in ("cuda", "tensorrt"):
             try:
-                natives = spec.native_predictors(Path(state["checkpoint"]), settings, device="cuda") \
-                    if provider == "cuda" else {}
+                natives = (
+                    spec.native_predictors(Path(state["checkpoint"]), settings, device="cuda")
+                    if provider == "cuda"
+                    else {}
+                )
                 providers[provider] = run_benchmark(
-                    model, natives, None, onnx_models, inputs, provider, settings.bench_threads,
-                    settings.bench_warmup, settings.bench_runs, "cuda", settings.bench_max_seconds,
+                    model,
+                    natives,
+                    None,
+                    onnx_models,
+                    inputs,
+                    provider,
+                    settings.bench_threads,
+                    settings.bench_warmup,
+                    settings.bench_runs,
+                    "cuda",
+                    settings.bench_max_seconds,
                 )
             except Exception as exc:  # e.g. TensorRT cannot build an engine: report it, keep CUDA's rows
                 notes[provider] = f"{type(exc).__name__}: {exc}"[:500]
         rows = [row for p in providers.values() for row in p["rows"]]
         notes |= {f"{p}:{k}": v for p, r in providers.items() for k, v in r["notes"].items()}
-        report = {"status": "ok" if rows else "skipped", "machine": machine_info(settings.bench_threads),
-                  "rows": rows, "notes": notes}  # fmt: skip
+        report = {
+            "status": "ok" if rows else "skipped",
+            "machine": machine_info(settings.bench_threads),
+            "rows": rows,
+            "notes": notes,
+        }
         if not rows:
             report["reason"] = "GPU not used: no provider ran on the GPU"
     out.write_text(json.dumps(report, indent=2))

@@ -22,10 +22,20 @@ from mlops_onnx.settings import Settings, get_settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_PATH = REPO_ROOT / "reports" / "demo-summary.json"
 HEADLINE_METRICS = (
-    "test_accuracy", "test_macro_f1", "test_f1", "test_roc_auc",  # classifiers
-    "test_accuracy_raw_text", "leakage_probe_subject_date_accuracy", "liar_accuracy", "liar_f1",  # fake news
-    "val_mase", "test_mase", "test_mae", "naive_test_mae", "test_directional_accuracy",  # forecaster
-)  # fmt: skip
+    "test_accuracy",
+    "test_macro_f1",
+    "test_f1",
+    "test_roc_auc",  # classifiers
+    "test_accuracy_raw_text",
+    "leakage_probe_subject_date_accuracy",
+    "liar_accuracy",
+    "liar_f1",  # fake news
+    "val_mase",
+    "test_mase",
+    "test_mae",
+    "naive_test_mae",
+    "test_directional_accuracy",  # forecaster
+)
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
@@ -70,9 +80,12 @@ def _airflow_checked(step: list[str], env: dict[str, str]) -> None:
 
 def run_demo(models: list[str], nights: int = 2) -> int:
     settings = get_settings()
-    print(f"MLOPS_HOME={settings.home}\nDATA SOURCE: {settings.data_source} ({settings.data_source_reason})\n"
-          f"MLflow: {settings.tracking_uri}\nprofile: {settings.profile}\n"
-          f"force retrain: {settings.force_retrain}\n", flush=True)  # fmt: skip
+    print(
+        f"MLOPS_HOME={settings.home}\nDATA SOURCE: {settings.data_source} ({settings.data_source_reason})\n"
+        f"MLflow: {settings.tracking_uri}\nprofile: {settings.profile}\n"
+        f"force retrain: {settings.force_retrain}\n",
+        flush=True,
+    )
     env = prepare_airflow(settings)
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     from mlops_onnx.services import running_mlflow_url
@@ -90,8 +103,10 @@ def run_demo(models: list[str], nights: int = 2) -> int:
             started = time.perf_counter()
             done = airflow(["dags", "test", pipeline.dag_id], env)
             dag_seconds[model] = time.perf_counter() - started
-            print(f"=== night {night}: {pipeline.dag_id}: {'ok' if done.returncode == 0 else 'FAILED'} "
-                  f"in {dag_seconds[model]:.0f}s ===\n")  # fmt: skip
+            print(
+                f"=== night {night}: {pipeline.dag_id}: {'ok' if done.returncode == 0 else 'FAILED'} "
+                f"in {dag_seconds[model]:.0f}s ===\n"
+            )
             if done.returncode != 0:
                 failures.append(f"{pipeline.dag_id} (night {night})")
         summaries.append(add_airflow_overhead(build_summary(settings, models), dag_seconds))
@@ -115,9 +130,12 @@ def run_demo(models: list[str], nights: int = 2) -> int:
 def night_line(night: int, summary: dict) -> dict:
     """One night of `make demo`: its wall time and what each model decided."""
     models = summary["models"].values()
-    return {"night": night, "seconds": round(sum(e.get("dag_seconds", 0.0) for e in models), 1),
-            "decisions": {m: e.get("promotion_decision") for m, e in summary["models"].items()},
-            "registered_versions": {m: e.get("registered_version") for m, e in summary["models"].items()}}  # fmt: skip
+    return {
+        "night": night,
+        "seconds": round(sum(e.get("dag_seconds", 0.0) for e in models), 1),
+        "decisions": {m: e.get("promotion_decision") for m, e in summary["models"].items()},
+        "registered_versions": {m: e.get("registered_version") for m, e in summary["models"].items()},
+    }
 
 
 def print_nights(summary: dict) -> None:
@@ -138,38 +156,56 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
 
     tracking.configure(settings)
     client = MlflowClient()
-    summary = {"mlops_home": str(settings.home), "tracking_uri": settings.tracking_uri,
-               "data_source": settings.data_source, "models": {}}  # fmt: skip
+    summary = {
+        "mlops_home": str(settings.home),
+        "tracking_uri": settings.tracking_uri,
+        "data_source": settings.data_source,
+        "models": {},
+    }
     for model in models:
         pipeline = PIPELINES[model]
         experiment = client.get_experiment_by_name(model)
-        runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                                  max_results=1) if experiment else []  # fmt: skip
+        runs = (
+            client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+            if experiment
+            else []
+        )
         if not runs:
             summary["models"][model] = {"dag_id": pipeline.dag_id, "status": "no run found"}
             continue
         run = runs[0]
         metrics, tags = run.data.metrics, run.data.tags
-        latency = {k.removeprefix("bench_cpu_").removesuffix("_b1_p50_ms"): v for k, v in metrics.items()
-                   if k.startswith("bench_cpu_") and k.endswith("_b1_p50_ms")}  # fmt: skip
+        latency = {
+            k.removeprefix("bench_cpu_").removesuffix("_b1_p50_ms"): v
+            for k, v in metrics.items()
+            if k.startswith("bench_cpu_") and k.endswith("_b1_p50_ms")
+        }
         entry = {
             "dag_id": pipeline.dag_id,
             "mlflow_run_id": run.info.run_id,
             "airflow_run_id": tags.get("airflow_run_id"),
             "data_source": tags.get("data_source"),
             "data_hash": tags.get("data_hash"),
-            "data_rows": {k.removeprefix("data_rows_"): int(v) for k, v in metrics.items()
-                          if k.startswith("data_rows_")},
+            "data_rows": {
+                k.removeprefix("data_rows_"): int(v) for k, v in metrics.items() if k.startswith("data_rows_")
+            },
             "validation": tags.get("validation_status", "not run"),
-            "data_files": {k.removeprefix("data_files_"): int(v) for k, v in metrics.items()
-                           if k.startswith("data_files_")},
+            "data_files": {
+                k.removeprefix("data_files_"): int(v) for k, v in metrics.items() if k.startswith("data_files_")
+            },
             "test_metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
             "parity_fp32_max_abs_diff": metrics.get("parity_fp32_max_abs_diff"),
-            "parity": {k.removeprefix("parity_").removesuffix("_passed"): bool(v) for k, v in metrics.items()
-                       if k.startswith("parity_") and k.endswith("_passed")},
+            "parity": {
+                k.removeprefix("parity_").removesuffix("_passed"): bool(v)
+                for k, v in metrics.items()
+                if k.startswith("parity_") and k.endswith("_passed")
+            },
             "cpu_b1_p50_ms": latency,
-            "task_seconds": {k.removeprefix("task_seconds_"): round(v, 2) for k, v in metrics.items()
-                             if k.startswith("task_seconds_")},
+            "task_seconds": {
+                k.removeprefix("task_seconds_"): round(v, 2)
+                for k, v in metrics.items()
+                if k.startswith("task_seconds_")
+            },
             "gpu": tags.get("bench_gpu_status", "not run"),
             "gate": tags.get("gate_status", "not reached"),
             "gate_reason": tags.get("gate_reason"),
@@ -179,7 +215,7 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             "registered_version": tags.get("registered_version"),
             "alias": tags.get("registered_alias"),
             "serving_variant": tags.get("serving_variant"),
-        }  # fmt: skip
+        }
         try:
             champion = client.get_model_version_by_alias(model, "champion")
             entry["current_champion_version"] = champion.version
@@ -206,10 +242,12 @@ def add_airflow_overhead(summary: dict, dag_seconds: dict[str, float]) -> dict:
         totals["task_seconds"] += tasks
     if totals["dag_seconds"]:
         overhead = totals["dag_seconds"] - totals["task_seconds"]
-        summary["airflow_overhead"] = {"dag_seconds": round(totals["dag_seconds"], 1),
-                                       "task_seconds": round(totals["task_seconds"], 1),
-                                       "overhead_seconds": round(overhead, 1),
-                                       "overhead_share": round(overhead / totals["dag_seconds"], 3)}  # fmt: skip
+        summary["airflow_overhead"] = {
+            "dag_seconds": round(totals["dag_seconds"], 1),
+            "task_seconds": round(totals["task_seconds"], 1),
+            "overhead_seconds": round(overhead, 1),
+            "overhead_share": round(overhead / totals["dag_seconds"], 3),
+        }
     return summary
 
 
@@ -235,17 +273,26 @@ def print_summary(summary: dict) -> None:
         if e.get("promotion_reason"):
             print(f"  decision     : {e['promotion_decision']}: {e['promotion_reason']}")
         if e["registered_version"]:
-            print(f"  registered   : {model} v{e['registered_version']} @{e['alias']}, "
-                  f"serving variant {e['serving_variant']}")  # fmt: skip
-        print(f"  champion     : v{e['current_champion_version']}" if e["current_champion_version"]
-              else "  champion     : none")  # fmt: skip
+            print(
+                f"  registered   : {model} v{e['registered_version']} @{e['alias']}, "
+                f"serving variant {e['serving_variant']}"
+            )
+        print(
+            f"  champion     : v{e['current_champion_version']}"
+            if e["current_champion_version"]
+            else "  champion     : none"
+        )
         if "airflow_overhead_seconds" in e:
-            print(f"  time         : DAG {e['dag_seconds']:.0f}s, tasks {sum(e['task_seconds'].values()):.0f}s, "
-                  f"Airflow overhead {e['airflow_overhead_seconds']:.0f}s ({e['airflow_overhead_share']:.0%})")
+            print(
+                f"  time         : DAG {e['dag_seconds']:.0f}s, tasks {sum(e['task_seconds'].values()):.0f}s, "
+                f"Airflow overhead {e['airflow_overhead_seconds']:.0f}s ({e['airflow_overhead_share']:.0%})"
+            )
     if "airflow_overhead" in summary:
         o = summary["airflow_overhead"]
-        print(f"\nAirflow overhead (time outside task bodies): {o['overhead_seconds']:.0f}s of {o['dag_seconds']:.0f}s "
-              f"({o['overhead_share']:.0%})")
+        print(
+            f"\nAirflow overhead (time outside task bodies): {o['overhead_seconds']:.0f}s of {o['dag_seconds']:.0f}s "
+            f"({o['overhead_share']:.0%})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run every nightly DAG end to end through Airflow, then summarise")
     demo.add_argument("models", nargs="*", default=list(PIPELINES), help="models to run (default: all)")
-    demo.add_argument("--nights", type=int, default=2,
-                      help="run every DAG this many times (night 2 on unchanged data skips training)")
+    demo.add_argument(
+        "--nights", type=int, default=2, help="run every DAG this many times (night 2 on unchanged data skips training)"
+    )
     summary = sub.add_parser("summary", help="print the summary of the latest runs from MLflow")
     summary.add_argument("models", nargs="*", default=list(PIPELINES))
     sub.add_parser("airflow-env", help="print the Airflow environment variables for this MLOPS_HOME")

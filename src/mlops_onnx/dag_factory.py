@@ -42,8 +42,9 @@ def snapshot_alias(pipeline: Pipeline) -> AssetAlias:
 
 def snapshot_asset(pipeline: Pipeline) -> Asset:
     """The dataset's validated-input history: one event per new content-hashed snapshot (hash in `extra`)."""
-    return Asset(name=f"{pipeline.dataset.name}_snapshot", uri=f"mlops-snapshot://{pipeline.dataset.name}",
-                 group="dataset")  # fmt: skip
+    return Asset(
+        name=f"{pipeline.dataset.name}_snapshot", uri=f"mlops-snapshot://{pipeline.dataset.name}", group="dataset"
+    )
 
 
 def source_asset(pipeline: Pipeline) -> Asset:
@@ -76,9 +77,13 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
 
     context = get_current_context()
     logical_date = context.get("logical_date")  # None for a run triggered without one
-    ctx = RunContext(dag_id=context["dag"].dag_id, run_id=context["run_id"], try_number=context["ti"].try_number,
-                     logical_date=logical_date.isoformat() if logical_date else None,
-                     force_retrain=bool(context["params"].get("force_retrain", False)))  # fmt: skip
+    ctx = RunContext(
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        try_number=context["ti"].try_number,
+        logical_date=logical_date.isoformat() if logical_date else None,
+        force_retrain=bool(context["params"].get("force_retrain", False)),
+    )
     _export_kaggle_connection()
     state = {k: v for part in upstream for k, v in part.items()}
     _push_links(context["ti"], pipeline.model, state)  # also on a failed task, where the reason is
@@ -101,7 +106,8 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
     _push_links(context["ti"], pipeline.model, result)
     if result.get("snapshot_new"):  # the asset view shows when the dataset last changed, and to what
         context["outlet_events"][snapshot_alias(pipeline)].add(
-            snapshot_asset(pipeline), extra={"snapshot": result["snapshot"], "source": result["data_source"]})
+            snapshot_asset(pipeline), extra={"snapshot": result["snapshot"], "source": result["data_source"]}
+        )
     return result
 
 
@@ -110,8 +116,9 @@ def _push_links(ti, model: str, state: dict) -> None:
     from mlops_onnx import links
 
     if state.get("mlflow_experiment_id") and state.get("mlflow_run_id"):
-        ti.xcom_push(key=links.MLFLOW_RUN_XCOM, value=links.run_url(state["mlflow_experiment_id"],
-                                                                    state["mlflow_run_id"]))  # fmt: skip
+        ti.xcom_push(
+            key=links.MLFLOW_RUN_XCOM, value=links.run_url(state["mlflow_experiment_id"], state["mlflow_run_id"])
+        )
     ti.xcom_push(key=links.MLFLOW_MODEL_XCOM, value=links.model_url(model, state.get("version")))
 
 
@@ -142,16 +149,23 @@ def nightly_dag(model: str):
     @dag(
         dag_id=pipeline.dag_id,
         description=f"{pipeline.title}: ingest → validate → train → ONNX → quantize → parity → benchmark → gate",
-        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(pipeline.schedule, timezone="UTC"),
-                                     assets=source_asset(pipeline)),  # fmt: skip
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(pipeline.schedule, timezone="UTC"), assets=source_asset(pipeline)
+        ),
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
         default_args=default_args(),
         dagrun_timeout=timedelta(hours=4),
-        params={"force_retrain": Param(False, type="boolean", title="Force retrain",
-                                       description="Train even if the data, the code and the config are unchanged "
-                                                   "since a run that got through the gate.")},  # fmt: skip
+        params={
+            "force_retrain": Param(
+                False,
+                type="boolean",
+                title="Force retrain",
+                description="Train even if the data, the code and the config are unchanged "
+                "since a run that got through the gate.",
+            )
+        },
         tags=["nightly", "onnx", pipeline.model],
         doc_md=f"""
 ### {pipeline.title} — nightly

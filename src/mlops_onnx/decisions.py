@@ -18,7 +18,12 @@ import pandas as pd
 from mlops_onnx.stats import PairedTest, mcnemar_exact
 
 FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, SKIPPED = (
-    "first_champion", "promoted", "kept_champion", "rejected", "skipped_unchanged")  # fmt: skip
+    "first_champion",
+    "promoted",
+    "kept_champion",
+    "rejected",
+    "skipped_unchanged",
+)
 DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED)  # a run that got through the gate, one way or the other
 
 
@@ -41,19 +46,33 @@ def classifier_head_to_head(spec, candidate: np.ndarray, champion: np.ndarray, r
     candidate_labels, champion_labels = spec.labels(candidate), spec.labels(champion)
     candidate_correct = candidate_labels == rows.targets
     champion_correct = champion_labels == rows.targets
-    frame = pd.DataFrame({"row_id": rows.ids, "target": rows.targets, "candidate": candidate_labels,
-                          "champion": champion_labels, "candidate_correct": candidate_correct,
-                          "champion_correct": champion_correct})  # fmt: skip
-    return HeadToHead(spec.primary_metric, spec.higher_is_better, spec.quality(candidate, rows.targets),
-                      spec.quality(champion, rows.targets), mcnemar_exact(candidate_correct, champion_correct),
-                      frame)  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "row_id": rows.ids,
+            "target": rows.targets,
+            "candidate": candidate_labels,
+            "champion": champion_labels,
+            "candidate_correct": candidate_correct,
+            "champion_correct": champion_correct,
+        }
+    )
+    return HeadToHead(
+        spec.primary_metric,
+        spec.higher_is_better,
+        spec.quality(candidate, rows.targets),
+        spec.quality(champion, rows.targets),
+        mcnemar_exact(candidate_correct, champion_correct),
+        frame,
+    )
 
 
 def decide(result: HeadToHead, alpha: float, champion_version: str) -> tuple[str, str]:
     """`promoted` or `kept_champion`, and why, in one sentence with the numbers."""
     t = result.test
-    numbers = (f"{result.metric} {result.candidate:.4f} vs champion v{champion_version} {result.champion:.4f} "
-               f"on the same {len(result.rows)} test rows ({t.test}, p={t.p_value:.3g}, alpha={alpha:g})")  # fmt: skip
+    numbers = (
+        f"{result.metric} {result.candidate:.4f} vs champion v{champion_version} {result.champion:.4f} "
+        f"on the same {len(result.rows)} test rows ({t.test}, p={t.p_value:.3g}, alpha={alpha:g})"
+    )
     if result.candidate_is_better and t.p_value < alpha:
         return PROMOTED, f"Promoted: {numbers}."
     if result.candidate_is_better:
@@ -80,14 +99,20 @@ def write_artifacts(result: HeadToHead, folder: Path, champion_version: str) -> 
         ax.set_title(f"Head to head vs v{champion_version}: below 0 = candidate better")
     else:  # classifiers: the McNemar table's cells
         d = result.test.detail
-        cells = {"both right": d["both_correct"], "only candidate": d["candidate_only_correct"],
-                 "only champion": d["champion_only_correct"], "both wrong": d["both_wrong"]}  # fmt: skip
+        cells = {
+            "both right": d["both_correct"],
+            "only candidate": d["candidate_only_correct"],
+            "only champion": d["champion_only_correct"],
+            "both wrong": d["both_wrong"],
+        }
         ax.bar(list(cells), list(cells.values()), color=["tab:gray", "tab:green", "tab:red", "black"])
         for i, value in enumerate(cells.values()):
             ax.annotate(str(value), (i, value), ha="center", va="bottom")
         ax.set_ylabel("test rows")
-        ax.set_title(f"Head to head vs v{champion_version}: {result.metric} {result.candidate:.4f} vs "
-                     f"{result.champion:.4f}, p={result.test.p_value:.3g}")  # fmt: skip
+        ax.set_title(
+            f"Head to head vs v{champion_version}: {result.metric} {result.candidate:.4f} vs "
+            f"{result.champion:.4f}, p={result.test.p_value:.3g}"
+        )
     fig.tight_layout()
     plot = folder / "head_to_head.png"
     fig.savefig(plot, dpi=100)

@@ -49,7 +49,15 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path) 
             share = float(metric["value"]["share"])
         elif name.startswith("ValueDrift("):
             column = metric["config"]["column"]
-            columns[column] = {"score": float(metric["value"]), "method": metric["config"]["method"],
-                               "threshold": float(metric["config"]["threshold"])}  # fmt: skip
-    return {"drift_share": share, "drift_detected": float(share >= DRIFT_SHARE), "columns": columns,
-            "reference_rows": len(reference), "current_rows": len(current)}  # fmt: skip
+            columns[column] = {
+                "score": float(metric["value"]),
+                "method": metric["config"]["method"],
+                "threshold": float(metric["config"]["threshold"]),
+            }
+    return {
+        "drift_share": share,
+        "drift_detected": float(share >= DRIFT_SHARE),
+        "columns": columns,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+    }

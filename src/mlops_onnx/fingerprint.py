@@ -29,8 +29,12 @@ def fingerprint(spec, data_hash: str, settings: Settings) -> dict[str, str]:
 
 def earlier_decision(client, experiment_id: str, fingerprint: str, this_run_id: str):
     """The newest other MLflow run with this fingerprint whose gate decided (promoted, kept, rejected), or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.fingerprint = '{fingerprint}'",
-                              order_by=["attributes.start_time DESC"], max_results=50)  # fmt: skip
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.fingerprint = '{fingerprint}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
     for run in runs:
         if run.info.run_id != this_run_id and run.data.tags.get("promotion_decision") in DECIDED:
             return run
@@ -45,6 +49,8 @@ def unchanged_reason(earlier) -> str:
         outcome = f"version {tags['registered_version']}{pruned}, {tags['promotion_decision']}"
     else:
         outcome = f"rejected by the gate ({tags.get('gate_reason', 'no reason recorded')[:200]})"
-    return (f"unchanged since run {tags.get('airflow_run_id', earlier.info.run_id)} (same data "
-            f"{tags.get('data_hash', '?')[:12]}, code {tags.get('code_version', '?')[:12]} and config "
-            f"{tags.get('config_hash', '?')[:12]}): {outcome}")  # fmt: skip
+    return (
+        f"unchanged since run {tags.get('airflow_run_id', earlier.info.run_id)} (same data "
+        f"{tags.get('data_hash', '?')[:12]}, code {tags.get('code_version', '?')[:12]} and config "
+        f"{tags.get('config_hash', '?')[:12]}): {outcome}"
+    )

@@ -38,8 +38,12 @@ ADMIN, PIPELINE, READER, VIEWER = "admin", "pipeline", "reader", "viewer"
 ACCOUNTS = (ADMIN, PIPELINE, READER, VIEWER)
 WORKSPACE = "default"  # MLflow's default workspace: every experiment and model of this project
 ROLES: dict[str, tuple[tuple[str, str], ...]] = {  # role: (resource type, permission) on every resource ("*")
-    "mlops-pipeline": (("workspace", "USE"), ("experiment", "EDIT"), ("registered_model", "EDIT"),
-                       ("registered_model_version", "MANAGE")),  # retention.prune_versions deletes versions
+    "mlops-pipeline": (
+        ("workspace", "USE"),
+        ("experiment", "EDIT"),
+        ("registered_model", "EDIT"),
+        ("registered_model_version", "MANAGE"),
+    ),  # retention.prune_versions deletes versions
     "mlops-read-only": (("experiment", "READ"), ("registered_model", "READ")),
 }
 ACCOUNT_ROLES = {PIPELINE: "mlops-pipeline", READER: "mlops-read-only", VIEWER: "mlops-read-only"}
@@ -160,8 +164,9 @@ def ensure_accounts(url: str, admin_password: str, passwords: dict[str, str], mo
             role = roles.get(name) or auth.create_role(WORKSPACE, name, description="mlops_onnx.mlflow_auth.ROLES")
             roles[name] = role
             wanted = {(resource_type, "*", permission) for resource_type, permission in grants}
-            present = {(p.resource_type, p.resource_pattern, p.permission): p.id
-                       for p in auth.list_role_permissions(role.id)}  # fmt: skip
+            present = {
+                (p.resource_type, p.resource_pattern, p.permission): p.id for p in auth.list_role_permissions(role.id)
+            }
             for grant, grant_id in present.items():
                 if grant not in wanted:
                     auth.remove_role_permission(grant_id)
@@ -198,8 +203,10 @@ def requires_login(url: str) -> bool:
 
 def _required_password(account: str, password: str | None, variable: str) -> str:
     if not password or password.startswith("change-me") or len(password) < MIN_PASSWORD_LENGTH:
-        raise MlflowAuthError(f"{variable}: the {account} account needs a password of at least "
-                              f"{MIN_PASSWORD_LENGTH} characters, not a placeholder (see .env.example)")  # fmt: skip
+        raise MlflowAuthError(
+            f"{variable}: the {account} account needs a password of at least "
+            f"{MIN_PASSWORD_LENGTH} characters, not a placeholder (see .env.example)"
+        )
     return password
 
 
@@ -208,8 +215,10 @@ def setup_from_environment(settings: Settings) -> None:
     from mlops_onnx.catalog import PIPELINES
 
     url = settings.tracking_uri.rstrip("/")
-    passwords = {account: _required_password(account, os.environ.get(variable), variable)
-                 for account, variable in PASSWORD_VARIABLES.items()}  # fmt: skip
+    passwords = {
+        account: _required_password(account, os.environ.get(variable), variable)
+        for account, variable in PASSWORD_VARIABLES.items()
+    }
     if not requires_login(url):
         raise MlflowAuthError(f"{url} answers without a login: start it with {' '.join(SERVER_ARGUMENTS)}")
     ensure_accounts(url, passwords[ADMIN], passwords, PIPELINES)
@@ -266,8 +275,10 @@ def ensure_local_accounts(settings: Settings) -> None:
     stored = json.loads(credentials_file(settings).read_text())
     url = stored["url"]
     if not requires_login(url):
-        raise MlflowAuthError(f"the MLflow server at {url} runs without authentication (started before "
-                              "MLOPS_MLFLOW_AUTH was on?): `make down`, then `make up` again")  # fmt: skip
+        raise MlflowAuthError(
+            f"the MLflow server at {url} runs without authentication (started before "
+            "MLOPS_MLFLOW_AUTH was on?): `make down`, then `make up` again"
+        )
     try:
         ensure_accounts(url, stored["passwords"][ADMIN], stored["passwords"], PIPELINES)
     except MlflowException as exc:
@@ -302,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops_onnx.mlflow_auth", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup", help="create or update the accounts from the environment (compose's mlflow-init)")
-    rotate_parser = commands.add_parser("rotate", help="`make up`: a new password for an account, stored in "
-                                                       "$MLOPS_HOME/mlflow-auth/credentials.json")  # fmt: skip
+    rotate_parser = commands.add_parser(
+        "rotate", help="`make up`: a new password for an account, stored in $MLOPS_HOME/mlflow-auth/credentials.json"
+    )
     rotate_parser.add_argument("account", choices=ACCOUNTS)
     args = parser.parse_args(argv)
     from mlflow.exceptions import MlflowException

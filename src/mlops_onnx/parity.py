@@ -91,16 +91,16 @@ def compare(
             # Flips at the boundary are rounding; every other disagreement counts.
             agreement_off_boundary = agreement + boundary.sum() / max(len(native_labels), 1)
             if agreement_off_boundary < rules.fp32_min_agreement:
-                reasons.append(f"label agreement {agreement:.4%} < {rules.fp32_min_agreement:.2%} "
-                               f"({int(boundary.sum())} of the disagreements at the decision boundary)")
+                reasons.append(
+                    f"label agreement {agreement:.4%} < {rules.fp32_min_agreement:.2%} "
+                    f"({int(boundary.sum())} of the disagreements at the decision boundary)"
+                )
     else:
         if agreement is not None and agreement < rules.variant_min_agreement:
             reasons.append(f"label agreement {agreement:.4%} < {rules.variant_min_agreement:.2%}")
         if not drop <= rules.variant_max_quality_drop:
             unit = "relative" if rules.relative_drop else "absolute"
-            reasons.append(
-                f"{rules.quality_name} drop {drop:.4f} ({unit}) > {rules.variant_max_quality_drop:g}"
-            )
+            reasons.append(f"{rules.quality_name} drop {drop:.4f} ({unit}) > {rules.variant_max_quality_drop:g}")
     return VariantParity(
         variant=variant,
         passed=not reasons,

@@ -56,10 +56,11 @@ def serving_variant(state: dict) -> str:
     if base50 is None or base95 is None:
         return "fp32"
     faster = {
-        name: p50[f"onnx_{name}"] for name in state.get("passing_variants", {})
+        name: p50[f"onnx_{name}"]
+        for name in state.get("passing_variants", {})
         if p50.get(f"onnx_{name}", base50) <= SERVING_MARGIN * base50
         and p95.get(f"onnx_{name}", base95) <= SERVING_MARGIN * base95
-    }  # fmt: skip
+    }
     return min(faster, key=faster.get) if faster else "fp32"
 
 
@@ -69,8 +70,9 @@ def _existing_version(client, name: str, run_id: str, ctx: RunContext, forced: b
     retrain asked for a new version, so it does not count)."""
     versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if not versions and ctx.logical_date and not forced:
-        versions = client.search_model_versions(f"name='{name}' and tags.airflow_dag_id='{ctx.dag_id}' "
-                                                f"and tags.airflow_logical_date='{ctx.logical_date}'")  # fmt: skip
+        versions = client.search_model_versions(
+            f"name='{name}' and tags.airflow_dag_id='{ctx.dag_id}' and tags.airflow_logical_date='{ctx.logical_date}'"
+        )
     # search_model_versions leaves `aliases` empty; get_model_version fills it.
     return client.get_model_version(name, versions[0].version) if versions else None
 
@@ -88,15 +90,21 @@ def _log_model(spec, state: dict) -> str:
     session = make_session(fp32)
     example_input = _input_example(session)
     example_output = session.run(None, {session.get_inputs()[0].name: example_input})[0]
-    signature = infer_signature({spec.onnx_input_name: example_input},
-                                {session.get_outputs()[0].name: np.asarray(example_output)})  # fmt: skip
+    signature = infer_signature(
+        {spec.onnx_input_name: example_input}, {session.get_outputs()[0].name: np.asarray(example_output)}
+    )
     info = mlflow.onnx.log_model(
-        onnx.load(str(fp32)), name="model", signature=signature,
+        onnx.load(str(fp32)),
+        name="model",
+        signature=signature,
         input_example={spec.onnx_input_name: example_input},
-        onnx_execution_providers=["CPUExecutionProvider"], save_as_external_data=False,
-        pip_requirements=[f"onnx=={metadata.version('onnx')}",
-                          f"onnxruntime-gpu=={metadata.version('onnxruntime-gpu')}"],
-    )  # fmt: skip
+        onnx_execution_providers=["CPUExecutionProvider"],
+        save_as_external_data=False,
+        pip_requirements=[
+            f"onnx=={metadata.version('onnx')}",
+            f"onnxruntime-gpu=={metadata.version('onnxruntime-gpu')}",
+        ],
+    )
     for path in state.get("passing_variants", {}).values():
         mlflow.log_artifact(path, "variants")
     for path in [fp32, *map(Path, state.get("passing_variants", {}).values())]:
@@ -135,22 +143,40 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
     reasons = gate_reasons(spec, state, settings)
     if reasons:
         reason = "Rejected by the gate: " + "; ".join(reasons) + "."
-        tracking.set_run_tags(state["mlflow_run_id"], {"gate_status": "rejected", "gate_reason": "; ".join(reasons),
-                                                       "promotion_decision": REJECTED,
-                                                       "promotion_reason": reason})  # fmt: skip
+        tracking.set_run_tags(
+            state["mlflow_run_id"],
+            {
+                "gate_status": "rejected",
+                "gate_reason": "; ".join(reasons),
+                "promotion_decision": REJECTED,
+                "promotion_reason": reason,
+            },
+        )
         print(f"[{spec.name}] GATE REJECTED: {reason} Nothing registered.", flush=True)
-        return {**state, "registered": False, "gate": "rejected", "gate_reason": "; ".join(reasons),
-                "promotion_decision": REJECTED}  # fmt: skip
+        return {
+            **state,
+            "registered": False,
+            "gate": "rejected",
+            "gate_reason": "; ".join(reasons),
+            "promotion_decision": REJECTED,
+        }
 
     champion = current_champion(client, spec.name)
     decision, reason, compared = _decide(spec, client, champion, state, settings)
     version = _register(spec, client, ctx, state, decision, reason)
-    decision, reason, alias = _move_alias(spec, client, version, champion, (decision, reason, compared), state,
-                                          settings)  # fmt: skip
+    decision, reason, alias = _move_alias(
+        spec, client, version, champion, (decision, reason, compared), state, settings
+    )
     print(f"[{spec.name}] registered version {version} as @{alias}: {reason}", flush=True)
-    return {**state, "registered": True, "version": version, "aliases": [alias], "gate": "registered",
-            "serving_variant": client.get_model_version(spec.name, version).tags.get("serving_variant"),
-            "promotion_decision": decision}  # fmt: skip
+    return {
+        **state,
+        "registered": True,
+        "version": version,
+        "aliases": [alias],
+        "gate": "registered",
+        "serving_variant": client.get_model_version(spec.name, version).tags.get("serving_variant"),
+        "promotion_decision": decision,
+    }
 
 
 def current_champion(client, name: str):
@@ -168,14 +194,26 @@ def _decide(spec, client, champion, state: dict, settings: Settings, exclude: st
 
     if champion is None or str(champion.version) == exclude:
         score = state["metrics"][spec.primary_metric]
-        return FIRST_CHAMPION, (f"First champion: no champion yet and the gate passed ({spec.primary_metric} "
-                                f"{score:.4f}, threshold {spec.gate_min(settings):.4f})."), None  # fmt: skip
+        return (
+            FIRST_CHAMPION,
+            (
+                f"First champion: no champion yet and the gate passed ({spec.primary_metric} "
+                f"{score:.4f}, threshold {spec.gate_min(settings):.4f})."
+            ),
+            None,
+        )
     try:
         result = head_to_head(spec, client, champion, state, settings)
     except Exception as exc:  # an incomparable champion is never replaced automatically
         log.warning("head-to-head against %s v%s failed", spec.name, champion.version, exc_info=True)
-        return KEPT, (f"Champion kept: champion v{champion.version} could not be run on tonight's test rows "
-                      f"({type(exc).__name__}: {str(exc)[:300]}); move `champion` by hand if this one is better."), None
+        return (
+            KEPT,
+            (
+                f"Champion kept: champion v{champion.version} could not be run on tonight's test rows "
+                f"({type(exc).__name__}: {str(exc)[:300]}); move `champion` by hand if this one is better."
+            ),
+            None,
+        )
     decision, reason = decide(result, settings.promotion_alpha, str(champion.version))
     _log_head_to_head(spec, state, result, str(champion.version))
     return decision, reason, result
@@ -194,20 +232,26 @@ def head_to_head(spec, client, champion, state: dict, settings: Settings):
     workdir = Path(state["workdir"])
     with tempfile.TemporaryDirectory(prefix=f"champion-{spec.name}-v{champion.version}-") as tmp:
         folder = Path(tmp)
-        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{champion.version}",
-                                                             dst_path=str(folder / "model")))  # fmt: skip
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{spec.name}/{champion.version}", dst_path=str(folder / "model")
+            )
+        )
         preprocessing = version_preprocessing(client, champion, folder)
         if state.get("preprocessing") and preprocessing is None:
             raise ValueError(f"champion v{champion.version} has no preprocessing files (model/preprocessing/)")
         rows = spec.evaluation_data(snapshot, settings, workdir)
         # Without preprocessing files of its own (fashion) the champion reads exactly tonight's inputs.
-        champion_rows = rows if preprocessing is None else spec.evaluation_data(snapshot, settings, workdir,
-                                                                                 preprocessing)  # fmt: skip
+        champion_rows = (
+            rows if preprocessing is None else spec.evaluation_data(snapshot, settings, workdir, preprocessing)
+        )
         if list(rows.ids) != list(champion_rows.ids):
             raise ValueError("the champion's inputs were built for other rows than tonight's test split")
         outputs = {}
-        for name, path, inputs in (("candidate", state["onnx_fp32"], rows.inputs),
-                                   ("champion", next(model_dir.rglob("*.onnx")), champion_rows.inputs)):  # fmt: skip
+        for name, path, inputs in (
+            ("candidate", state["onnx_fp32"], rows.inputs),
+            ("champion", next(model_dir.rglob("*.onnx")), champion_rows.inputs),
+        ):
             session = make_session(path, "cpu", threads=0)
             outputs[name] = run_batched(session, inputs.astype(input_dtype(session), copy=False))
     return spec.head_to_head(outputs["candidate"], outputs["champion"], rows)
@@ -229,12 +273,22 @@ def _log_head_to_head(spec, state: dict, result, champion_version: str) -> None:
 
     table, plot = write_artifacts(result, Path(state["workdir"]) / "reports", champion_version)
     with mlflow.start_run(run_id=state["mlflow_run_id"]):
-        mlflow.log_metrics({"compare_rows": len(result.rows), "compare_p_value": result.test.p_value,
-                            f"compare_candidate_{result.metric}": result.candidate,
-                            f"compare_champion_{result.metric}": result.champion,
-                            "compare_statistic": result.test.statistic})  # fmt: skip
-        mlflow.set_tags({"compare_champion_version": champion_version, "compare_test": result.test.test,
-                         "compare_detail": str(result.test.detail)[:500]})  # fmt: skip
+        mlflow.log_metrics(
+            {
+                "compare_rows": len(result.rows),
+                "compare_p_value": result.test.p_value,
+                f"compare_candidate_{result.metric}": result.candidate,
+                f"compare_champion_{result.metric}": result.champion,
+                "compare_statistic": result.test.statistic,
+            }
+        )
+        mlflow.set_tags(
+            {
+                "compare_champion_version": champion_version,
+                "compare_test": result.test.test,
+                "compare_detail": str(result.test.detail)[:500],
+            }
+        )
         mlflow.log_artifact(str(table), "reports")
         mlflow.log_artifact(str(plot), "plots")
 
@@ -247,21 +301,35 @@ def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason:
     with mlflow.start_run(run_id=state["mlflow_run_id"]):
         model_uri = _log_model(spec, state)
         tags = {
-            "data_hash": state["snapshot"], **state.get("fingerprint", {}), "data_source": state["data_source"],
-            "git_commit": tracking.code_version(), "airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id,
-            "parity_status": "passed", "serving_variant": variant, spec.primary_metric: f"{score:.6f}",
+            "data_hash": state["snapshot"],
+            **state.get("fingerprint", {}),
+            "data_source": state["data_source"],
+            "git_commit": tracking.code_version(),
+            "airflow_dag_id": ctx.dag_id,
+            "airflow_run_id": ctx.run_id,
+            "parity_status": "passed",
+            "serving_variant": variant,
+            spec.primary_metric: f"{score:.6f}",
             "variants_passed": ",".join(sorted(state.get("passing_variants", {}))) or "none",
-            "forced": str(state.get("forced", False)).lower(), "promotion_decision": decision,
+            "forced": str(state.get("forced", False)).lower(),
+            "promotion_decision": decision,
             "promotion_reason": reason,
-        } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})  # fmt: skip
+        } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})
         version = str(mlflow.register_model(model_uri, spec.name, tags=tags).version)
-        mlflow.set_tags({"gate_status": "registered", "registered_model": spec.name,
-                         "registered_version": version, "serving_variant": variant})  # fmt: skip
+        mlflow.set_tags(
+            {
+                "gate_status": "registered",
+                "registered_model": spec.name,
+                "registered_version": version,
+                "serving_variant": variant,
+            }
+        )
     return version
 
 
-def _move_alias(spec, client, version: str, compared_with, decided: tuple, state: dict, settings: Settings,
-                attempts: int = 3) -> tuple[str, str, str]:  # fmt: skip
+def _move_alias(
+    spec, client, version: str, compared_with, decided: tuple, state: dict, settings: Settings, attempts: int = 3
+) -> tuple[str, str, str]:
     """Set `champion` or `challenger` by `decided` (decision, reason, HeadToHead or None); if the champion
     changed since that comparison, compare again with the new one first."""
     for _ in range(attempts):
@@ -282,8 +350,9 @@ def _same_version(a, b) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and str(a.version) == str(b.version))
 
 
-def _record_decision(spec, client, version: str, state: dict, decision: str, reason: str, alias: str,
-                     compared=None) -> None:  # fmt: skip
+def _record_decision(
+    spec, client, version: str, state: dict, decision: str, reason: str, alias: str, compared=None
+) -> None:
     """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
     tags = {"promotion_decision": decision, "promotion_reason": reason}
     if compared is not None:
@@ -291,8 +360,9 @@ def _record_decision(spec, client, version: str, state: dict, decision: str, rea
     for key, value in tags.items():
         client.set_model_version_tag(spec.name, version, key, value)
     client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
-    tracking.set_run_tags(state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason,
-                                                   "registered_alias": alias})  # fmt: skip
+    tracking.set_run_tags(
+        state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias}
+    )
 
 
 def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, settings: Settings) -> dict:
@@ -305,15 +375,32 @@ def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, setti
     decision = existing.tags.get("promotion_decision", "")
     if not aliases:
         champion = current_champion(client, spec.name)
-        decided = _decide(spec, client, champion, {**state, "metrics": state.get("metrics") or {
-            spec.primary_metric: float(existing.tags[spec.primary_metric])}}, settings, exclude=version)  # fmt: skip
+        decided = _decide(
+            spec,
+            client,
+            champion,
+            {
+                **state,
+                "metrics": state.get("metrics") or {spec.primary_metric: float(existing.tags[spec.primary_metric])},
+            },
+            settings,
+            exclude=version,
+        )
         decision, _, alias = _move_alias(spec, client, version, champion, decided, state, settings)
         aliases = [alias]
     tags = {"gate_status": "registered", "registered_version": version, "registered_alias": aliases[0]}
     if existing.run_id != run_id:
-        tags["gate_reason"] = (f"already registered as version {version} for logical date "
-                               f"{ctx.logical_date} by {existing.tags.get('airflow_run_id')}")  # fmt: skip
+        tags["gate_reason"] = (
+            f"already registered as version {version} for logical date "
+            f"{ctx.logical_date} by {existing.tags.get('airflow_run_id')}"
+        )
         tags["promotion_decision"] = decision
     tracking.set_run_tags(run_id, tags)
-    return {**state, "registered": True, "version": version, "aliases": aliases, "gate": "registered",
-            "promotion_decision": decision}  # fmt: skip
+    return {
+        **state,
+        "registered": True,
+        "version": version,
+        "aliases": aliases,
+        "gate": "registered",
+        "promotion_decision": decision,
+    }

@@ -52,8 +52,9 @@ def classification_report_artifacts(
     ax.set_title(f"{title}: confusion matrix")
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, col), count in np.ndenumerate(matrix):
-        ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
-                color="white" if count > threshold else "black")  # fmt: skip
+        ax.text(
+            col, row, str(count), ha="center", va="center", fontsize=7, color="white" if count > threshold else "black"
+        )
     fig.tight_layout()
     matrix_path = workdir / "confusion_matrix.png"
     fig.savefig(matrix_path, dpi=110)

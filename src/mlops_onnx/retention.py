@@ -33,8 +33,11 @@ def prune(spec, ctx: RunContext, settings: Settings, now: float | None = None) -
     client = MlflowClient()
     kept, deleted = prune_versions(client, spec.name, settings.keep_versions)
     cutoff = (now or time.time()) - settings.keep_runs_days * 86400
-    aliased_runs = {RunContext(ctx.dag_id, v.tags["airflow_run_id"]).safe_run_id
-                    for v in kept if v.aliases and v.tags.get("airflow_run_id")}  # fmt: skip
+    aliased_runs = {
+        RunContext(ctx.dag_id, v.tags["airflow_run_id"]).safe_run_id
+        for v in kept
+        if v.aliases and v.tags.get("airflow_run_id")
+    }
     protected = aliased_runs | {ctx.safe_run_id}
     runs = Storage(settings.runs_url).child(ctx.dag_id)
     removed_runs = 0
@@ -57,8 +60,12 @@ def prune(spec, ctx: RunContext, settings: Settings, now: float | None = None) -
         if digest not in in_use and created is not None and created < cutoff:
             store.delete(spec.dataset.name, digest)
             removed_snapshots += 1
-    return {"versions_deleted": deleted, "versions_kept": len(kept), "run_folders_deleted": removed_runs,
-            "snapshots_deleted": removed_snapshots}  # fmt: skip
+    return {
+        "versions_deleted": deleted,
+        "versions_kept": len(kept),
+        "run_folders_deleted": removed_runs,
+        "snapshots_deleted": removed_snapshots,
+    }
 
 
 def prune_versions(client, name: str, keep: int) -> tuple[list, int]:

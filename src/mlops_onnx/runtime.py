@@ -62,8 +62,12 @@ def provider_chain(provider: str, cuda_graph: bool = False) -> list[tuple[str, d
         options: dict[str, str] = {}
         if name == "TensorrtExecutionProvider":
             TENSORRT_CACHE.mkdir(parents=True, exist_ok=True)
-            options = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(TENSORRT_CACHE),
-                       "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(TENSORRT_CACHE)}  # fmt: skip
+            options = {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(TENSORRT_CACHE),
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": str(TENSORRT_CACHE),
+            }
             if cuda_graph:
                 options["trt_cuda_graph_enable"] = "True"
         elif name == "CUDAExecutionProvider":
@@ -86,8 +90,13 @@ def optimize_offline(model_path: Path | str, out_path: Path | str) -> Path:
     return Path(out_path)
 
 
-def make_session(model_path: Path | str, provider: str = "cpu", threads: int = 1, profile_prefix: str | None = None,
-                 cuda_graph: bool = False):  # fmt: skip
+def make_session(
+    model_path: Path | str,
+    provider: str = "cpu",
+    threads: int = 1,
+    profile_prefix: str | None = None,
+    cuda_graph: bool = False,
+):
     """A session on `provider` with `threads` intra-op threads (0 = ONNX Runtime's default, all cores);
     `cuda_graph`: replay the graph as one CUDA graph (needs I/O binding with fixed input and output buffers)."""
     import onnxruntime as ort
@@ -98,8 +107,9 @@ def make_session(model_path: Path | str, provider: str = "cpu", threads: int = 1
             ort.preload_dlls()
         except Exception as exc:  # a missing library shows up as the fallback checked below
             log.debug("onnxruntime.preload_dlls: %s", exc)
-    session = ort.InferenceSession(str(model_path), sess_options=options,
-                                   providers=provider_chain(provider, cuda_graph))  # fmt: skip
+    session = ort.InferenceSession(
+        str(model_path), sess_options=options, providers=provider_chain(provider, cuda_graph)
+    )
     wanted = PROVIDERS[provider][0]
     if session.get_providers()[0] != wanted:
         raise ProviderUnavailable(
@@ -161,11 +171,17 @@ def cpu_fallback(nodes: list[dict], provider: str) -> str | None:
     if provider == "cpu":
         return None
     reasons = []
-    on_cpu = Counter(n["op"] for n in nodes if n["provider"] == "CPUExecutionProvider"
-                     and n["op"] not in COPY_OPS and not is_shape_arithmetic(n))  # fmt: skip
+    on_cpu = Counter(
+        n["op"]
+        for n in nodes
+        if n["provider"] == "CPUExecutionProvider" and n["op"] not in COPY_OPS and not is_shape_arithmetic(n)
+    )
     if on_cpu:
-        reasons.append(f"{sum(on_cpu.values())} node(s) fell back to CPUExecutionProvider ("
-                       + ", ".join(f"{op} ×{count}" for op, count in sorted(on_cpu.items())) + ")")  # fmt: skip
+        reasons.append(
+            f"{sum(on_cpu.values())} node(s) fell back to CPUExecutionProvider ("
+            + ", ".join(f"{op} ×{count}" for op, count in sorted(on_cpu.items()))
+            + ")"
+        )
     copies = sum(n["op"] in COPY_OPS for n in nodes)
     if copies:
         reasons.append(f"{copies} copy node(s) move data between CPU and GPU inside the graph")
@@ -179,8 +195,13 @@ def check_placement(model_path: Path | str, provider: str, threads: int = 1) -> 
     CpuFallback if any computation ran on the CPU; else return where the nodes ran."""
     with tempfile.TemporaryDirectory(prefix="ort-placement-") as tmp:
         session = make_session(model_path, provider, threads, profile_prefix=str(Path(tmp) / "placement"))
-        session.run(None, {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], numpy_dtype(i.type))
-                           for i in session.get_inputs()})  # fmt: skip
+        session.run(
+            None,
+            {
+                i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], numpy_dtype(i.type))
+                for i in session.get_inputs()
+            },
+        )
         nodes = executed_nodes(end_profile(session))
     reason = cpu_fallback(nodes, provider)
     if reason:
@@ -191,8 +212,13 @@ def check_placement(model_path: Path | str, provider: str, threads: int = 1) -> 
 
 def numpy_dtype(onnx_type: str) -> type:
     """The numpy dtype of an ONNX tensor type (`tensor(int64)`, ...); float32 for anything else."""
-    return {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float16)": np.float16,
-            "tensor(double)": np.float64, "tensor(bool)": np.bool_}.get(onnx_type, np.float32)  # fmt: skip
+    return {
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(float16)": np.float16,
+        "tensor(double)": np.float64,
+        "tensor(bool)": np.bool_,
+    }.get(onnx_type, np.float32)
 
 
 def input_dtype(session) -> type:

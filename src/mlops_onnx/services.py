@@ -54,17 +54,25 @@ def _bin(name: str) -> str:
 def service_commands(settings: Settings, ports: Ports) -> dict[str, list[str]]:
     return {
         "mlflow": [
-            _bin("mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
-            "--artifacts-destination", str(settings.artifacts_dir),
-            "--host", ports.host, "--port", str(ports.mlflow), "--workers", "1",
+            _bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{settings.home / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(settings.artifacts_dir),
+            "--host",
+            ports.host,
+            "--port",
+            str(ports.mlflow),
+            "--workers",
+            "1",
             *(mlflow_auth.SERVER_ARGUMENTS if settings.mlflow_auth else ()),
         ],
         "airflow-api-server": [_bin("airflow"), "api-server", "--host", ports.host, "--port", str(ports.airflow)],
         "airflow-scheduler": [_bin("airflow"), "scheduler"],
         "airflow-dag-processor": [_bin("airflow"), "dag-processor"],
         "airflow-triggerer": [_bin("airflow"), "triggerer"],
-    }  # fmt: skip
+    }
 
 
 def mlflow_url(ports: Ports) -> str:
@@ -73,22 +81,25 @@ def mlflow_url(ports: Ports) -> str:
 
 def service_environment(settings: Settings, ports: Ports) -> dict[str, str]:
     env = airflow_environment(settings)
-    env.update({
-        # Tasks started by the scheduler log to the MLflow server, so the UI shows them at once
-        # (with MLOPS_MLFLOW_AUTH on, as the `pipeline` account: `mlflow_auth.log_in`).
-        "MLFLOW_TRACKING_URI": mlflow_url(ports),
-        "MLOPS_MLFLOW_UI_URL": mlflow_url(ports),
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # ~430 MB instead of ~2.4 GB
-        "AIRFLOW__API__HOST": ports.host,
-        "AIRFLOW__API__PORT": str(ports.airflow),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports.airflow}/execution/",
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports.airflow}",
-        "AIRFLOW__CORE__AUTH_MANAGER":
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-    })  # fmt: skip
+    env.update(
+        {
+            # Tasks started by the scheduler log to the MLflow server, so the UI shows them at once
+            # (with MLOPS_MLFLOW_AUTH on, as the `pipeline` account: `mlflow_auth.log_in`).
+            "MLFLOW_TRACKING_URI": mlflow_url(ports),
+            "MLOPS_MLFLOW_UI_URL": mlflow_url(ports),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # ~430 MB instead of ~2.4 GB
+            "AIRFLOW__API__HOST": ports.host,
+            "AIRFLOW__API__PORT": str(ports.airflow),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports.airflow}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports.airflow}",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        }
+    )
     return env
 
 
@@ -169,8 +180,10 @@ def up(timeout: float = 180) -> int:
     unpause(env, timeout)
     print(f"\nMLflow UI : {mlflow_url(ports)}  ({'up' if mlflow_ok else 'NOT RESPONDING'})")
     if settings.mlflow_auth:
-        print(f"MLflow login: users {', '.join(mlflow_auth.ACCOUNTS)} ({mlflow_auth.VIEWER}: read-only, for people), "
-              f"passwords in {mlflow_auth.credentials_file(settings)}")  # fmt: skip
+        print(
+            f"MLflow login: users {', '.join(mlflow_auth.ACCOUNTS)} ({mlflow_auth.VIEWER}: read-only, for people), "
+            f"passwords in {mlflow_auth.credentials_file(settings)}"
+        )
     print(f"Airflow UI: http://127.0.0.1:{ports.airflow}  ({'up' if airflow_ok else 'NOT RESPONDING'})")
     print(f"Airflow login: user '{ADMIN}', password in {password_file(settings)}")
     if new_password:
@@ -188,8 +201,14 @@ def start(settings: Settings, name: str, command: list[str], env: dict[str, str]
     logs.mkdir(parents=True, exist_ok=True)
     _pid_file(settings, name).parent.mkdir(parents=True, exist_ok=True)
     with (logs / f"{name}.log").open("ab") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _pid_file(settings, name).write_text(str(process.pid))
     print(f"{name}: started (pid {process.pid}, log {logs / f'{name}.log'})")
     return process
@@ -200,9 +219,11 @@ def unpause(env: dict[str, str], timeout: float) -> None:
     (MLOPS_UNPAUSE: `all`, the default, a comma-separated list of DAG ids, or `none`)."""
     deadline = time.monotonic() + timeout
     wanted = os.environ.get("MLOPS_UNPAUSE", "all").strip()
-    pending = [p.dag_id for p in PIPELINES.values()] if wanted == "all" else [
-        d.strip() for d in wanted.split(",") if d.strip() and d.strip() != "none"
-    ]
+    pending = (
+        [p.dag_id for p in PIPELINES.values()]
+        if wanted == "all"
+        else [d.strip() for d in wanted.split(",") if d.strip() and d.strip() != "none"]
+    )
     while pending and time.monotonic() < deadline:
         pending = [d for d in pending if airflow(["dags", "unpause", d], env, quiet=True).returncode != 0]
         if pending:

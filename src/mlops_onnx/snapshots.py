@@ -67,9 +67,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _data_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
 
 
 def content_hash(entries: list[dict]) -> str:

@@ -59,9 +59,11 @@ def run_files(settings: Settings, ctx: RunContext):
     """This DAG run's working folder on this machine and its folder in the shared storage."""
     from mlops_onnx.storage import RunFiles, Storage
 
-    return RunFiles(local=settings.work_dir / ctx.dag_id / ctx.safe_run_id,
-                    remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id),
-                    local_only=frozenset({GPU_STATE_FILE}))  # fmt: skip
+    return RunFiles(
+        local=settings.work_dir / ctx.dag_id / ctx.safe_run_id,
+        remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id),
+        local_only=frozenset({GPU_STATE_FILE}),
+    )
 
 
 def on_shared_storage(stage: Callable[..., dict]) -> Callable[..., dict]:
@@ -123,8 +125,9 @@ def ingest(model: str, ctx: RunContext) -> dict:
 
     settings = get_settings()
     spec = _spec(model)
-    log.warning("DATA SOURCE: %s (%s) for %s", settings.data_source.upper(), settings.data_source_reason,
-                spec.dataset.slug)  # fmt: skip
+    log.warning(
+        "DATA SOURCE: %s (%s) for %s", settings.data_source.upper(), settings.data_source_reason, spec.dataset.slug
+    )
     store = _store(settings)
     stale_reason = None
     try:
@@ -137,14 +140,28 @@ def ingest(model: str, ctx: RunContext) -> dict:
         log.warning("source failed (%s); continuing on the last good snapshot %s", exc, snapshot.content_hash[:12])
     workdir = run_files(settings, ctx).local
     run_id = tracking.find_or_create_run(model, ctx, settings)
-    state = {"model": model, "dataset": spec.dataset.name, "snapshot": snapshot.content_hash,
-             "snapshot_new": snapshot.created, "data_source": settings.data_source, "workdir": str(workdir),
-             "mlflow_run_id": run_id, "mlflow_experiment_id": tracking.experiment_id(model, settings)}  # fmt: skip
+    state = {
+        "model": model,
+        "dataset": spec.dataset.name,
+        "snapshot": snapshot.content_hash,
+        "snapshot_new": snapshot.created,
+        "data_source": settings.data_source,
+        "workdir": str(workdir),
+        "mlflow_run_id": run_id,
+        "mlflow_experiment_id": tracking.experiment_id(model, settings),
+    }
     with _mlflow_run(state):
-        mlflow.set_tags({"data_source": settings.data_source, "data_source_reason": settings.data_source_reason,
-                         "data_hash": snapshot.content_hash, "dataset": spec.dataset.slug,
-                         "profile": settings.profile, "stale_data": str(stale_reason is not None).lower(),
-                         "snapshot_new": str(snapshot.created).lower()})  # fmt: skip
+        mlflow.set_tags(
+            {
+                "data_source": settings.data_source,
+                "data_source_reason": settings.data_source_reason,
+                "data_hash": snapshot.content_hash,
+                "dataset": spec.dataset.slug,
+                "profile": settings.profile,
+                "stale_data": str(stale_reason is not None).lower(),
+                "snapshot_new": str(snapshot.created).lower(),
+            }
+        )
         if stale_reason:
             mlflow.set_tag("source_error", stale_reason[:500])
         mlflow.log_dict(snapshot.manifest, "reports/snapshot_manifest.json")
@@ -202,8 +219,9 @@ def validate(model: str, ctx: RunContext, state: dict) -> dict:
         mlflow.set_tag("validation_status", "passed" if report.success else "failed")
         if report.min_passing_files is not None:  # per-file verdicts: bad files are quarantined, not fatal
             mlflow.log_dict(quarantined, "reports/quarantine.json")
-            mlflow.log_metrics({"data_files_passed": len(report.files) - len(quarantined),
-                                "data_files_quarantined": len(quarantined)})  # fmt: skip
+            mlflow.log_metrics(
+                {"data_files_passed": len(report.files) - len(quarantined), "data_files_quarantined": len(quarantined)}
+            )
         else:
             for name, file_report in report.files.items():
                 if file_report.rows is not None:
@@ -251,8 +269,11 @@ def _drift(spec, snapshot, baseline, state: dict, settings: Settings) -> None:
         mlflow.log_artifact(str(workdir / "reports" / "drift_report.html"), "reports")
         mlflow.log_artifact(str(workdir / "reports" / "drift_report.json"), "reports")
         mlflow.set_tags({"drift_status": "reported", "drift_reference": baseline.content_hash})
-    print(f"[{spec.name}] drift vs last_good {baseline.content_hash[:12]}: {result['drift_share']:.0%} of "
-          f"{len(result['columns'])} columns drifted (reported, not gated)", flush=True)
+    print(
+        f"[{spec.name}] drift vs last_good {baseline.content_hash[:12]}: {result['drift_share']:.0%} of "
+        f"{len(result['columns'])} columns drifted (reported, not gated)",
+        flush=True,
+    )
 
 
 @measured
@@ -278,13 +299,25 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
     client = MlflowClient()
     tracking.set_run_tags(state["mlflow_run_id"], {**marks, "forced": str(forced).lower()})
     client.log_dict(state["mlflow_run_id"], spec.resolved_config(settings), "reports/resolved_config.json")
-    earlier = None if forced else fingerprint.earlier_decision(
-        client, state["mlflow_experiment_id"], marks["fingerprint"], state["mlflow_run_id"])  # fmt: skip
+    earlier = (
+        None
+        if forced
+        else fingerprint.earlier_decision(
+            client, state["mlflow_experiment_id"], marks["fingerprint"], state["mlflow_run_id"]
+        )
+    )
     if earlier is not None:
         reason = fingerprint.unchanged_reason(earlier)
-        tracking.set_run_tags(state["mlflow_run_id"], {"promotion_decision": SKIPPED, "promotion_reason": reason,
-                                                       "gate_status": "skipped", "gate_reason": reason,
-                                                       "unchanged_since_run": earlier.info.run_id})  # fmt: skip
+        tracking.set_run_tags(
+            state["mlflow_run_id"],
+            {
+                "promotion_decision": SKIPPED,
+                "promotion_reason": reason,
+                "gate_status": "skipped",
+                "gate_reason": reason,
+                "unchanged_since_run": earlier.info.run_id,
+            },
+        )
         raise StageSkipped(reason)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -301,9 +334,14 @@ def train(model: str, ctx: RunContext, state: dict) -> dict:
         for path in result.preprocessing:
             mlflow.log_artifact(str(path), "preprocessing")
         mlflow.log_metric("size_native_bytes", result.checkpoint.stat().st_size)
-    return {**state, "checkpoint": str(result.checkpoint), "preprocessing": [str(p) for p in result.preprocessing],
-            "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k},
-            "fingerprint": marks, "forced": forced}
+    return {
+        **state,
+        "checkpoint": str(result.checkpoint),
+        "preprocessing": [str(p) for p in result.preprocessing],
+        "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k},
+        "fingerprint": marks,
+        "forced": forced,
+    }
 
 
 @measured
@@ -321,20 +359,29 @@ def export(model: str, ctx: RunContext, state: dict) -> dict:
     started = time.perf_counter()
     spec.export_onnx(Path(state["checkpoint"]), out)
     proto = onnx.load(str(out))
-    onnx.helper.set_model_props(proto, {
-        "producer": "mlops_onnx", "model": model, "git_commit": tracking.code_version(),
-        "data_hash": state["snapshot"], "airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id,
-    })  # fmt: skip
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "producer": "mlops_onnx",
+            "model": model,
+            "git_commit": tracking.code_version(),
+            "data_hash": state["snapshot"],
+            "airflow_dag_id": ctx.dag_id,
+            "airflow_run_id": ctx.run_id,
+        },
+    )
     onnx.save(proto, str(out))
     onnx.checker.check_model(str(out), full_check=True)
     optimize_offline(out, out.with_suffix(".opt.onnx"))  # ONNX Runtime's graph, optimised once, not per load
     ops = sorted(graph_op_types(out))
     opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     with _mlflow_run(state):
-        mlflow.log_params({"onnx_opset": opset, "onnx_input": proto.graph.input[0].name,
-                           "onnx_output": proto.graph.output[0].name})  # fmt: skip
-        mlflow.log_metrics({"size_onnx_fp32_bytes": out.stat().st_size,
-                            "export_seconds": time.perf_counter() - started})  # fmt: skip
+        mlflow.log_params(
+            {"onnx_opset": opset, "onnx_input": proto.graph.input[0].name, "onnx_output": proto.graph.output[0].name}
+        )
+        mlflow.log_metrics(
+            {"size_onnx_fp32_bytes": out.stat().st_size, "export_seconds": time.perf_counter() - started}
+        )
         mlflow.log_dict({"op_types": ops, "opset": opset}, "reports/onnx_graph.json")
     return {**state, "onnx_fp32": str(out), "onnx_ops": ops}
 
@@ -357,8 +404,10 @@ def quantize(model: str, ctx: RunContext, state: dict) -> dict:
         for name, info in variants.items():
             if info["status"] == "built":
                 mlflow.log_metric(f"size_onnx_{name}_bytes", info["size_bytes"])
-            mlflow.set_tag(f"variant_{name}_build", info["status"] if info["status"] == "built"
-                           else f"failed: {info['error']}"[:500])  # fmt: skip
+            mlflow.set_tag(
+                f"variant_{name}_build",
+                info["status"] if info["status"] == "built" else f"failed: {info['error']}"[:500],
+            )
     return {**state, "variants": variants}
 
 
@@ -390,14 +439,27 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
         except Exception as exc:  # a model ONNX Runtime cannot load or run fails parity, with the reason
             results[name] = VariantParity.failed(name, f"could not run: {type(exc).__name__}: {exc}")
             continue
-        results[name] = compare(name, native_out, out, native_labels, spec.labels(out), native_quality,
-                                spec.quality(out, targets), spec.parity_rules, native_margin)  # fmt: skip
+        results[name] = compare(
+            name,
+            native_out,
+            out,
+            native_labels,
+            spec.labels(out),
+            native_quality,
+            spec.quality(out, targets),
+            spec.parity_rules,
+            native_margin,
+        )
     for name, info in state["variants"].items():
         if info["status"] != "built":
             results[name] = VariantParity.failed(name, f"not built: {info.get('error')}")
-    report = {"native_quality": native_quality, "quality_name": spec.parity_rules.quality_name,
-              "rows": len(inputs), "rules": spec.parity_rules.__dict__,
-              "variants": {n: r.to_dict() for n, r in results.items()}}  # fmt: skip
+    report = {
+        "native_quality": native_quality,
+        "quality_name": spec.parity_rules.quality_name,
+        "rows": len(inputs),
+        "rules": spec.parity_rules.__dict__,
+        "variants": {n: r.to_dict() for n, r in results.items()},
+    }
     path = _write_report(state, "parity.json", report)
     fp32 = results["fp32"]
     with _mlflow_run(state):
@@ -418,14 +480,21 @@ def parity(model: str, ctx: RunContext, state: dict) -> dict:
             mlflow.set_tags({"gate_status": "rejected", "gate_reason": reason})
     for name, r in results.items():
         agreement = "n/a" if r.agreement is None else f"{r.agreement:.4%}"
-        print(f"[{model}] parity {name:<13} {'PASS' if r.passed else 'FAIL'}  max_abs_diff={r.max_abs_diff:.3g}"
-              f"  agreement={agreement}  {spec.parity_rules.quality_name}_drop={r.quality_drop:.4f}"
-              + (f"  ({'; '.join(r.reasons)})" if r.reasons else ""), flush=True)  # fmt: skip
+        print(
+            f"[{model}] parity {name:<13} {'PASS' if r.passed else 'FAIL'}  max_abs_diff={r.max_abs_diff:.3g}"
+            f"  agreement={agreement}  {spec.parity_rules.quality_name}_drop={r.quality_drop:.4f}"
+            + (f"  ({'; '.join(r.reasons)})" if r.reasons else ""),
+            flush=True,
+        )
     if not fp32.passed:
         raise ParityError(f"ONNX fp32 does not match the native model: {'; '.join(fp32.reasons)}")
     passing = {n: candidates[n] for n, r in results.items() if r.passed and n != "fp32"}
-    return {**state, "parity": {n: r.passed for n, r in results.items()},
-            "parity_fp32_max_abs_diff": fp32.max_abs_diff, "passing_variants": passing}  # fmt: skip
+    return {
+        **state,
+        "parity": {n: r.passed for n, r in results.items()},
+        "parity_fp32_max_abs_diff": fp32.max_abs_diff,
+        "passing_variants": passing,
+    }
 
 
 def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
@@ -445,9 +514,19 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     inputs = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"])).inputs
     onnx_models = {"fp32": state["onnx_fp32"]} | state["passing_variants"]
     natives = spec.native_predictors(Path(state["checkpoint"]), settings)
-    report = run_benchmark(model, natives, Path(state["checkpoint"]).stat().st_size, onnx_models, inputs[:256],
-                           "cpu", settings.bench_threads, settings.bench_warmup, settings.bench_runs,
-                           "cpu", settings.bench_max_seconds)  # fmt: skip
+    report = run_benchmark(
+        model,
+        natives,
+        Path(state["checkpoint"]).stat().st_size,
+        onnx_models,
+        inputs[:256],
+        "cpu",
+        settings.bench_threads,
+        settings.bench_warmup,
+        settings.bench_runs,
+        "cpu",
+        settings.bench_max_seconds,
+    )
     for row in report["rows"]:
         if row["variant"].startswith("onnx_") and row["execution_provider"] != "CPUExecutionProvider":
             raise RuntimeError(f"{row['variant']} ran on {row['execution_provider']}, not the CPU provider")
@@ -455,14 +534,22 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
     with _mlflow_run(state):
         mlflow.log_artifact(str(path), "reports")
         mlflow.log_metrics(metrics_from(report))
-        mlflow.set_tags({"bench_cpu_model": report["machine"]["cpu_model"][:250],
-                         "bench_threads": str(settings.bench_threads)})  # fmt: skip
+        mlflow.set_tags(
+            {"bench_cpu_model": report["machine"]["cpu_model"][:250], "bench_threads": str(settings.bench_threads)}
+        )
     for row in report["rows"]:
-        print(f"[{model}] cpu {row['variant']:<18} b={row['batch']:<3} p50={row['p50_ms']:.3f}ms "
-              f"p95={row['p95_ms']:.3f}ms p99={row['p99_ms']:.3f}ms {row['throughput_per_s']:.0f}/s", flush=True)
+        print(
+            f"[{model}] cpu {row['variant']:<18} b={row['batch']:<3} p50={row['p50_ms']:.3f}ms "
+            f"p95={row['p95_ms']:.3f}ms p99={row['p99_ms']:.3f}ms {row['throughput_per_s']:.0f}/s",
+            flush=True,
+        )
     b1 = [r for r in report["rows"] if r["batch"] == 1]
-    return {**state, "bench_cpu_b1_p95_ms": {r["variant"]: r["p95_ms"] for r in b1},
-            "bench_cpu_b1_p50_ms": {r["variant"]: r["p50_ms"] for r in b1}, "bench_cpu_report": str(path)}
+    return {
+        **state,
+        "bench_cpu_b1_p95_ms": {r["variant"]: r["p95_ms"] for r in b1},
+        "bench_cpu_b1_p50_ms": {r["variant"]: r["p50_ms"] for r in b1},
+        "bench_cpu_report": str(path),
+    }
 
 
 @measured
@@ -475,9 +562,12 @@ def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
 
     state_path = _write_report(state, Path(GPU_STATE_FILE).name, state)
     out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
-    proc = subprocess.run([sys.executable, "-m", "mlops_onnx.benchmark", "--model", model,
-                           "--state", str(state_path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=3600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_onnx.benchmark", "--model", model, "--state", str(state_path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if proc.returncode != 0:
         # The gate does not need GPU numbers: a broken GPU run is reported, not fatal to the night.
         report = {"status": "failed", "reason": f"GPU benchmark failed ({proc.returncode}): {proc.stderr[-400:]}"}
@@ -520,4 +610,3 @@ def prune(model: str, ctx: RunContext) -> dict:
         for key, value in report.items():
             MlflowClient().log_metric(run_id, f"retention_{key}", value)
     return {"model": model, "mlflow_run_id": run_id, **report}
-

@@ -36,10 +36,18 @@ def mcnemar_exact(candidate_correct: np.ndarray, champion_correct: np.ndarray) -
     b = int(np.sum(candidate_correct & ~champion_correct))  # only the candidate is right
     c = int(np.sum(~candidate_correct & champion_correct))  # only the champion is right
     p = 1.0 if b + c == 0 else min(1.0, 2.0 * float(binom.cdf(min(b, c), b + c, 0.5)))
-    return PairedTest("mcnemar_exact", float(min(b, c)), p, len(candidate_correct),
-                      {"candidate_only_correct": b, "champion_only_correct": c,
-                       "both_correct": int(np.sum(candidate_correct & champion_correct)),
-                       "both_wrong": int(np.sum(~candidate_correct & ~champion_correct))})  # fmt: skip
+    return PairedTest(
+        "mcnemar_exact",
+        float(min(b, c)),
+        p,
+        len(candidate_correct),
+        {
+            "candidate_only_correct": b,
+            "champion_only_correct": c,
+            "both_correct": int(np.sum(candidate_correct & champion_correct)),
+            "both_wrong": int(np.sum(~candidate_correct & ~champion_correct)),
+        },
+    )
 
 
 def diebold_mariano(loss_differential: np.ndarray, horizon: int = 1) -> PairedTest:
@@ -62,5 +70,6 @@ def diebold_mariano(loss_differential: np.ndarray, horizon: int = 1) -> PairedTe
     correction = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
     statistic = dm * correction
     p = float(2.0 * student_t.sf(abs(statistic), df=n - 1))
-    return PairedTest("diebold_mariano_hln", statistic, p, n,
-                      {"mean_differential": mean, "dm_uncorrected": dm, "horizon": horizon})  # fmt: skip
+    return PairedTest(
+        "diebold_mariano_hln", statistic, p, n, {"mean_differential": mean, "dm_uncorrected": dm, "horizon": horizon}
+    )

@@ -107,8 +107,11 @@ class Storage:
         self.fs.invalidate_cache()
         if not self.fs.exists(base):
             return []
-        return sorted(info["name"].rstrip("/").rsplit("/", 1)[-1] for info in self.fs.ls(base, detail=True)
-                      if info["type"] == "directory")  # fmt: skip
+        return sorted(
+            info["name"].rstrip("/").rsplit("/", 1)[-1]
+            for info in self.fs.ls(base, detail=True)
+            if info["type"] == "directory"
+        )
 
     def modified(self, relative: str) -> float | None:
         """When anything under `relative` last changed (epoch seconds of its newest file), None if it is empty."""
@@ -162,8 +165,11 @@ class RunFiles:
 
     def push(self) -> list[str]:
         """Upload every file that is new or changed since `pull`."""
-        changed = [name for name, stamp in self._inventory().items()
-                   if self._before.get(name) != stamp and name not in self.local_only]  # fmt: skip
+        changed = [
+            name
+            for name, stamp in self._inventory().items()
+            if self._before.get(name) != stamp and name not in self.local_only
+        ]
         for name in changed:
             self.remote.upload(self.local / name, name)
         self._before = self._inventory()

@@ -45,18 +45,21 @@ def make_features(frame: pd.DataFrame) -> pd.DataFrame:
     log_close = np.log(close)
     log_volume = np.log1p(frame["Volume"].astype(float))
     ret_1 = log_close.diff()
-    return pd.DataFrame({
-        "ret_1": ret_1,
-        "ret_5": log_close.diff(5),
-        "ret_20": log_close.diff(20),
-        "ma_5_gap": log_close - np.log(close.rolling(5).mean()),
-        "ma_20_gap": log_close - np.log(close.rolling(20).mean()),
-        "volatility_20": ret_1.rolling(20).std(),
-        "range": np.log(frame["High"] / frame["Low"]),
-        "body": log_close - np.log(frame["Open"]),
-        "volume_change": log_volume.diff(),
-        "volume_vs_20d": log_volume - log_volume.rolling(20).mean(),
-    }, index=frame.index)[list(FEATURES)]  # fmt: skip
+    return pd.DataFrame(
+        {
+            "ret_1": ret_1,
+            "ret_5": log_close.diff(5),
+            "ret_20": log_close.diff(20),
+            "ma_5_gap": log_close - np.log(close.rolling(5).mean()),
+            "ma_20_gap": log_close - np.log(close.rolling(20).mean()),
+            "volatility_20": ret_1.rolling(20).std(),
+            "range": np.log(frame["High"] / frame["Low"]),
+            "body": log_close - np.log(frame["Open"]),
+            "volume_change": log_volume.diff(),
+            "volume_vs_20d": log_volume - log_volume.rolling(20).mean(),
+        },
+        index=frame.index,
+    )[list(FEATURES)]
 
 
 def next_day_log_return(close: np.ndarray) -> np.ndarray:
@@ -65,8 +68,14 @@ def next_day_log_return(close: np.ndarray) -> np.ndarray:
     return np.append(np.log(close[1:] / close[:-1]), np.nan)
 
 
-def split_origins(dates: np.ndarray, window: int, val_start: str, test_start: str, max_train: int | None = None,
-                  max_test: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+def split_origins(
+    dates: np.ndarray,
+    window: int,
+    val_start: str,
+    test_start: str,
+    max_train: int | None = None,
+    max_test: int | None = None,
+) -> dict[str, np.ndarray]:
     """Row indices of the forecast origins (a window's last row) of each split, chronological.
 
     An origin t needs a full window of defined features (t ≥ WARMUP + window - 1) and a next day; it
@@ -108,8 +117,16 @@ class TickerSeries:
         return self.features[train[0] - window + 1 : train[-1] + 1] if len(train) else self.features[:0]
 
 
-def load_series(path: Path, ticker: str, window: int, val_start: str, test_start: str, max_train: int | None,
-                max_test: int | None = None, min_train: int = 1) -> TickerSeries:  # fmt: skip
+def load_series(
+    path: Path,
+    ticker: str,
+    window: int,
+    val_start: str,
+    test_start: str,
+    max_train: int | None,
+    max_test: int | None = None,
+    min_train: int = 1,
+) -> TickerSeries:
     """Read one ticker file and keep only the rows its splits need (the archive is never held whole).
     A ticker without `min_train` training windows, or without a validation or test day, raises ValueError."""
     frame = read_ticker(path)
@@ -118,9 +135,11 @@ def load_series(path: Path, ticker: str, window: int, val_start: str, test_start
     sizes = {name: len(o) for name, o in origins.items()}
     if sizes["train"] < min_train or not sizes["val"] or not sizes["test"]:
         span = f"{str(dates[0])[:10]}..{str(dates[-1])[:10]}" if len(dates) else "no rows"
-        raise ValueError(f"{path}: {span} gives {sizes['train']} training window(s) (at least {min_train} needed) "
-                         f"before {val_start}, {sizes['val']} validation and {sizes['test']} test day(s) from "
-                         f"{test_start}")  # fmt: skip
+        raise ValueError(
+            f"{path}: {span} gives {sizes['train']} training window(s) (at least {min_train} needed) "
+            f"before {val_start}, {sizes['val']} validation and {sizes['test']} test day(s) from "
+            f"{test_start}"
+        )
     features = make_features(frame).to_numpy(dtype=np.float32)
     first = max(min(o[0] for o in origins.values() if len(o)) - window + 1, 0)
     return TickerSeries(
@@ -169,8 +188,13 @@ class FeatureScaler:
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def to_json(self, path: Path, **extra) -> Path:
-        payload = {"features": list(FEATURES), "mean": self.mean.tolist(), "std": self.std.tolist(),
-                   "clip": self.clip, **extra}  # fmt: skip
+        payload = {
+            "features": list(FEATURES),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "clip": self.clip,
+            **extra,
+        }
         path.write_text(json.dumps(payload, indent=2))
         return path
 
@@ -182,8 +206,9 @@ class FeatureScaler:
         return cls(mean=np.array(payload["mean"]), std=np.array(payload["std"]), clip=float(payload["clip"]))
 
 
-def scaled_errors(close_now: np.ndarray, close_next: np.ndarray, predicted_log_return: np.ndarray,
-                  tickers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def scaled_errors(
+    close_now: np.ndarray, close_next: np.ndarray, predicted_log_return: np.ndarray, tickers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Absolute price errors of the model's and of the naive forecast, each divided by its ticker's naive
     MAE on these rows: a ticker's errors count in units of its own day-to-day moves, so a $500 stock
     weighs as much as a $5 one. NaN for a ticker whose price never moved."""
@@ -194,8 +219,13 @@ def scaled_errors(close_now: np.ndarray, close_next: np.ndarray, predicted_log_r
     return model_error / scale, naive_error / scale
 
 
-def forecast_metrics(close_now: np.ndarray, close_next: np.ndarray, predicted_log_return: np.ndarray,
-                     prefix: str, tickers: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+def forecast_metrics(
+    close_now: np.ndarray,
+    close_next: np.ndarray,
+    predicted_log_return: np.ndarray,
+    prefix: str,
+    tickers: np.ndarray | None = None,
+) -> dict[str, float]:
     """Price-level metrics of a next-day forecast C[t]·exp(prediction) and of the naive forecast C[t].
 
     MASE: the mean of each forecast's absolute error divided by its ticker's naive MAE over the same
@@ -206,8 +236,9 @@ def forecast_metrics(close_now: np.ndarray, close_next: np.ndarray, predicted_lo
     error, naive_error = forecast - close_next, close_now - close_next
     moved = close_next != close_now  # a day without a price change has no direction to get right
     direction_hits = np.sign(forecast - close_now)[moved] == np.sign(close_next - close_now)[moved]
-    scaled, _ = scaled_errors(close_now, close_next, predicted_log_return,
-                              np.zeros(len(close_now)) if tickers is None else tickers)  # fmt: skip
+    scaled, _ = scaled_errors(
+        close_now, close_next, predicted_log_return, np.zeros(len(close_now)) if tickers is None else tickers
+    )
     metrics = {
         f"{prefix}_mae": float(np.mean(np.abs(error))),
         f"{prefix}_rmse": float(np.sqrt(np.mean(error**2))),
@@ -217,7 +248,7 @@ def forecast_metrics(close_now: np.ndarray, close_next: np.ndarray, predicted_lo
         f"naive_{prefix}_mae": float(np.mean(np.abs(naive_error))),
         f"naive_{prefix}_rmse": float(np.sqrt(np.mean(naive_error**2))),
         f"naive_{prefix}_mape": float(np.mean(np.abs(naive_error) / close_next) * 100),
-    }  # fmt: skip
+    }
     return metrics
 
 

@@ -49,10 +49,16 @@ def code_version() -> str:
     try:
         if git is None:
             raise OSError("git not found")
-        commit = subprocess.run([git, "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            [git, "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [git, "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return f"src.{source_hash()[:12]}"
     return f"{commit}+src.{source_hash()[:12]}" if dirty else commit
@@ -111,8 +117,9 @@ def find_run(model: str, ctx: RunContext, settings: Settings) -> str | None:
     if experiment is None:
         return None
     query = f"tags.airflow_dag_id = '{ctx.dag_id}' and tags.airflow_run_id = '{ctx.run_id}'"
-    runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1,
-                              order_by=["attributes.start_time ASC"])  # fmt: skip
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time ASC"]
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -128,9 +135,14 @@ def find_or_create_run(model: str, ctx: RunContext, settings: Settings) -> str:
     run = client.create_run(
         exp,
         run_name=f"{ctx.dag_id}__{ctx.safe_run_id}",
-        tags={"airflow_dag_id": ctx.dag_id, "airflow_run_id": ctx.run_id, "model": model,
-              "git_commit": code_version(), "mlflow.source.name": ctx.dag_id}
-             | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {}),  # fmt: skip
+        tags={
+            "airflow_dag_id": ctx.dag_id,
+            "airflow_run_id": ctx.run_id,
+            "model": model,
+            "git_commit": code_version(),
+            "mlflow.source.name": ctx.dag_id,
+        }
+        | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {}),
     )
     return run.info.run_id
 

@@ -75,10 +75,14 @@ def make_int8_static(fp32_path: Path, out_path: Path, calibration: np.ndarray | 
     reader = ArrayCalibrationReader(input_name, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         quantize_static(
-            str(_preprocessed(fp32_path, Path(tmp))), str(out_path), reader,
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )  # fmt: skip
+            str(_preprocessed(fp32_path, Path(tmp))),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
 
 
 def make_int8_dynamic(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -> None:
@@ -86,8 +90,9 @@ def make_int8_dynamic(fp32_path: Path, out_path: Path, calibration: np.ndarray |
 
     extra = {"EnableSubgraph": True} if graph_op_types(fp32_path) & LOOP_OPS else {}
     with tempfile.TemporaryDirectory() as tmp:
-        quantize_dynamic(str(_preprocessed(fp32_path, Path(tmp))), str(out_path),
-                         weight_type=QuantType.QInt8, extra_options=extra)  # fmt: skip
+        quantize_dynamic(
+            str(_preprocessed(fp32_path, Path(tmp))), str(out_path), weight_type=QuantType.QInt8, extra_options=extra
+        )
 
 
 def make_fp16(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -> None:
@@ -104,17 +109,23 @@ def make_fp16(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -
 VARIANTS: dict[str, VariantSpec] = {
     v.name: v
     for v in (
-        VariantSpec("int8_static", "static QDQ int8, per-channel weights, calibrated on training data",
-                    make_int8_static, needs_calibration=True),  # fmt: skip
-        VariantSpec("int8_dynamic", "dynamic int8 (weights int8, activations quantized at run time)",
-                    make_int8_dynamic),  # fmt: skip
+        VariantSpec(
+            "int8_static",
+            "static QDQ int8, per-channel weights, calibrated on training data",
+            make_int8_static,
+            needs_calibration=True,
+        ),
+        VariantSpec(
+            "int8_dynamic", "dynamic int8 (weights int8, activations quantized at run time)", make_int8_dynamic
+        ),
         VariantSpec("fp16", "float16 weights and compute, float32 inputs/outputs", make_fp16),
     )
 }
 
 
-def build_variants(names: tuple[str, ...], fp32_path: Path, outdir: Path,
-                   calibration: np.ndarray | None) -> dict[str, dict]:  # fmt: skip
+def build_variants(
+    names: tuple[str, ...], fp32_path: Path, outdir: Path, calibration: np.ndarray | None
+) -> dict[str, dict]:
     """Make every listed variant, and ONNX Runtime's optimised copy of it (`<name>.opt.onnx`); a
     variant that fails to build is recorded, not fatal."""
     import onnx
@@ -130,11 +141,19 @@ def build_variants(names: tuple[str, ...], fp32_path: Path, outdir: Path,
             spec.make(fp32_path, out, calibration if spec.needs_calibration else None)
             onnx.checker.check_model(str(out), full_check=True)
             optimize_offline(out, out.with_suffix(".opt.onnx"))
-            results[name] = {"path": str(out), "status": "built", "description": spec.description,
-                             "size_bytes": out.stat().st_size}  # fmt: skip
+            results[name] = {
+                "path": str(out),
+                "status": "built",
+                "description": spec.description,
+                "size_bytes": out.stat().st_size,
+            }
         except Exception as exc:  # a broken variant must not take the others down
             log.error("variant %s failed to build: %s\n%s", name, exc, traceback.format_exc())
-            results[name] = {"path": None, "status": "failed", "description": spec.description,
-                             "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+            results[name] = {
+                "path": None,
+                "status": "failed",
+                "description": spec.description,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
         results[name]["build_seconds"] = round(time.perf_counter() - started, 3)
     return results

@@ -8,8 +8,18 @@ from conftest import REPO_ROOT
 
 from mlops_onnx.catalog import NIGHTLY, PIPELINES, airflow_pools, registry_pool
 
-EXPECTED_TASKS = {"ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu",
-                  "benchmark_gpu", "gate_and_register", "prune"}
+EXPECTED_TASKS = {
+    "ingest",
+    "validate",
+    "train",
+    "export",
+    "quantize",
+    "parity",
+    "benchmark_cpu",
+    "benchmark_gpu",
+    "gate_and_register",
+    "prune",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +43,9 @@ def test_nightly_shape(dagbag, pipeline):
     # Nightly at 02:00 UTC, and at once on an event of the dataset's source asset.
     assert isinstance(dag.timetable, AssetOrTimeSchedule) and dag.catchup is False
     assert dag.timetable.timetable.expression == NIGHTLY
-    assert dag.timetable.asset_condition == Asset(name=f"{pipeline.dataset.name}_source",
-                                                   uri=f"kaggle://{pipeline.dataset.slug}", group="dataset")
+    assert dag.timetable.asset_condition == Asset(
+        name=f"{pipeline.dataset.name}_source", uri=f"kaggle://{pipeline.dataset.slug}", group="dataset"
+    )
     assert dag.max_active_runs == 1  # a manual trigger during the nightly run queues behind it
     assert dag.params["force_retrain"] is False  # a checkbox in the trigger form, off by default
     assert dag.doc_md and pipeline.model in dag.doc_md

@@ -60,8 +60,9 @@ def test_real_sample_passes_and_its_quirks_are_counted(sample):
 
 
 def test_supported_date_formats_parse():
-    parsed, which = parse_dates(pd.Series(["December 31, 2017 ", "Dec 31, 2017", "31-Dec-17", "2017-12-31",
-                                           "https://example.com/a", ""]))  # fmt: skip
+    parsed, which = parse_dates(
+        pd.Series(["December 31, 2017 ", "Dec 31, 2017", "31-Dec-17", "2017-12-31", "https://example.com/a", ""])
+    )
     assert parsed[:4].dt.strftime("%Y-%m-%d").tolist() == ["2017-12-31"] * 4
     assert which.tolist() == [0, 1, 2, 3, -1, -1]
 

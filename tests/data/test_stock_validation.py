@@ -13,10 +13,22 @@ from mlops_onnx.sources.synthetic_stocks import BAD_FILES, HEADER, generate_stoc
 from mlops_onnx.validation.stocks import StockChecks, validate_stocks
 
 STOCK_DATA = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
-GOOD_SAMPLE = ["ETFs/gld.us.txt", "ETFs/qqq.us.txt", "ETFs/spy.us.txt", "Stocks/aapl.us.txt", "Stocks/amzn.us.txt",
-               "Stocks/fb.us.txt", "Stocks/ge.us.txt", "Stocks/googl.us.txt", "Stocks/ibm.us.txt",
-               "Stocks/intc.us.txt", "Stocks/jpm.us.txt", "Stocks/msft.us.txt", "Stocks/nflx.us.txt",
-               "Stocks/tsla.us.txt"]  # fmt: skip
+GOOD_SAMPLE = [
+    "ETFs/gld.us.txt",
+    "ETFs/qqq.us.txt",
+    "ETFs/spy.us.txt",
+    "Stocks/aapl.us.txt",
+    "Stocks/amzn.us.txt",
+    "Stocks/fb.us.txt",
+    "Stocks/ge.us.txt",
+    "Stocks/googl.us.txt",
+    "Stocks/ibm.us.txt",
+    "Stocks/intc.us.txt",
+    "Stocks/jpm.us.txt",
+    "Stocks/msft.us.txt",
+    "Stocks/nflx.us.txt",
+    "Stocks/tsla.us.txt",
+]
 CHECKS = StockChecks(min_rows=300, min_passing=3)
 
 
@@ -37,8 +49,14 @@ def test_real_sample_quarantines_exactly_its_bad_files_with_reasons():
     report = validate(STOCK_DATA, StockChecks(min_rows=1050, min_passing=5))
     assert sorted(report.passing_files()) == GOOD_SAMPLE and report.success
     quarantined = report.quarantined()
-    assert set(quarantined) == {"Stocks/accp.us.txt", "Stocks/jmom.us.txt", "ETFs/fieg.us.txt",
-                                "Stocks/ben.us.txt", "ETFs/cwi.us.txt", "Stocks/hydb.us.txt"}  # fmt: skip
+    assert set(quarantined) == {
+        "Stocks/accp.us.txt",
+        "Stocks/jmom.us.txt",
+        "ETFs/fieg.us.txt",
+        "Stocks/ben.us.txt",
+        "ETFs/cwi.us.txt",
+        "Stocks/hydb.us.txt",
+    }
     assert "empty (0 bytes, no header)" in reasons(report, "Stocks/accp.us.txt")
     for single in ("Stocks/jmom.us.txt", "ETFs/fieg.us.txt"):
         assert "1 data row(s) (a single-row file)" in reasons(report, single)
@@ -117,18 +135,37 @@ def edit_lines(path, edit):
     path.write_text("\r\n".join(edit(lines)) + "\r\n")
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    (lambda lines: ["Date,Open,High,Low,Close,Volume", *lines[1:]], "header is 'Date,Open,High,Low,Close,Volume'"),
-    (lambda lines: [lines[0], *lines[1:10], "2099-13-45" + lines[10][10:], *lines[11:]],
-     "Date must parse as YYYY-MM-DD: 1 of 400 row(s) fail, e.g. line 11"),
-    (lambda lines: [*lines[:20], lines[19], *lines[21:]], "dates must strictly increase: 1 of 400"),
-    (lambda lines: [*lines[:20], lines[20].replace(",", ",-", 1), *lines[21:]], "Open must be a number > 0"),
-    (lambda lines: [*lines[:30], ",".join(lines[30].split(",")[:4] + ["abc"] + lines[30].split(",")[5:]),
-                    *lines[31:]], "Close must be a number > 0: 1 of 400 row(s) fail, e.g. line 31"),
-    (lambda lines: [lines[0], lines[1] + ",7", *lines[2:]], "data rows have more fields than the 7-column header"),
-    (lambda lines: [*lines[:30], lines[30] + ",7", *lines[31:]], "Expected 7 fields in line 31, saw 8"),
-], ids=["header", "unparsable_date", "repeated_date", "negative_open", "non_numeric_close", "extra_field_first_row",
-        "extra_field_later_row"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda lines: ["Date,Open,High,Low,Close,Volume", *lines[1:]], "header is 'Date,Open,High,Low,Close,Volume'"),
+        (
+            lambda lines: [lines[0], *lines[1:10], "2099-13-45" + lines[10][10:], *lines[11:]],
+            "Date must parse as YYYY-MM-DD: 1 of 400 row(s) fail, e.g. line 11",
+        ),
+        (lambda lines: [*lines[:20], lines[19], *lines[21:]], "dates must strictly increase: 1 of 400"),
+        (lambda lines: [*lines[:20], lines[20].replace(",", ",-", 1), *lines[21:]], "Open must be a number > 0"),
+        (
+            lambda lines: [
+                *lines[:30],
+                ",".join(lines[30].split(",")[:4] + ["abc"] + lines[30].split(",")[5:]),
+                *lines[31:],
+            ],
+            "Close must be a number > 0: 1 of 400 row(s) fail, e.g. line 31",
+        ),
+        (lambda lines: [lines[0], lines[1] + ",7", *lines[2:]], "data rows have more fields than the 7-column header"),
+        (lambda lines: [*lines[:30], lines[30] + ",7", *lines[31:]], "Expected 7 fields in line 31, saw 8"),
+    ],
+    ids=[
+        "header",
+        "unparsable_date",
+        "repeated_date",
+        "negative_open",
+        "non_numeric_close",
+        "extra_field_first_row",
+        "extra_field_later_row",
+    ],
+)
 def test_each_kind_of_broken_row_quarantines_the_file_with_its_reason(one_good_ticker, edit, expected):
     folder, path = one_good_ticker
     edit_lines(path, edit)

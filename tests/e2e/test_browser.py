@@ -19,8 +19,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "reports" / "test-artifacts"
 DAG_ID = "fashion_mnist_nightly"
 # Flags for a closed network: no background requests to Google's hosts.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def wait_for_run(airflow: str, token: str, timeout: float = 900) -> dict:
@@ -33,16 +41,25 @@ def wait_for_run(airflow: str, token: str, timeout: float = 900) -> dict:
     raise TimeoutError(f"no finished manual run of {DAG_ID} after {timeout}s")
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="Debian's chromium is not installed (make setup installs it)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (make setup installs it)"
+)
 def test_trigger_in_airflow_ui_and_find_the_model_in_mlflow_ui(tmp_path):
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "home"
     ports = {"MLOPS_AIRFLOW_PORT": str(free_port()), "MLOPS_MLFLOW_PORT": str(free_port())}
-    env = pipeline_env(home, MLOPS_DATA_SOURCE="synthetic", MLOPS_UNPAUSE="none", MLOPS_EPOCHS="1",
-                       MLOPS_MAX_TRAIN_ROWS="600", MLOPS_MAX_TEST_ROWS="300", MLOPS_BENCH_RUNS="5", **ports)
+    env = pipeline_env(
+        home,
+        MLOPS_DATA_SOURCE="synthetic",
+        MLOPS_UNPAUSE="none",
+        MLOPS_EPOCHS="1",
+        MLOPS_MAX_TRAIN_ROWS="600",
+        MLOPS_MAX_TEST_ROWS="300",
+        MLOPS_BENCH_RUNS="5",
+        **ports,
+    )
     airflow = f"http://127.0.0.1:{ports['MLOPS_AIRFLOW_PORT']}"
     try:
         started = services("up", env)

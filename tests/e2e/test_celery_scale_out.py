@@ -43,8 +43,11 @@ WORKERS = {"worker-a": "default", "worker-b": "default,gpu"}
 BUCKET = "mlops-scale-out"
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "scale-out-test", "AWS_SECRET_ACCESS_KEY": "not-a-real-key",
-                  "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "scale-out-test",
+    "AWS_SECRET_ACCESS_KEY": "not-a-real-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 # Workers on one machine share its host name; Airflow records the task's host from this callable.
 IDENTITY_MODULE = "import os\n\n\ndef hostname():\n    return os.environ['MLOPS_TEST_WORKER_NAME']\n"
 
@@ -64,8 +67,9 @@ def free_redis_db() -> int | None:
     import redis
 
     try:
-        sizes = {db: redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=db, socket_timeout=3).dbsize()
-                 for db in range(8, 16)}  # fmt: skip
+        sizes = {
+            db: redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=db, socket_timeout=3).dbsize() for db in range(8, 16)
+        }
     except redis.RedisError:
         return None
     empty = [db for db, size in sizes.items() if size == 0]
@@ -111,8 +115,14 @@ class Cluster:
         logs = self.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{name}.log").open("ab") as log_file:
-            self.processes[name] = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            self.processes[name] = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.root / "logs" / f"{name}.log"
@@ -154,30 +164,33 @@ def airflow_env(cluster: Cluster, home: Path, **extra: str) -> dict[str, str]:
     db = f"{cluster.pg_user}@{PG_HOST}:{PG_PORT}/{cluster.databases['airflow']}"
     api = f"http://127.0.0.1:{cluster.ports['api']}"
     env = pipeline_env(home)
-    env.update({
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{db}",
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{cluster.redis_db}",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{db}",
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the run this test triggers, not tonight's
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(cluster.ports["api"]),
-        "AIRFLOW__API__BASE_URL": api,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": cluster.jwt_secret,
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # the task logs show what each task pulled and pushed
-        "MLFLOW_TRACKING_URI": cluster.mlflow_url,
-        "MLOPS_MLFLOW_UI_URL": cluster.mlflow_url,
-        "MLOPS_STORAGE_URL": f"s3://{BUCKET}/mlops",
-        "MLOPS_WORK_DIR": str(home / "work"),
-        **S3_CREDENTIALS,
-        "AWS_ENDPOINT_URL": cluster.s3_endpoint,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(cluster.root / "identity"), os.environ.get("PYTHONPATH"))
-                                      if p),  # fmt: skip
-    })  # fmt: skip
+    env.update(
+        {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{db}",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{cluster.redis_db}",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{db}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the run this test triggers, not tonight's
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(cluster.ports["api"]),
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": cluster.jwt_secret,
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # the task logs show what each task pulled and pushed
+            "MLFLOW_TRACKING_URI": cluster.mlflow_url,
+            "MLOPS_MLFLOW_UI_URL": cluster.mlflow_url,
+            "MLOPS_STORAGE_URL": f"s3://{BUCKET}/mlops",
+            "MLOPS_WORK_DIR": str(home / "work"),
+            **S3_CREDENTIALS,
+            "AWS_ENDPOINT_URL": cluster.s3_endpoint,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(cluster.root / "identity"), os.environ.get("PYTHONPATH")) if p
+            ),
+        }
+    )
     env.update(extra)
     return env
 
@@ -191,8 +204,10 @@ def wait_until(what: str, check, timeout: float, cluster: Cluster, interval: flo
                 return result
         dead = {n: p.returncode for n, p in cluster.processes.items() if p.poll() is not None}
         if dead:
-            raise AssertionError(f"while waiting for {what}: exited {dead}\n"
-                                 + "\n".join(f"--- {n}\n{cluster.log_tail(n)}" for n in dead))  # fmt: skip
+            raise AssertionError(
+                f"while waiting for {what}: exited {dead}\n"
+                + "\n".join(f"--- {n}\n{cluster.log_tail(n)}" for n in dead)
+            )
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
@@ -205,16 +220,23 @@ def http_ok(url: str) -> bool:
 def s3_client(cluster: Cluster):
     import boto3
 
-    return boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-                        **{k.lower(): v for k, v in S3_CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"})  # fmt: skip
+    return boto3.client(
+        "s3",
+        endpoint_url=cluster.s3_endpoint,
+        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+        **{k.lower(): v for k, v in S3_CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
+    )
 
 
 def bring_up(cluster: Cluster) -> None:
     started = time.monotonic()
     (cluster.root / "identity").mkdir(parents=True)
     (cluster.root / "identity" / "scale_out_identity.py").write_text(IDENTITY_MODULE)
-    cluster.start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cluster.ports["s3"])],
-                  {**os.environ, **S3_CREDENTIALS})  # fmt: skip
+    cluster.start(
+        "s3",
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cluster.ports["s3"])],
+        {**os.environ, **S3_CREDENTIALS},
+    )
     control = airflow_env(cluster, cluster.root / "control")
     Path(control["AIRFLOW_HOME"]).mkdir(parents=True)
     from mlops_onnx.cli import prepare_airflow
@@ -227,33 +249,70 @@ def bring_up(cluster: Cluster) -> None:
     cluster.seconds["migrate"] = time.monotonic() - started
 
     mlflow_db = f"postgresql+psycopg2://{cluster.pg_user}@{PG_HOST}:{PG_PORT}/{cluster.databases['mlflow']}"
-    cluster.start("mlflow", [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", mlflow_db,
-                             "--artifacts-destination", "s3://mlflow", "--serve-artifacts", "--host", "127.0.0.1",
-                             "--port", str(cluster.ports["mlflow"]), "--workers", "1"],
-                  {**control, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                   "MLFLOW_S3_ENDPOINT_URL": cluster.s3_endpoint})  # fmt: skip
+    cluster.start(
+        "mlflow",
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            mlflow_db,
+            "--artifacts-destination",
+            "s3://mlflow",
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(cluster.ports["mlflow"]),
+            "--workers",
+            "1",
+        ],
+        {**control, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_S3_ENDPOINT_URL": cluster.s3_endpoint},
+    )
     cluster.start("api-server", [AIRFLOW_BIN, "api-server"], control)
     cluster.start("scheduler", [AIRFLOW_BIN, "scheduler"], control)
     cluster.start("dag-processor", [AIRFLOW_BIN, "dag-processor"], control)
     for name, queues in WORKERS.items():
         home = cluster.worker_home(name)
-        env = airflow_env(cluster, home, MLOPS_TEST_WORKER_NAME=name,
-                          AIRFLOW__CORE__HOSTNAME_CALLABLE="scale_out_identity.hostname")  # fmt: skip
+        env = airflow_env(
+            cluster, home, MLOPS_TEST_WORKER_NAME=name, AIRFLOW__CORE__HOSTNAME_CALLABLE="scale_out_identity.hostname"
+        )
         Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
         # --skip-serve-logs: two workers on one host would both bind the log server's port (8793).
-        cluster.start(name, [AIRFLOW_BIN, "celery", "worker", "--celery-hostname", f"{name}@localhost",
-                             "--queues", queues, "--concurrency", "1", "--skip-serve-logs"], env)  # fmt: skip
+        cluster.start(
+            name,
+            [
+                AIRFLOW_BIN,
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"{name}@localhost",
+                "--queues",
+                queues,
+                "--concurrency",
+                "1",
+                "--skip-serve-logs",
+            ],
+            env,
+        )
     wait_until("the MLflow server", lambda: http_ok(f"{cluster.mlflow_url}/health"), 180, cluster)
-    wait_until("the API server", lambda: http_ok(f"http://127.0.0.1:{cluster.ports['api']}/api/v2/monitor/health"),
-               180, cluster)  # fmt: skip
-    wait_until(f"{DAG_ID} parsed", lambda: cluster.metadata("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 180,
-               cluster)  # fmt: skip
+    wait_until(
+        "the API server",
+        lambda: http_ok(f"http://127.0.0.1:{cluster.ports['api']}/api/v2/monitor/health"),
+        180,
+        cluster,
+    )
+    wait_until(
+        f"{DAG_ID} parsed", lambda: cluster.metadata("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 180, cluster
+    )
     cluster.seconds["services_up"] = time.monotonic() - started
 
     cluster.run_id = f"scale_out__{secrets.token_hex(4)}"
     cluster.manual_run_id = f"manual_during_night__{secrets.token_hex(4)}"
-    for step in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "--run-id", cluster.run_id],
-                 ["dags", "trigger", DAG_ID, "--run-id", cluster.manual_run_id, "--conf", '{"force_retrain": true}']):
+    for step in (
+        ["dags", "unpause", DAG_ID],
+        ["dags", "trigger", DAG_ID, "--run-id", cluster.run_id],
+        ["dags", "trigger", DAG_ID, "--run-id", cluster.manual_run_id, "--conf", '{"force_retrain": true}'],
+    ):
         done = subprocess.run([AIRFLOW_BIN, *step], env=control, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"airflow {' '.join(step)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     triggered = time.monotonic()
@@ -266,14 +325,21 @@ def bring_up(cluster: Cluster) -> None:
         state = wait_until(f"the DAG run {run_id} to finish", lambda r=run_id: finished(r), 480, cluster, 3)
         cluster.seconds[f"dag_run {run_id}"] = time.monotonic() - triggered
         assert state == "success", f"DAG run {run_id} {state}: {task_instances(cluster, run_id)}\n" + failed_logs(
-            cluster)
+            cluster
+        )
 
 
 def task_instances(cluster: Cluster, run_id: str | None = None) -> dict[str, dict]:
-    rows = cluster.metadata("SELECT task_id, state, hostname, queue, start_date, end_date FROM task_instance "
-                            "WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id or cluster.run_id)  # fmt: skip
-    return {task: {"state": state, "hostname": host, "queue": queue, "start": start, "end": end}
-            for task, state, host, queue, start, end in rows}  # fmt: skip
+    rows = cluster.metadata(
+        "SELECT task_id, state, hostname, queue, start_date, end_date FROM task_instance "
+        "WHERE dag_id = %s AND run_id = %s",
+        DAG_ID,
+        run_id or cluster.run_id,
+    )
+    return {
+        task: {"state": state, "hostname": host, "queue": queue, "start": start, "end": end}
+        for task, state, host, queue, start, end in rows
+    }
 
 
 def task_logs(cluster: Cluster, worker: str) -> dict[str, str]:
@@ -301,18 +367,28 @@ def cluster(tmp_path_factory):
 
     prefix = f"mlops_scale_out_{secrets.token_hex(4)}"
     ports = {name: free_port() for name in ("s3", "mlflow", "api")}
-    cluster = Cluster(root=tmp_path_factory.mktemp("scale-out"), pg_user=pg_user, redis_db=redis_db, ports=ports,
-                      databases={"airflow": f"{prefix}_airflow", "mlflow": f"{prefix}_mlflow"})
+    cluster = Cluster(
+        root=tmp_path_factory.mktemp("scale-out"),
+        pg_user=pg_user,
+        redis_db=redis_db,
+        ports=ports,
+        databases={"airflow": f"{prefix}_airflow", "mlflow": f"{prefix}_mlflow"},
+    )
     started = time.monotonic()
     try:
-        admin_sql(pg_user, f'CREATE DATABASE "{cluster.databases["airflow"]}"',
-                  f'CREATE DATABASE "{cluster.databases["mlflow"]}"')  # fmt: skip
+        admin_sql(
+            pg_user,
+            f'CREATE DATABASE "{cluster.databases["airflow"]}"',
+            f'CREATE DATABASE "{cluster.databases["mlflow"]}"',
+        )
         bring_up(cluster)
         yield cluster
     finally:
         survivors = cluster.stop()
-        admin_sql(pg_user, *(f'DROP DATABASE IF EXISTS "{cluster.databases[db]}" WITH (FORCE)'
-                             for db in ("airflow", "mlflow")))  # fmt: skip
+        admin_sql(
+            pg_user,
+            *(f'DROP DATABASE IF EXISTS "{cluster.databases[db]}" WITH (FORCE)' for db in ("airflow", "mlflow")),
+        )
         redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=redis_db).flushdb()
         print(f"\nscale-out timings: {cluster.seconds}, total {time.monotonic() - started:.0f}s")
         assert not survivors, f"processes left running: {survivors}"
@@ -321,7 +397,16 @@ def cluster(tmp_path_factory):
 def test_the_run_is_scheduled_through_celery_to_success(cluster):
     tis = task_instances(cluster)
     assert {t for t, ti in tis.items() if ti["state"] == "success"} == {
-        "ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register", "prune"}
+        "ingest",
+        "validate",
+        "train",
+        "export",
+        "quantize",
+        "parity",
+        "benchmark_cpu",
+        "gate_and_register",
+        "prune",
+    }
     # No GPU here: skipped with its reason, and only ever on the worker that serves the `gpu` queue.
     assert tis["benchmark_gpu"]["state"] in ("skipped", "success")
     assert tis["benchmark_gpu"]["queue"] == "gpu" and tis["benchmark_gpu"]["hostname"] == "worker-b"
@@ -368,8 +453,10 @@ def test_a_manual_run_during_the_night_waits_its_turn_and_meets_the_champion(clu
     assert ended <= min(ti["start"] for ti in manual.values() if ti["start"]), (first, manual)
     assert manual["train"]["state"] == "success"  # forced: the same data and config train again
     client = MlflowClient(tracking_uri=cluster.mlflow_url)
-    decisions = {run.data.tags["airflow_run_id"]: run.data.tags
-                 for run in client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])}  # fmt: skip
+    decisions = {
+        run.data.tags["airflow_run_id"]: run.data.tags
+        for run in client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
+    }
     assert decisions[cluster.run_id]["promotion_decision"] == "first_champion"
     manual_tags = decisions[cluster.manual_run_id]
     assert manual_tags["forced"] == "true" and manual_tags["compare_champion_version"] == "1"
@@ -385,8 +472,13 @@ def s3_objects(cluster: Cluster, prefix: str) -> dict[str, bytes]:
 def test_tasks_hand_on_storage_urls_and_no_worker_reads_another_workers_folder(cluster):
     roots = {name: str(cluster.worker_home(name)) for name in WORKERS}
     run_url = f"s3://{BUCKET}/mlops/runs/{DAG_ID}/{cluster.run_id}"
-    xcoms = dict(cluster.metadata("SELECT task_id, value FROM xcom WHERE dag_id = %s AND run_id = %s "
-                                  "AND key = 'return_value'", DAG_ID, cluster.run_id))  # fmt: skip
+    xcoms = dict(
+        cluster.metadata(
+            "SELECT task_id, value FROM xcom WHERE dag_id = %s AND run_id = %s AND key = 'return_value'",
+            DAG_ID,
+            cluster.run_id,
+        )
+    )
     assert {"ingest", "train", "gate_and_register"} <= set(xcoms)
     for task, value in xcoms.items():
         text = json.dumps(value)
@@ -414,8 +506,9 @@ def test_tasks_hand_on_storage_urls_and_no_worker_reads_another_workers_folder(c
         assert set(logs) == {t for t, ti in tis.items() if ti["hostname"] == worker}
         other = next(r for n, r in roots.items() if n != worker)
         assert not any(other in text for text in logs.values()), f"{worker}'s logs mention {other}"
-        assert all(f"pulled from {run_url} into {local}" in text for task, text in logs.items()
-                   if task != "prune"), worker  # prune (retention) reads no run files
+        assert all(f"pulled from {run_url} into {local}" in text for task, text in logs.items() if task != "prune"), (
+            worker
+        )  # prune (retention) reads no run files
 
     # The snapshot: published once to the storage, validated there, and copied into each reader's own cache.
     digest = xcoms["ingest"]["snapshot"]

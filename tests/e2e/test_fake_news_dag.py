@@ -29,11 +29,21 @@ def test_registers_a_traceable_champion_with_its_tokenizer(home, first_run):
     assert tags["airflow_dag_id"] == DAG_ID and tags["parity_status"] == "passed"
     assert tags["data_hash"] == run.data.tags["data_hash"] and tags["serving_variant"] in VARIANTS
     assert float(tags["test_f1"]) == pytest.approx(run.data.metrics["test_f1"], abs=1e-6)
-    paths = {a.path for folder in ("reports", "plots", "model", "model/preprocessing", "preprocessing")
-             for a in client.list_artifacts(run.info.run_id, folder)}  # fmt: skip
-    for expected in ("preprocessing/tokenizer.json", "model/preprocessing/tokenizer.json", "model/model.onnx",
-                     "plots/confusion_matrix.png", "reports/onnx_graph.json", "reports/parity.json",
-                     "reports/benchmark_cpu.json", "reports/validation.json"):  # fmt: skip
+    paths = {
+        a.path
+        for folder in ("reports", "plots", "model", "model/preprocessing", "preprocessing")
+        for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    for expected in (
+        "preprocessing/tokenizer.json",
+        "model/preprocessing/tokenizer.json",
+        "model/model.onnx",
+        "plots/confusion_matrix.png",
+        "reports/onnx_graph.json",
+        "reports/parity.json",
+        "reports/benchmark_cpu.json",
+        "reports/validation.json",
+    ):
         assert expected in paths, sorted(paths)
 
 
@@ -41,8 +51,9 @@ def test_graph_is_a_fused_lstm(home, first_run):
     import mlflow
 
     run = latest_run(mlflow_client(home))
-    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="reports/onnx_graph.json",
-                                               dst_path=str(home / "graph"))  # fmt: skip
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="reports/onnx_graph.json", dst_path=str(home / "graph")
+    )
     graph = json.loads(Path(path).read_text())
     assert "LSTM" in graph["op_types"] and "Loop" not in graph["op_types"] and graph["opset"] >= 17
     assert run.data.params["recurrent_layer"] == "LSTM" and run.data.params["onnx_input"] == "tokens"
@@ -52,9 +63,18 @@ def test_run_carries_leakage_probe_liar_parity_and_benchmarks(home, first_run):
     client = mlflow_client(home)
     run = latest_run(client)
     metrics, tags = run.data.metrics, run.data.tags
-    for key in ("test_accuracy", "test_precision", "test_recall", "test_roc_auc", "test_accuracy_raw_text",
-                "leakage_probe_subject_date_accuracy", "leakage_probe_date_accuracy",
-                "leakage_probe_reuters_marker_accuracy", "liar_accuracy", "liar_f1"):  # fmt: skip
+    for key in (
+        "test_accuracy",
+        "test_precision",
+        "test_recall",
+        "test_roc_auc",
+        "test_accuracy_raw_text",
+        "leakage_probe_subject_date_accuracy",
+        "leakage_probe_date_accuracy",
+        "leakage_probe_reuters_marker_accuracy",
+        "liar_accuracy",
+        "liar_f1",
+    ):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["test_f1"] >= 0.5 and metrics["liar_rows"] > 0 and metrics["dedup_exact_rows"] >= 1
     assert metrics["parity_fp32_max_abs_diff"] <= 1e-4 and metrics["parity_fp32_agreement"] == 1.0
@@ -93,8 +113,12 @@ def test_registered_model_scores_text_through_the_registered_tokenizer(home, fir
     )
     path = home / "champion.onnx"
     onnx.save(mlflow.onnx.load_model(f"models:/{MODEL}@champion"), str(path))
-    ids = tokenizer.encode([clean_text("Senate passes the budget", "WASHINGTON (Reuters) - The Senate voted."),
-                            clean_text("SHOCKING: you won't believe this", "Watch the video!")])  # fmt: skip
+    ids = tokenizer.encode(
+        [
+            clean_text("Senate passes the budget", "WASHINGTON (Reuters) - The Senate voted."),
+            clean_text("SHOCKING: you won't believe this", "Watch the video!"),
+        ]
+    )
     out = make_session(path).run(None, {"tokens": ids})[0]
     assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
 

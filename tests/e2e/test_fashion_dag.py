@@ -53,10 +53,19 @@ def test_per_epoch_curves_and_artifacts_are_logged(home, first_run):
     run = latest_run(client)
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert len(history) >= 2 and [m.step for m in history] == list(range(1, len(history) + 1))
-    paths = {a.path for folder in ("reports", "plots", "model", "variants")
-             for a in client.list_artifacts(run.info.run_id, folder)}
-    for expected in ("reports/validation.json", "reports/parity.json", "reports/benchmark_cpu.json",
-                     "plots/confusion_matrix.png", "model/MLmodel", "model/model.onnx"):
+    paths = {
+        a.path
+        for folder in ("reports", "plots", "model", "variants")
+        for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    for expected in (
+        "reports/validation.json",
+        "reports/parity.json",
+        "reports/benchmark_cpu.json",
+        "plots/confusion_matrix.png",
+        "model/MLmodel",
+        "model/model.onnx",
+    ):
         assert expected in paths, sorted(paths)
 
 
@@ -146,8 +155,18 @@ def test_plugin_links_open_the_mlflow_run_and_model(home, first_run):
         "other = TaskInstanceKey('some_other_dag', 'gate_and_register', 'x', 1, -1)\n"
         "print(repr(mlflow_links.MlflowRunLink().get_link(None, ti_key=other)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=pipeline_env(home), cwd=REPO_ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env=pipeline_env(home),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     assert out[-3] == f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert out[-2] == f"http://127.0.0.1:5000/#/models/{MODEL}/versions/{run.data.tags['registered_version']}"
     assert out[-1] == "''"
@@ -161,10 +180,33 @@ def test_bench_reports_every_cell_or_why_it_is_empty(home, first_run, tmp_path):
 
     out = tmp_path / "reports"
     env = pipeline_env(home)
-    done = subprocess.run([sys.executable, "-m", "mlops_onnx.bench", "all", "--models", MODEL,
-                           "--providers", "cpu,cuda", "--variants", "native_eager,onnx_fp32,onnx_int8_static",
-                           "--batches", "1,8", "--runs", "5", "--warmup", "1", "--out-dir", str(out), "--no-readme"],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops_onnx.bench",
+            "all",
+            "--models",
+            MODEL,
+            "--providers",
+            "cpu,cuda",
+            "--variants",
+            "native_eager,onnx_fp32,onnx_int8_static",
+            "--batches",
+            "1,8",
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+            "--out-dir",
+            str(out),
+            "--no-readme",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
     cpu = {(r["variant"], r["batch"]): r for r in report["rows"] if r["provider"] == "cpu"}

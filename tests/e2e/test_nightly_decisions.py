@@ -47,8 +47,9 @@ def task_states(home, run_id: str) -> dict[str, str]:
 
 def asset_events(home) -> list[str]:
     db = sqlite3.connect(home / "airflow" / "airflow.db")
-    rows = db.execute("select a.name, e.extra from asset_event e join asset a on a.id = e.asset_id "
-                      "order by e.id").fetchall()  # fmt: skip
+    rows = db.execute(
+        "select a.name, e.extra from asset_event e join asset a on a.id = e.asset_id order by e.id"
+    ).fetchall()
     db.close()
     return [f"{name} {extra}" for name, extra in rows]
 
@@ -58,8 +59,13 @@ def nights(tmp_path_factory):
     """The four nights, in order; each test reads what they left."""
     root = tmp_path_factory.mktemp("nights")
     home, data = root / "home", root / "data"
-    env = pipeline_env(home, data_dir=write_data(data, slice(0, 1500)), MLOPS_MAX_TRAIN_ROWS="1500",
-                       MLOPS_EPOCHS="2", MLOPS_BENCH_RUNS="5")  # fmt: skip
+    env = pipeline_env(
+        home,
+        data_dir=write_data(data, slice(0, 1500)),
+        MLOPS_MAX_TRAIN_ROWS="1500",
+        MLOPS_EPOCHS="2",
+        MLOPS_BENCH_RUNS="5",
+    )
     client = mlflow_client(home)
     runs = {}
     for night in (1, 2):
@@ -121,16 +127,21 @@ def test_a_changed_snapshot_retrains_and_meets_the_champion_on_the_same_rows(nig
     assert "reports/drift_report.html" in {a.path for a in client.list_artifacts(third.info.run_id, "reports")}
 
     assert tags["compare_champion_version"] == "1" and tags["compare_test"] == "mcnemar_exact"
-    table = pd.read_csv(mlflow.artifacts.download_artifacts(
-        run_id=third.info.run_id, artifact_path="reports/head_to_head.csv", dst_path=str(tmp_path)))
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=third.info.run_id, artifact_path="reports/head_to_head.csv", dst_path=str(tmp_path)
+        )
+    )
     snapshot = SnapshotStore(f"file://{home}/snapshots", tmp_path / "cache").get("fashionmnist", tags["data_hash"])
     images, labels = load_split(snapshot, TEST, 600)
     assert list(table["row_id"]) == list(image_ids(images)) and list(table["target"]) == list(labels)
     assert metrics["compare_rows"] == 600
     assert metrics["compare_candidate_test_accuracy"] == pytest.approx(table["candidate_correct"].mean())
     assert metrics["compare_champion_test_accuracy"] == pytest.approx(table["champion_correct"].mean())
-    won = (metrics["compare_candidate_test_accuracy"] > metrics["compare_champion_test_accuracy"]
-           and metrics["compare_p_value"] < 0.05)  # fmt: skip
+    won = (
+        metrics["compare_candidate_test_accuracy"] > metrics["compare_champion_test_accuracy"]
+        and metrics["compare_p_value"] < 0.05
+    )
     assert tags["promotion_decision"] == ("promoted" if won else "kept_champion")
     assert str(runs["champion_after_3"].version) == ("2" if won else "1")
     assert f"p={metrics['compare_p_value']:.3g}" in tags["promotion_reason"]

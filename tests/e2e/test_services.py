@@ -15,14 +15,22 @@ pytestmark = pytest.mark.e2e
 
 
 def services(command: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlops_onnx.services", command], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=400)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_onnx.services", command],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
 
 
 def api(url: str, token: str | None = None, body: dict | None = None) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -36,8 +44,13 @@ def test_up_twice_then_down(tmp_path):
         first = services("up", env)
         assert first.returncode == 0, first.stdout + first.stderr
         pids = {p.name: p.read_text() for p in (home / "run").glob("*.pid")}
-        assert set(pids) == {"mlflow.pid", "airflow-api-server.pid", "airflow-scheduler.pid",
-                             "airflow-dag-processor.pid", "airflow-triggerer.pid"}
+        assert set(pids) == {
+            "mlflow.pid",
+            "airflow-api-server.pid",
+            "airflow-scheduler.pid",
+            "airflow-dag-processor.pid",
+            "airflow-triggerer.pid",
+        }
 
         password_file = home / "airflow" / "passwords.json"
         assert oct(password_file.stat().st_mode & 0o777) == "0o600"
@@ -64,8 +77,11 @@ def test_up_twice_then_down(tmp_path):
         viewer = requests.get(search, auth=("viewer", mlflow_passwords["viewer"]), timeout=30)
         assert viewer.status_code == 200 and "fashion_mnist_cnn" in viewer.text  # created by the setup
         # only the MLflow server's own process holds the admin password; Airflow's (and their tasks) do not
-        holders = [name for name, pid in pids.items()
-                   if mlflow_passwords["admin"].encode() in Path(f"/proc/{pid}/environ").read_bytes()]  # fmt: skip
+        holders = [
+            name
+            for name, pid in pids.items()
+            if mlflow_passwords["admin"].encode() in Path(f"/proc/{pid}/environ").read_bytes()
+        ]
         assert holders == ["mlflow.pid"]
         listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
         for port in ports.values():

@@ -15,20 +15,24 @@ from conftest import HAS_SHARED_DATA, mlflow_client, pipeline_env, run_dag
 pytestmark = pytest.mark.e2e
 DAG_ID, MODEL = "stock_forecast_nightly", "stock_lstm"
 # The bad files of the real sample (see ../shared/data/PROVENANCE.md) or of the synthetic archive.
-BAD_FILES = {
-    "Stocks/accp.us.txt": "empty (0 bytes",
-    "Stocks/jmom.us.txt": "single-row",
-    "ETFs/fieg.us.txt": "single-row",
-    "Stocks/ben.us.txt": "High must be >= Low",
-    "ETFs/cwi.us.txt": "Open must be a number > 0",
-    "Stocks/hydb.us.txt": "Volume=0",
-} if HAS_SHARED_DATA else {
-    "Stocks/empt.us.txt": "empty (0 bytes",
-    "Stocks/solo.us.txt": "single-row",
-    "Stocks/badp.us.txt": "High must be >= Low",
-    "Stocks/illq.us.txt": "Volume=0",
-    "ETFs/shrt.us.txt": "data row(s)",
-}  # fmt: skip
+BAD_FILES = (
+    {
+        "Stocks/accp.us.txt": "empty (0 bytes",
+        "Stocks/jmom.us.txt": "single-row",
+        "ETFs/fieg.us.txt": "single-row",
+        "Stocks/ben.us.txt": "High must be >= Low",
+        "ETFs/cwi.us.txt": "Open must be a number > 0",
+        "Stocks/hydb.us.txt": "Volume=0",
+    }
+    if HAS_SHARED_DATA
+    else {
+        "Stocks/empt.us.txt": "empty (0 bytes",
+        "Stocks/solo.us.txt": "single-row",
+        "Stocks/badp.us.txt": "High must be >= Low",
+        "Stocks/illq.us.txt": "Volume=0",
+        "ETFs/shrt.us.txt": "data row(s)",
+    }
+)
 
 
 def latest_run(client, index: int = 0):

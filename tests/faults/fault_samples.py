@@ -27,15 +27,28 @@ class Dataset:
     rows: int  # data rows of `target` in the good sample
 
 
-FASHION = Dataset("fashion", "fashion_mnist_cnn", "fashion_mnist_nightly", "fashionmnist", "fashionmnist",
-                  "fashion-mnist_train.csv", 1000)  # fmt: skip
-NEWS = Dataset("news", "fake_news_rnn", "fake_news_nightly", "fake_news", "fake-and-real-news-dataset",
-               "Fake.csv", 250)  # fmt: skip
+FASHION = Dataset(
+    "fashion",
+    "fashion_mnist_cnn",
+    "fashion_mnist_nightly",
+    "fashionmnist",
+    "fashionmnist",
+    "fashion-mnist_train.csv",
+    1000,
+)
+NEWS = Dataset("news", "fake_news_rnn", "fake_news_nightly", "fake_news", "fake-and-real-news-dataset", "Fake.csv", 250)
 REAL_TICKERS = ("Stocks/aapl.us.txt", "Stocks/msft.us.txt", "Stocks/ibm.us.txt", "ETFs/spy.us.txt")
 SYNTHETIC_TICKERS = ("Stocks/acme.us.txt", "Stocks/bolt.us.txt", "Stocks/cobl.us.txt", "ETFs/mkt.us.txt")
 TICKERS = REAL_TICKERS if HAS_SHARED_DATA else SYNTHETIC_TICKERS
-STOCKS = Dataset("stocks", "stock_lstm", "stock_forecast_nightly", "stocks",
-                 "price-volume-data-for-all-us-stocks-etfs", TICKERS[0], 400)  # fmt: skip
+STOCKS = Dataset(
+    "stocks",
+    "stock_lstm",
+    "stock_forecast_nightly",
+    "stocks",
+    "price-volume-data-for-all-us-stocks-etfs",
+    TICKERS[0],
+    400,
+)
 DATASETS = {d.key: d for d in (FASHION, NEWS, STOCKS)}
 # Quick profile: a stock snapshot passes with 3 good tickers; the sample has 4, so one bad file is
 # quarantined and the run goes on, two bad files fail it.
@@ -141,8 +154,10 @@ def registry_state(model: str, tracking_uri: str) -> dict:
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     versions = client.search_model_versions(f"name = '{model}'")
-    return {"versions": sorted(str(v.version) for v in versions),
-            "champion": str(client.get_model_version_by_alias(model, "champion").version)}  # fmt: skip
+    return {
+        "versions": sorted(str(v.version) for v in versions),
+        "champion": str(client.get_model_version_by_alias(model, "champion").version),
+    }
 
 
 def snapshots_root(settings) -> Path:

@@ -23,10 +23,19 @@ FASHION_DAG, FASHION = "fashion_mnist_nightly", "fashion_mnist_cnn"
 def small_env(home: Path, **extra: str) -> dict[str, str]:
     """A fashion run as small as the pipeline allows (synthetic quick-profile data, 1 epoch on 1,000
     rows): the faults are the point, not the model."""
-    return pipeline_env(home, **{"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_EPOCHS": "1",
-                                 "MLOPS_MAX_TRAIN_ROWS": "1000", "MLOPS_MAX_TEST_ROWS": "400",
-                                 "MLOPS_GATE_FASHION_MNIST_CNN": "0.2", "MLOPS_BENCH_RUNS": "5",
-                                 "MLOPS_BENCH_WARMUP": "1", **extra})  # fmt: skip
+    return pipeline_env(
+        home,
+        **{
+            "MLOPS_DATA_SOURCE": "synthetic",
+            "MLOPS_EPOCHS": "1",
+            "MLOPS_MAX_TRAIN_ROWS": "1000",
+            "MLOPS_MAX_TEST_ROWS": "400",
+            "MLOPS_GATE_FASHION_MNIST_CNN": "0.2",
+            "MLOPS_BENCH_RUNS": "5",
+            "MLOPS_BENCH_WARMUP": "1",
+            **extra,
+        },
+    )
 
 
 def install_fault_policy(env: dict[str, str], faults: str) -> dict[str, str]:
@@ -41,8 +50,9 @@ def _airflow(env: dict[str, str], *args: str, timeout: int) -> subprocess.Comple
     return subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def dags_test(dag_id: str, env: dict[str, str], logical_date: str | None = None,
-              timeout: int = 600) -> subprocess.CompletedProcess:  # fmt: skip
+def dags_test(
+    dag_id: str, env: dict[str, str], logical_date: str | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """`airflow dags test <dag_id> [<logical date>]` on env's state (migrating its metadata DB first)."""
     return run_dag(dag_id, env, timeout=timeout, logical_date=logical_date)
 
@@ -58,9 +68,12 @@ def airflow_tries(env: dict[str, str], dag_id: str, task_id: str) -> list[dict]:
     """Every try of a task, oldest first (earlier tries live in `task_instance_history`)."""
     db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
     db.row_factory = sqlite3.Row
-    query = ("select run_id, try_number, state, start_date, end_date from {} where dag_id = ? and task_id = ?")
-    rows = [dict(r) for table in ("task_instance_history", "task_instance")
-            for r in db.execute(query.format(table), (dag_id, task_id))]  # fmt: skip
+    query = "select run_id, try_number, state, start_date, end_date from {} where dag_id = ? and task_id = ?"
+    rows = [
+        dict(r)
+        for table in ("task_instance_history", "task_instance")
+        for r in db.execute(query.format(table), (dag_id, task_id))
+    ]
     db.close()
     return sorted(rows, key=lambda r: (r["run_id"], r["try_number"]))
 
@@ -84,10 +97,25 @@ class MlflowServer:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         log = (self.home / "mlflow-server.log").open("a")
         self.proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
-             "--artifacts-destination", str(self.home / "mlartifacts"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.home / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.home / "mlartifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pgid_file.write_text(str(self.proc.pid))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -102,6 +102,7 @@ def wrong_dtype(ds: Dataset, path: Path) -> None:
 
 def empty_cells(ds: Dataset, path: Path) -> None:
     if ds is NEWS:
+
         def blank(frame):
             frame.loc[frame.index[:25], ["title", "text"]] = ["", " "]
             return frame
@@ -119,6 +120,7 @@ def out_of_range(ds: Dataset, path: Path) -> None:
     elif ds is FASHION:
         rewrite_lines(path, lambda lines: [*lines[:4], set_cell(lines[4], 0, "12"), *lines[5:]])
     else:
+
         def low_above_high(lines):
             cells = lines[50].split(",")
             cells[2], cells[3] = cells[3], str(float(cells[2]) + 1)  # High < Low
@@ -144,6 +146,7 @@ def zero_bytes(ds: Dataset, path: Path) -> None:
 def not_utf8(ds: Dataset, path: Path) -> None:
     """cp1252 bytes, as an Excel resave leaves them."""
     if ds is NEWS:
+
         def accent(frame):
             frame.loc[7, "text"] = "Caf\u00e9 owners said \u2018no\u2019 " + frame.loc[7, "text"]
             return frame
@@ -177,65 +180,143 @@ class Case:
 
 T = STOCKS.target.split("/")[1]  # the broken ticker's file name
 CASES = [
-    Case("truncated", "truncated CSV (cut mid-record, no final line break)", truncate, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv is truncated", "has 300 of 785 fields", "'pixel300'"]),
-        "news": (VALIDATE, ["Fake.csv is truncated", "has 2 of 4 fields", "'subject'"]),
-        "stocks": (QUARANTINE, [f"{T} is truncated", "has 2 of 7 fields", "'High'"]),
-    }),
-    Case("missing_column", "missing column", drop_column, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv", "1 pixel column(s) missing: ['pixel784']"]),
-        "news": (VALIDATE, ["Fake.csv: column_present[text]", "has no 'text' column (found ['title', 'subject'"]),
-        "stocks": (QUARANTINE, ["header is 'Date,Open,High,Low,Close,Volume'", "(missing ['OpenInt'], unexpected []"]),
-    }),
-    Case("renamed_column", "renamed column", rename_column, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv: expect_table_columns_to_match_ordered_list",
-                               "column_present[label]", "has no 'label' column"]),
-        "news": (VALIDATE, ["Fake.csv: column_present[subject]", "has no 'subject' column", "'topic'"]),
-        "stocks": (QUARANTINE, ["(missing ['Close'], unexpected ['Last'])"]),
-    }),
-    Case("wrong_dtype", "wrong dtype (text in a number/date column)", wrong_dtype, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv", "[pixel_non_integer]: 3 unexpected value(s) of 1000",
-                               "pixel100: 3"]),
-        "news": (VALIDATE, ["Fake.csv: expect_column_values_to_be_in_set[date]", "250 of 250 'date' value(s)"]),
-        "stocks": (QUARANTINE, ["Close must be a number > 0: 1 of 400 row(s) fail, e.g. line 31"]),
-    }),
-    Case("empty_cells", "NaN / empty cells", empty_cells, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv", "[pixel_nulls]: 3 unexpected value(s)", "pixel200: 3"]),
-        "news": (VALIDATE, ["Fake.csv: expect_column_values_to_be_in_set[has_title_or_text]",
-                            "25 of 250 row(s) (10.0%) have an empty 'title' and 'text'"]),
-        "stocks": (QUARANTINE, ["Volume must be a number >= 0: 2 of 400 row(s) fail, e.g. line 41"]),
-    }),
-    Case("out_of_range", "out-of-range values", out_of_range, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv: expect_column_values_to_be_in_set[label]",
-                               "1 unexpected value(s) of 1000 (e.g. [12])"]),
-        "news": (VALIDATE, ["Fake.csv: expect_column_values_to_be_in_set[date]", "250 lie outside 1990-01-01"]),
-        "stocks": (QUARANTINE, ["High must be >= Low: 1 of 400 row(s) fail, e.g. line 51"]),
-    }),
-    Case("duplicate_rows", "duplicate rows", duplicate_rows, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv: 200 of 1,200 row(s) (16.7%) repeat an earlier row"]),
-        "news": (VALIDATE, ["Fake.csv: 50 of 300 row(s) (16.7%) repeat an earlier row in all 4 columns"]),
-        "stocks": (QUARANTINE, ["dates must strictly increase: 5 of 405 row(s) fail, e.g. line 62"]),
-    }),
-    Case("zero_bytes", "0-byte file", zero_bytes, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv is empty (0 bytes, no header)"]),
-        "news": (VALIDATE, ["Fake.csv is empty (0 bytes, no header)"]),
-        "stocks": (QUARANTINE, [f"{T} is empty (0 bytes, no header)"]),
-    }),
-    Case("not_utf8", "non-UTF-8 bytes (cp1252)", not_utf8, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv is not valid UTF-8",
-                               "column 'pixel50' (first at data row 3): 1 cell(s)"]),
-        "news": (VALIDATE, ["Fake.csv is not valid UTF-8", "column 'text' (first at data row 8): 1 cell(s)"]),
-        "stocks": (QUARANTINE, [f"{T} is not valid UTF-8", "column 'Date' (first at data row 12): 1 cell(s)"]),
-    }),
-    Case("ten_times_larger", "a file 10x larger than in last_good", ten_times_larger, {
-        "fashion": (VALIDATE, ["fashion-mnist_train.csv: ", "x the", "bytes it had in the last good snapshot"]),
-        "news": (VALIDATE, ["Fake.csv: ", "x the", "bytes it had in the last good snapshot"]),
-        "stocks": (QUARANTINE, [f"{STOCKS.target}: ", "x the", "bytes it had in the last good snapshot"]),
-    }),
-    Case("directory", "a directory in place of a file", directory, {
-        key: (INGEST, [f"{DATASETS[key].target}: is a directory where the dataset expects a file"])
-        for key in DATASETS
-    }),
+    Case(
+        "truncated",
+        "truncated CSV (cut mid-record, no final line break)",
+        truncate,
+        {
+            "fashion": (VALIDATE, ["fashion-mnist_train.csv is truncated", "has 300 of 785 fields", "'pixel300'"]),
+            "news": (VALIDATE, ["Fake.csv is truncated", "has 2 of 4 fields", "'subject'"]),
+            "stocks": (QUARANTINE, [f"{T} is truncated", "has 2 of 7 fields", "'High'"]),
+        },
+    ),
+    Case(
+        "missing_column",
+        "missing column",
+        drop_column,
+        {
+            "fashion": (VALIDATE, ["fashion-mnist_train.csv", "1 pixel column(s) missing: ['pixel784']"]),
+            "news": (VALIDATE, ["Fake.csv: column_present[text]", "has no 'text' column (found ['title', 'subject'"]),
+            "stocks": (
+                QUARANTINE,
+                ["header is 'Date,Open,High,Low,Close,Volume'", "(missing ['OpenInt'], unexpected []"],
+            ),
+        },
+    ),
+    Case(
+        "renamed_column",
+        "renamed column",
+        rename_column,
+        {
+            "fashion": (
+                VALIDATE,
+                [
+                    "fashion-mnist_train.csv: expect_table_columns_to_match_ordered_list",
+                    "column_present[label]",
+                    "has no 'label' column",
+                ],
+            ),
+            "news": (VALIDATE, ["Fake.csv: column_present[subject]", "has no 'subject' column", "'topic'"]),
+            "stocks": (QUARANTINE, ["(missing ['Close'], unexpected ['Last'])"]),
+        },
+    ),
+    Case(
+        "wrong_dtype",
+        "wrong dtype (text in a number/date column)",
+        wrong_dtype,
+        {
+            "fashion": (
+                VALIDATE,
+                ["fashion-mnist_train.csv", "[pixel_non_integer]: 3 unexpected value(s) of 1000", "pixel100: 3"],
+            ),
+            "news": (VALIDATE, ["Fake.csv: expect_column_values_to_be_in_set[date]", "250 of 250 'date' value(s)"]),
+            "stocks": (QUARANTINE, ["Close must be a number > 0: 1 of 400 row(s) fail, e.g. line 31"]),
+        },
+    ),
+    Case(
+        "empty_cells",
+        "NaN / empty cells",
+        empty_cells,
+        {
+            "fashion": (VALIDATE, ["fashion-mnist_train.csv", "[pixel_nulls]: 3 unexpected value(s)", "pixel200: 3"]),
+            "news": (
+                VALIDATE,
+                [
+                    "Fake.csv: expect_column_values_to_be_in_set[has_title_or_text]",
+                    "25 of 250 row(s) (10.0%) have an empty 'title' and 'text'",
+                ],
+            ),
+            "stocks": (QUARANTINE, ["Volume must be a number >= 0: 2 of 400 row(s) fail, e.g. line 41"]),
+        },
+    ),
+    Case(
+        "out_of_range",
+        "out-of-range values",
+        out_of_range,
+        {
+            "fashion": (
+                VALIDATE,
+                [
+                    "fashion-mnist_train.csv: expect_column_values_to_be_in_set[label]",
+                    "1 unexpected value(s) of 1000 (e.g. [12])",
+                ],
+            ),
+            "news": (VALIDATE, ["Fake.csv: expect_column_values_to_be_in_set[date]", "250 lie outside 1990-01-01"]),
+            "stocks": (QUARANTINE, ["High must be >= Low: 1 of 400 row(s) fail, e.g. line 51"]),
+        },
+    ),
+    Case(
+        "duplicate_rows",
+        "duplicate rows",
+        duplicate_rows,
+        {
+            "fashion": (VALIDATE, ["fashion-mnist_train.csv: 200 of 1,200 row(s) (16.7%) repeat an earlier row"]),
+            "news": (VALIDATE, ["Fake.csv: 50 of 300 row(s) (16.7%) repeat an earlier row in all 4 columns"]),
+            "stocks": (QUARANTINE, ["dates must strictly increase: 5 of 405 row(s) fail, e.g. line 62"]),
+        },
+    ),
+    Case(
+        "zero_bytes",
+        "0-byte file",
+        zero_bytes,
+        {
+            "fashion": (VALIDATE, ["fashion-mnist_train.csv is empty (0 bytes, no header)"]),
+            "news": (VALIDATE, ["Fake.csv is empty (0 bytes, no header)"]),
+            "stocks": (QUARANTINE, [f"{T} is empty (0 bytes, no header)"]),
+        },
+    ),
+    Case(
+        "not_utf8",
+        "non-UTF-8 bytes (cp1252)",
+        not_utf8,
+        {
+            "fashion": (
+                VALIDATE,
+                ["fashion-mnist_train.csv is not valid UTF-8", "column 'pixel50' (first at data row 3): 1 cell(s)"],
+            ),
+            "news": (VALIDATE, ["Fake.csv is not valid UTF-8", "column 'text' (first at data row 8): 1 cell(s)"]),
+            "stocks": (QUARANTINE, [f"{T} is not valid UTF-8", "column 'Date' (first at data row 12): 1 cell(s)"]),
+        },
+    ),
+    Case(
+        "ten_times_larger",
+        "a file 10x larger than in last_good",
+        ten_times_larger,
+        {
+            "fashion": (VALIDATE, ["fashion-mnist_train.csv: ", "x the", "bytes it had in the last good snapshot"]),
+            "news": (VALIDATE, ["Fake.csv: ", "x the", "bytes it had in the last good snapshot"]),
+            "stocks": (QUARANTINE, [f"{STOCKS.target}: ", "x the", "bytes it had in the last good snapshot"]),
+        },
+    ),
+    Case(
+        "directory",
+        "a directory in place of a file",
+        directory,
+        {
+            key: (INGEST, [f"{DATASETS[key].target}: is a directory where the dataset expects a file"])
+            for key in DATASETS
+        },
+    ),
 ]
 MATRIX = [(case, key) for case in CASES for key in DATASETS]
 
@@ -254,8 +335,12 @@ def registry(tmp_path_factory):
 def night(settings_env, registry, tmp_path):
     """Start of a night: the good sample is last_good; returns (settings, data dir) for a broken copy."""
     data = tmp_path / "data"
-    settings = settings_env(MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(data), MLFLOW_TRACKING_URI=registry,
-                            MLOPS_STOCK_MIN_TICKERS=MIN_TICKERS)  # fmt: skip
+    settings = settings_env(
+        MLOPS_DATA_SOURCE="local",
+        MLOPS_DATA_DIR=str(data),
+        MLFLOW_TRACKING_URI=registry,
+        MLOPS_STOCK_MIN_TICKERS=MIN_TICKERS,
+    )
     return settings, data
 
 
@@ -302,7 +387,8 @@ def test_bad_input_is_stopped_with_file_column_and_count(night, registry, case, 
         assert pointer(snapshots_root(settings), dataset) == before
         if outcome == INGEST:  # nothing half-written: only the good snapshot and its pointer are there
             assert sorted(p.name for p in (snapshots_root(settings) / dataset.name).iterdir()) == sorted(
-                [good_hash, "last_good.json"])
+                [good_hash, "last_good.json"]
+            )
         else:
             client = MlflowClient(tracking_uri=registry)
             experiment = client.get_experiment_by_name(dataset.model).experiment_id
@@ -340,18 +426,25 @@ def test_row_count_caps_catch_a_huge_file_on_the_first_night(tmp_path):
 
 
 def readme_table() -> str:
-    rows = ["| problem | Fashion-MNIST (`fashion-mnist_train.csv`) | fake news (`Fake.csv`) | stocks "
-            "(one ticker file) |", "| --- | --- | --- | --- |"]
+    rows = [
+        "| problem | Fashion-MNIST (`fashion-mnist_train.csv`) | fake news (`Fake.csv`) | stocks (one ticker file) |",
+        "| --- | --- | --- | --- |",
+    ]
     for case in CASES:
         cells = []
         for key in DATASETS:
             outcome, texts = case.expected[key]
             cells.append(f"{outcome}: " + " … ".join(f"`{t.strip()}`" for t in texts))
         rows.append(f"| {case.problem} | " + " | ".join(cells) + " |")
-    rows.append(f"| 2 of {len(TICKERS)} ticker files bad (fewer than MLOPS_STOCK_MIN_TICKERS={MIN_TICKERS} pass) "
-                f"| | | {VALIDATE}: `only 2 file(s) passed, at least {MIN_TICKERS} required` |")
-    return "\n".join(rows).replace(TICKERS[0].split("/")[1], "<ticker>.us.txt").replace(
-        TICKERS[0], "Stocks/<ticker>.us.txt")
+    rows.append(
+        f"| 2 of {len(TICKERS)} ticker files bad (fewer than MLOPS_STOCK_MIN_TICKERS={MIN_TICKERS} pass) "
+        f"| | | {VALIDATE}: `only 2 file(s) passed, at least {MIN_TICKERS} required` |"
+    )
+    return (
+        "\n".join(rows)
+        .replace(TICKERS[0].split("/")[1], "<ticker>.us.txt")
+        .replace(TICKERS[0], "Stocks/<ticker>.us.txt")
+    )
 
 
 def test_readme_table_matches_the_matrix():

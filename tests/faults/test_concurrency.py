@@ -36,8 +36,14 @@ def test_two_dag_runs_at_once_keep_their_files_apart_and_both_register(tmp_path)
             assert procs[0].poll() is None, logs[0].read_text()[-3000:]
             time.sleep(0.2)
         with log.open("w") as out:
-            procs.append(subprocess.Popen([str(BIN / "airflow"), "dags", "test", FASHION_DAG, date], env=run_env,
-                                          stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "airflow"), "dags", "test", FASHION_DAG, date],
+                    env=run_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     for proc, log in zip(procs, logs):
         proc.wait(timeout=900)
         sys.stdout.write(log.read_text()[-6000:])

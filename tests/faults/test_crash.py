@@ -104,8 +104,12 @@ def kill_mid_write(tmp_path: Path, where: str, snapshots: Path, *args: str) -> N
     script, marker = tmp_path / "writer.py", tmp_path / f"paused-{where}"
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, str(script), str(marker), where, str(snapshots), *args], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(marker), where, str(snapshots), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         if child.poll() is not None or time.monotonic() > deadline:
@@ -122,15 +126,15 @@ def night(settings_env, tmp_path):
     good = publish_last_good(FASHION, write_good(FASHION, tmp_path / "earlier"), snapshots_root(settings))
     write_good(FASHION, tmp_path / "data")
     (tmp_path / "data" / FASHION.folder / "fashion-mnist_test.csv").write_text(
-        (tmp_path / "data" / FASHION.folder / "fashion-mnist_test.csv").read_text().replace("\n0,", "\n1,", 1))
+        (tmp_path / "data" / FASHION.folder / "fashion-mnist_test.csv").read_text().replace("\n0,", "\n1,", 1)
+    )
     return settings, good
 
 
 def visible(settings) -> list[str]:
     """What readers see in the shared storage: `last_good.json` and the snapshots that have a manifest."""
     folder = snapshots_root(settings) / FASHION.name
-    return sorted(p.name for p in folder.iterdir()
-                  if p.name == "last_good.json" or (p / "manifest.json").is_file())  # fmt: skip
+    return sorted(p.name for p in folder.iterdir() if p.name == "last_good.json" or (p / "manifest.json").is_file())
 
 
 def staged(settings) -> list[Path]:
@@ -159,7 +163,6 @@ def test_a_killed_snapshot_writer_leaves_the_last_good_snapshot_and_the_next_run
     store.verify(store.get(FASHION.name, state["snapshot"]))
     assert not staged(settings)  # the dead writer's staging folder is gone
     assert pointer(snapshots_root(settings), FASHION) == before  # still the good one until validate passes
-
 
 
 def test_a_live_writers_staging_folder_is_left_alone(tmp_path):

@@ -53,8 +53,15 @@ def prepare(tmp: Path, key: str, breakage: str | None, kaggle: KaggleServer) -> 
     if breakage == "kaggle_rejects_credentials":
         # The real client, pointed at the fake Kaggle: its LOCALHOST endpoint (http://localhost), reached
         # through the fake as an HTTP proxy, so no fixed port is needed.
-        env = pipeline_env(home, MLOPS_DATA_SOURCE="kaggle", KAGGLE_USERNAME="nightly-bot", KAGGLE_KEY=KEY,
-                           KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=kaggle.url, NO_PROXY="127.0.0.1")
+        env = pipeline_env(
+            home,
+            MLOPS_DATA_SOURCE="kaggle",
+            KAGGLE_USERNAME="nightly-bot",
+            KAGGLE_KEY=KEY,
+            KAGGLE_API_ENVIRONMENT="LOCALHOST",
+            HTTP_PROXY=kaggle.url,
+            NO_PROXY="127.0.0.1",
+        )
         return Night(key, home, env, pointer(home / "snapshots", dataset), "ingest", [FAILURES["bad_credentials"][0]])
     folder = write_good(dataset, data)
     if breakage is None:  # stocks: two of four ticker files bad, fewer than MLOPS_STOCK_MIN_TICKERS pass
@@ -84,8 +91,10 @@ def nights(tmp_path_factory):
     runs = {name: prepare(tmp_path_factory.mktemp(name), *spec, kaggle) for name, spec in NIGHTS.items()}
     try:
         with ThreadPoolExecutor(max_workers=len(runs)) as pool:
-            done = {name: pool.submit(run_dag, DATASETS[night.dataset_key].dag_id, night.env)
-                    for name, night in runs.items()}  # fmt: skip
+            done = {
+                name: pool.submit(run_dag, DATASETS[night.dataset_key].dag_id, night.env)
+                for name, night in runs.items()
+            }
             for name, future in done.items():
                 runs[name].done = future.result()
     finally:
@@ -106,14 +115,17 @@ def test_the_run_stops_at_the_failing_task_and_leaves_last_good_and_the_registry
     for text in night.texts:
         assert text in output, text
     assert pointer(night.home / "snapshots", dataset) == night.last_good
-    assert registry_state(dataset.model, f"sqlite:///{night.home / 'mlflow.db'}") == {"versions": ["1"],
-                                                                                       "champion": "1"}
+    assert registry_state(dataset.model, f"sqlite:///{night.home / 'mlflow.db'}") == {
+        "versions": ["1"],
+        "champion": "1",
+    }
     assert not list((night.home / "snapshots" / dataset.name).glob(".staging-*"))
     if night.failed_task == "validate":
         client = mlflow_client(night.home)
         runs = client.search_runs([client.get_experiment_by_name(dataset.model).experiment_id])
-        assert [(r.data.tags["validation_status"], r.data.tags["gate_status"]) for r in runs] == [("failed",
-                                                                                                   "rejected")]
+        assert [(r.data.tags["validation_status"], r.data.tags["gate_status"]) for r in runs] == [
+            ("failed", "rejected")
+        ]
 
 
 def test_rejected_credentials_fail_at_once_without_retries(nights):

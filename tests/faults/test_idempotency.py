@@ -50,13 +50,23 @@ def test_a_retried_registration_finds_its_version_and_leaves_its_aliases_alone(s
 
     settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_GATE_FASHION_MNIST_CNN="0.5")
     (tmp_path / "reports").mkdir()
-    state = {"validation": "passed", "parity": {"fp32": True}, "metrics": {"test_accuracy": 0.9},
-             "onnx_fp32": str(exported_cnn[1]), "snapshot": "ab" * 32, "data_source": "synthetic",
-             "workdir": str(tmp_path)}  # fmt: skip
+    state = {
+        "validation": "passed",
+        "parity": {"fp32": True},
+        "metrics": {"test_accuracy": 0.9},
+        "onnx_fp32": str(exported_cnn[1]),
+        "snapshot": "ab" * 32,
+        "data_source": "synthetic",
+        "workdir": str(tmp_path),
+    }
     night = RunContext(FASHION_DAG, "scheduled__2026-11-02", logical_date="2026-11-02T00:00:00+00:00")
     rerun = RunContext(FASHION_DAG, "manual__rerun", logical_date=night.logical_date)
-    results = [registry.gate_and_register(SPEC, ctx, state | {"mlflow_run_id": tracking.find_or_create_run(
-        FASHION, ctx, settings)}, settings) for ctx in (night, night, rerun)]  # fmt: skip
+    results = [
+        registry.gate_and_register(
+            SPEC, ctx, state | {"mlflow_run_id": tracking.find_or_create_run(FASHION, ctx, settings)}, settings
+        )
+        for ctx in (night, night, rerun)
+    ]
     assert [r["version"] for r in results] == ["1", "1", "1"]
     assert [r["aliases"] for r in results] == [["champion"]] * 3
     client = mlflow_client(settings.home)

@@ -27,9 +27,14 @@ def test_mlflow_outage_fails_a_try_and_the_retry_registers_exactly_once(tmp_path
     server.restart_after_outages(OUTAGE_SECONDS)
     faults = "export:stop_mlflow_before_start_run,gate_and_register:stop_mlflow_before_register_model"
     env = install_fault_policy(small_env(home), faults)
-    env |= {"MLFLOW_TRACKING_URI": server.uri, "TEST_MLFLOW_PGID_FILE": str(server.pgid_file),
-            "MLOPS_TASK_RETRIES": "5", "MLOPS_RETRY_DELAY_SECONDS": str(RETRY_DELAY_SECONDS),
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}  # fmt: skip
+    env |= {
+        "MLFLOW_TRACKING_URI": server.uri,
+        "TEST_MLFLOW_PGID_FILE": str(server.pgid_file),
+        "MLOPS_TASK_RETRIES": "5",
+        "MLOPS_RETRY_DELAY_SECONDS": str(RETRY_DELAY_SECONDS),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    }
     try:
         done = dags_test(FASHION_DAG, env, "2026-11-01")
     finally:
@@ -46,7 +51,7 @@ def test_mlflow_outage_fails_a_try_and_the_retry_registers_exactly_once(tmp_path
         assert all(t["state"] != "success" for t in tries[:-1]), (task, tries)
         # Exponential backoff: the n-th retry waits at least RETRY_DELAY_SECONDS * 2**(n-1).
         for n, (failed, retry) in enumerate(zip(tries, tries[1:]), start=1):
-            waited = (datetime.fromisoformat(retry["start_date"]) - datetime.fromisoformat(failed["end_date"]))
+            waited = datetime.fromisoformat(retry["start_date"]) - datetime.fromisoformat(failed["end_date"])
             assert waited.total_seconds() >= RETRY_DELAY_SECONDS * 2 ** (n - 1) - 0.5, (task, n, tries)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow-server' / 'mlflow.db'}")

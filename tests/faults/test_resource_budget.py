@@ -21,20 +21,33 @@ STAGES = ("ingest", "validate", "train", "export", "benchmark_cpu")
 FULL_SIZE = {  # model -> settings for full-size data
     # 50 batches of the epoch: memory is set by the data held (all 54,000 training images), not the steps.
     "fashion_mnist_cnn": {"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_MAX_TRAIN_BATCHES": "50"},
-    "stock_lstm": {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(SHARED_DATA)} if HAS_SHARED_DATA
+    "stock_lstm": {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(SHARED_DATA)}
+    if HAS_SHARED_DATA
     else {"MLOPS_DATA_SOURCE": "synthetic"},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("model", list(FULL_SIZE))
 def test_full_size_training_and_benchmark_stay_within_the_memory_budget(tmp_path, model):
     home = tmp_path / "home"
-    env = pipeline_env(home, MLOPS_PROFILE="full", MLOPS_EPOCHS="1", MLOPS_BENCH_RUNS="10", MLOPS_BENCH_WARMUP="2",
-                       MLOPS_BENCH_MAX_SECONDS="2", **FULL_SIZE[model])  # fmt: skip
+    env = pipeline_env(
+        home,
+        MLOPS_PROFILE="full",
+        MLOPS_EPOCHS="1",
+        MLOPS_BENCH_RUNS="10",
+        MLOPS_BENCH_WARMUP="2",
+        MLOPS_BENCH_MAX_SECONDS="2",
+        **FULL_SIZE[model],
+    )
     state = tmp_path / "state.json"
     for stage in STAGES:
-        done = subprocess.run([sys.executable, str(HERE / "stage_driver.py"), model, stage, str(state)], env=env,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, str(HERE / "stage_driver.py"), model, stage, str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         sys.stdout.write(done.stdout[-3000:])
         assert done.returncode == 0, (stage, done.stderr[-3000:])
         assert "MEMORY BUDGET EXCEEDED" not in done.stderr, (stage, done.stderr[-2000:])

@@ -144,8 +144,7 @@ def cache_files(settings) -> list[str]:
 FAILURES = {  # how Kaggle fails -> what the one-line error says, and whether a retry could help
     "unreachable": (f"could not download {SLUG}: ConnectionError", True),
     "missing_credentials": ("kaggle source: no credentials; set KAGGLE_USERNAME and KAGGLE_KEY", False),
-    "bad_credentials": (f"Kaggle rejected the credentials (HTTP 401) of user 'nightly-bot' downloading {SLUG}",
-                        False),
+    "bad_credentials": (f"Kaggle rejected the credentials (HTTP 401) of user 'nightly-bot' downloading {SLUG}", False),
     "interrupted": (f"could not download {SLUG}: ", True),
     "corrupt": ("fashionmnist.zip: ", True),
 }
@@ -206,6 +205,9 @@ def test_the_next_night_recovers_after_an_interrupted_download(night, kaggle):
     assert state["snapshot"] == good  # the same bytes as the earlier night's data: the same content hash
     assert cache_files(settings) == ["fashionmnist.zip"]
     snapshot = snapshots_root(settings) / FASHION.name / state["snapshot"]
-    assert sorted(p.name for p in snapshot.iterdir()) == ["fashion-mnist_test.csv", "fashion-mnist_train.csv",
-                                                          "manifest.json"]  # fmt: skip
+    assert sorted(p.name for p in snapshot.iterdir()) == [
+        "fashion-mnist_test.csv",
+        "fashion-mnist_train.csv",
+        "manifest.json",
+    ]
     assert (snapshot / "fashion-mnist_train.csv").read_text() == "\n".join(fashion_lines(1000)) + "\n"

@@ -62,8 +62,17 @@ def test_a_changed_weight_fails_parity_and_is_recorded(ingested, exported_cnn, t
 def _fp32(native, candidate, spec):
     from mlops_onnx.parity import compare
 
-    return compare("fp32", native, candidate, spec.labels(native), spec.labels(candidate), 1.0, 1.0,
-                   spec.parity_rules, spec.decision_margin(native))  # fmt: skip
+    return compare(
+        "fp32",
+        native,
+        candidate,
+        spec.labels(native),
+        spec.labels(candidate),
+        1.0,
+        1.0,
+        spec.parity_rules,
+        spec.decision_margin(native),
+    )
 
 
 def test_a_label_flip_at_the_decision_boundary_is_rounding_not_a_parity_failure():

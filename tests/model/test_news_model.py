@@ -92,13 +92,15 @@ def test_split_is_the_same_on_every_call(data_folder):
 
 def test_duplicates_go_before_the_split_and_conflicting_labels_are_dropped():
     body = "The senate voted on the bill on Tuesday."
-    articles = pd.DataFrame({
-        "title": ["Vote", "Vote", "VOTE", "Other", "Other"],
-        "text": [body, body, "WASHINGTON (Reuters) -  " + body.upper(), "Same words.", "Same words."],
-        "subject": ["News", "politics", "politicsNews", "News", "worldnews"],
-        "date": ["Dec 31, 2017", "2017-12-31", "December 31, 2017 ", "x", "y"],
-        "label": [1, 1, 1, 1, 0],
-    })  # fmt: skip
+    articles = pd.DataFrame(
+        {
+            "title": ["Vote", "Vote", "VOTE", "Other", "Other"],
+            "text": [body, body, "WASHINGTON (Reuters) -  " + body.upper(), "Same words.", "Same words."],
+            "subject": ["News", "politics", "politicsNews", "News", "worldnews"],
+            "date": ["Dec 31, 2017", "2017-12-31", "December 31, 2017 ", "x", "y"],
+            "label": [1, 1, 1, 1, 0],
+        }
+    )
     articles["clean"] = [clean_text(t, x) for t, x in zip(articles["title"], articles["text"])]
     kept, counts = deduplicate(articles)
     assert kept["clean"].tolist() == ["vote the senate voted on the bill on tuesday."]
@@ -110,7 +112,8 @@ def test_subject_and_date_never_reach_the_model_input(trained, quick_settings, t
     for name in ("Fake.csv", "True.csv"):
         frame = pd.read_csv(snapshot.path / name, dtype=str, keep_default_na=False)
         frame.assign(subject="politicsNews" if name == "Fake.csv" else "News", date="garbage").to_csv(
-            tmp_path / name, index=False)  # fmt: skip
+            tmp_path / name, index=False
+        )
     swapped = Snapshot("fake_news", "1" * 64, tmp_path, {})
     rows = SPEC.evaluation_data(snapshot, quick_settings, workdir)
     swapped_rows = SPEC.evaluation_data(swapped, quick_settings, workdir)
@@ -137,9 +140,20 @@ def test_evaluation_data_is_the_test_split_through_the_saved_tokenizer(trained, 
 def test_quick_training_reports_metrics_probes_and_liar(trained):
     _, _, result, _, epochs = trained
     metrics = result.metrics
-    for key in ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_macro_f1",
-                "test_accuracy_raw_text", "leakage_probe_subject_date_accuracy", "leakage_probe_date_accuracy",
-                "leakage_probe_reuters_marker_accuracy", "liar_accuracy", "liar_f1"):  # fmt: skip
+    for key in (
+        "test_accuracy",
+        "test_precision",
+        "test_recall",
+        "test_f1",
+        "test_roc_auc",
+        "test_macro_f1",
+        "test_accuracy_raw_text",
+        "leakage_probe_subject_date_accuracy",
+        "leakage_probe_date_accuracy",
+        "leakage_probe_reuters_marker_accuracy",
+        "liar_accuracy",
+        "liar_f1",
+    ):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["test_f1"] > 0.6 and metrics["liar_rows"] > 0
     assert metrics["leakage_probe_subject_date_accuracy"] > 0.9  # the shortcut the model is kept away from
@@ -216,8 +230,15 @@ def test_an_article_keeps_its_split_when_the_snapshot_grows(data_folder, tmp_pat
         extra = frame.head(300).assign(title=lambda f: "Update: " + f["title"], text=lambda f: f["text"] + " More.")
         pd.concat([extra, frame]).to_csv(grown / name, index=False)  # new articles, and a new file order
     after = split_articles(grown, cfg)
-    ids = {name: set(text_ids(frame["clean"])) for name, frame in
-           (("test", before.test), ("train", after.train), ("val", after.val), ("after_test", after.test))}
+    ids = {
+        name: set(text_ids(frame["clean"]))
+        for name, frame in (
+            ("test", before.test),
+            ("train", after.train),
+            ("val", after.val),
+            ("after_test", after.test),
+        )
+    }
     assert ids["test"] and ids["test"] <= ids["after_test"]
     assert not ids["test"] & ids["train"] and not ids["test"] & ids["val"]
     assert len(after.train) > len(before.train)  # the new articles went somewhere

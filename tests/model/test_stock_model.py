@@ -39,8 +39,15 @@ def trained(tmp_path_factory):
     result = SPEC.train(snapshot, workdir, settings, lambda epoch, metrics: epochs.append((epoch, metrics)))
     onnx_path = workdir / "model_fp32.onnx"
     SPEC.export_onnx(result.checkpoint, onnx_path)
-    return {"settings": settings, "snapshot": snapshot, "workdir": workdir, "result": result, "epochs": epochs,
-            "onnx": onnx_path, "report": report}  # fmt: skip
+    return {
+        "settings": settings,
+        "snapshot": snapshot,
+        "workdir": workdir,
+        "result": result,
+        "epochs": epochs,
+        "onnx": onnx_path,
+        "report": report,
+    }
 
 
 def test_training_logs_epochs_and_saves_a_keras_checkpoint(trained):
@@ -54,8 +61,18 @@ def test_training_logs_epochs_and_saves_a_keras_checkpoint(trained):
 
 def test_metrics_compare_the_model_with_the_naive_forecast(trained):
     metrics = trained["result"].metrics
-    for name in ("test_mae", "test_rmse", "test_mape", "test_directional_accuracy", "test_mase",
-                 "naive_test_mae", "naive_test_rmse", "naive_test_mape", "val_mase", "val_mae"):  # fmt: skip
+    for name in (
+        "test_mae",
+        "test_rmse",
+        "test_mape",
+        "test_directional_accuracy",
+        "test_mase",
+        "naive_test_mae",
+        "naive_test_rmse",
+        "naive_test_mape",
+        "val_mase",
+        "val_mae",
+    ):
         assert np.isfinite(metrics[name]), name
     # Starting from the naive forecast (zero head) and stopping early, the model cannot be far off it.
     assert 0.8 < metrics["val_mase"] < 1.2 and 0.8 < metrics["test_mase"] < 1.2
@@ -78,8 +95,11 @@ def test_the_saved_scaler_is_json_fitted_on_training_rows(trained):
     assert trained["result"].preprocessing == [path]
     payload = json.loads(path.read_text())
     assert payload["features"] == list(FEATURES) and payload["window"] == QUICK.window
-    series = load_tickers(trained["snapshot"], json.loads((trained["workdir"] / TICKERS_FILE).read_text())["files"],
-                          SPEC.train_config(trained["settings"]))  # fmt: skip
+    series = load_tickers(
+        trained["snapshot"],
+        json.loads((trained["workdir"] / TICKERS_FILE).read_text())["files"],
+        SPEC.train_config(trained["settings"]),
+    )
     refit = FeatureScaler.fit([s.train_rows(QUICK.window) for s in series], QUICK.feature_clip)
     np.testing.assert_allclose(payload["mean"], refit.mean, rtol=1e-12)
     np.testing.assert_allclose(payload["std"], refit.std, rtol=1e-12)
@@ -128,8 +148,9 @@ def test_int8_dynamic_and_fp16_variants_build_and_stay_within_two_percent(traine
     native = SPEC.native_predictors(trained["result"].checkpoint, trained["settings"])["native_eager"](inputs)
     for name, info in variants.items():
         out = run_batched(make_session(info["path"]), inputs)
-        result = compare(name, native, out, None, None, SPEC.quality(native, targets), SPEC.quality(out, targets),
-                         SPEC.parity_rules)  # fmt: skip
+        result = compare(
+            name, native, out, None, None, SPEC.quality(native, targets), SPEC.quality(out, targets), SPEC.parity_rules
+        )
         assert result.passed, (name, result.reasons)
 
 

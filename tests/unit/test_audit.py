@@ -27,10 +27,25 @@ DECISIONS = REPO_ROOT / "security" / "audit-decisions.toml"
 def pip_audit(requirements: Path, out: Path, timeout: int) -> dict:
     """pip-audit on pinned requirements, without installing them (--no-deps --disable-pip), PyPI's data."""
     done = subprocess.run(
-        [str(VENV_BIN / "pip-audit"), "-r", str(requirements), "--no-deps", "--disable-pip", "-s", "pypi",
-         "-f", "json", "-o", str(out), "--progress-spinner", "off"],
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [
+            str(VENV_BIN / "pip-audit"),
+            "-r",
+            str(requirements),
+            "--no-deps",
+            "--disable-pip",
+            "-s",
+            "pypi",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+            "--progress-spinner",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if not out.exists():
         pytest.fail(f"pip-audit produced no report (exit {done.returncode}): {done.stderr[-2000:]}")
     return json.loads(out.read_text())
@@ -63,18 +78,27 @@ def test_dependency_audit_of_the_lock_file(tmp_path):
     accepted = {(d["package"], d["id"]) for d in decided}
     for decision in decided:
         assert decision.get("decision") and decision.get("reason"), decision
-    findings = [(d["name"], v["id"], v.get("fix_versions"), v.get("description", "")[:120])
-                for d in report["dependencies"] for v in d.get("vulns", [])]  # fmt: skip
+    findings = [
+        (d["name"], v["id"], v.get("fix_versions"), v.get("description", "")[:120])
+        for d in report["dependencies"]
+        for v in d.get("vulns", [])
+    ]
     undecided = [f for f in findings if (f[0], f[1]) not in accepted]
     assert not undecided, f"findings without a decision in {DECISIONS.name}: {undecided}"
 
 
 def test_bandit_finds_nothing_and_every_nosec_says_why():
-    done = subprocess.run([str(VENV_BIN / "bandit"), "-c", "pyproject.toml", "-r", *CODE, "-q", "-f", "json"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [str(VENV_BIN / "bandit"), "-c", "pyproject.toml", "-r", *CODE, "-q", "-f", "json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(done.stdout)
-    assert report["results"] == [], [(r["filename"], r["line_number"], r["test_id"], r["issue_text"])
-                                     for r in report["results"]]  # fmt: skip
+    assert report["results"] == [], [
+        (r["filename"], r["line_number"], r["test_id"], r["issue_text"]) for r in report["results"]
+    ]
     unexplained = []
     for path in (p for folder in CODE for p in (REPO_ROOT / folder).rglob("*.py")):
         lines = path.read_text().splitlines()
@@ -87,12 +111,18 @@ def test_bandit_finds_nothing_and_every_nosec_says_why():
 
 
 UNSAFE_LOADERS = {  # call -> why it is refused on anything that came from outside
-    "pickle.load": "unpickling runs code", "pickle.loads": "unpickling runs code",
-    "cloudpickle.load": "unpickling runs code", "dill.load": "unpickling runs code",
-    "joblib.load": "joblib unpickles", "pd.read_pickle": "unpickles", "pandas.read_pickle": "unpickles",
-    "yaml.load": "use yaml.safe_load", "yaml.unsafe_load": "runs code",
-    "marshal.loads": "loads code objects", "shelve.open": "unpickles",
-}  # fmt: skip
+    "pickle.load": "unpickling runs code",
+    "pickle.loads": "unpickling runs code",
+    "cloudpickle.load": "unpickling runs code",
+    "dill.load": "unpickling runs code",
+    "joblib.load": "joblib unpickles",
+    "pd.read_pickle": "unpickles",
+    "pandas.read_pickle": "unpickles",
+    "yaml.load": "use yaml.safe_load",
+    "yaml.unsafe_load": "runs code",
+    "marshal.loads": "loads code objects",
+    "shelve.open": "unpickles",
+}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -135,8 +165,10 @@ def test_the_unpickling_check_catches_what_it_should(tmp_path, monkeypatch):
 
     sample = tmp_path / "src" / "bad.py"
     sample.parent.mkdir()
-    sample.write_text("import pickle\nimport torch\nimport numpy as np\nimport yaml\n"
-                      "pickle.loads(b'')\ntorch.load('x')\nnp.load('x', allow_pickle=True)\nyaml.load('x')\n")
+    sample.write_text(
+        "import pickle\nimport torch\nimport numpy as np\nimport yaml\n"
+        "pickle.loads(b'')\ntorch.load('x')\nnp.load('x', allow_pickle=True)\nyaml.load('x')\n"
+    )
     monkeypatch.setattr(test_audit, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(test_audit, "CODE", ("src",))
     with pytest.raises(AssertionError) as raised:

@@ -5,25 +5,57 @@ from mlops_onnx.cli import add_airflow_overhead
 
 
 def row(model, variant, p50, batch=1, provider="cpu", **extra):
-    return {"model": model, "variant": variant, "provider": provider, "batch": batch, "p50_ms": p50,
-            "p95_ms": p50 * 1.1, "p99_ms": p50 * 1.2, "throughput_per_s": batch * 1000 / p50, "size_bytes": 1000,
-            "peak_rss_mb": 100.0, "parity_ok": True, "parity_reasons": [], "parity_max_abs_diff": 1e-6, **extra}
+    return {
+        "model": model,
+        "variant": variant,
+        "provider": provider,
+        "batch": batch,
+        "p50_ms": p50,
+        "p95_ms": p50 * 1.1,
+        "p99_ms": p50 * 1.2,
+        "throughput_per_s": batch * 1000 / p50,
+        "size_bytes": 1000,
+        "peak_rss_mb": 100.0,
+        "parity_ok": True,
+        "parity_reasons": [],
+        "parity_max_abs_diff": 1e-6,
+        **extra,
+    }
 
 
 def report(rows, serving=None):
-    models = {m: {"serving_variant": (serving or {}).get(m, "fp32"), "registered_version": "1", "mlflow_run_id": "r",
-                  "data_hash": "ab" * 32} for m in dict.fromkeys(r["model"] for r in rows)}
-    return {"rows": rows, "models": models, "notes": [], "profiles": {}, "generated_at": "2026-11-30T00:00:00+00:00",
-            "machine": {"cpu_model": "test cpu", "cpu_cores": 2, "python": "3.11", "versions": {}, "gpu": None},
-            "settings": {"threads": 1, "warmup": 1, "runs": 5, "max_seconds_per_cell": 1, "batches": "1"}}
+    models = {
+        m: {
+            "serving_variant": (serving or {}).get(m, "fp32"),
+            "registered_version": "1",
+            "mlflow_run_id": "r",
+            "data_hash": "ab" * 32,
+        }
+        for m in dict.fromkeys(r["model"] for r in rows)
+    }
+    return {
+        "rows": rows,
+        "models": models,
+        "notes": [],
+        "profiles": {},
+        "generated_at": "2026-11-30T00:00:00+00:00",
+        "machine": {"cpu_model": "test cpu", "cpu_cores": 2, "python": "3.11", "versions": {}, "gpu": None},
+        "settings": {"threads": 1, "warmup": 1, "runs": 5, "max_seconds_per_cell": 1, "batches": "1"},
+    }
 
 
 def test_targets_use_eager_for_the_cnn_and_the_fastest_keras_path():
-    rows = [row("fashion_mnist_cnn", "native_eager", 0.9), row("fashion_mnist_cnn", "native_compiled", 0.3),
-            row("fashion_mnist_cnn", "onnx_fp32", 0.25), row("fashion_mnist_cnn", "onnx_int8_static", 0.2),
-            row("stock_lstm", "native_eager", 80.0), row("stock_lstm", "native_compiled", 0.5),
-            row("stock_lstm", "native_predict", 100.0), row("stock_lstm", "onnx_fp32", 0.1),
-            row("stock_lstm", "onnx_int8_dynamic", 0.12)]
+    rows = [
+        row("fashion_mnist_cnn", "native_eager", 0.9),
+        row("fashion_mnist_cnn", "native_compiled", 0.3),
+        row("fashion_mnist_cnn", "onnx_fp32", 0.25),
+        row("fashion_mnist_cnn", "onnx_int8_static", 0.2),
+        row("stock_lstm", "native_eager", 80.0),
+        row("stock_lstm", "native_compiled", 0.5),
+        row("stock_lstm", "native_predict", 100.0),
+        row("stock_lstm", "onnx_fp32", 0.1),
+        row("stock_lstm", "onnx_int8_dynamic", 0.12),
+    ]
     r = report(rows, serving={"fashion_mnist_cnn": "int8_static", "stock_lstm": "int8_dynamic"})
     result = {(t["model"], "serving" if "serving" in t["target"] else "speedup"): t for t in bench.targets(r)}
     cnn = result[("fashion_mnist_cnn", "speedup")]
@@ -69,20 +101,33 @@ def test_airflow_overhead_is_dag_time_outside_task_bodies():
     assert a["airflow_overhead_seconds"] == 20.0 and a["airflow_overhead_share"] == 0.2 and a["dag_seconds"] == 100.0
     b = out["models"]["b"]  # no task timings (a failed run): its wall time, but no made-up share
     assert b["dag_seconds"] == 30.0 and "airflow_overhead_share" not in b
-    assert out["airflow_overhead"] == {"dag_seconds": 100.0, "task_seconds": 80.0, "overhead_seconds": 20.0,
-                                       "overhead_share": 0.2}
+    assert out["airflow_overhead"] == {
+        "dag_seconds": 100.0,
+        "task_seconds": 80.0,
+        "overhead_seconds": 20.0,
+        "overhead_share": 0.2,
+    }
 
 
 def test_the_report_names_the_gpu_and_the_stack_its_cells_loaded():
     gpu_row = row("fashion_mnist_cnn", "onnx_fp32", 0.05, provider="cuda", io_binding=True, cuda_graph=True)
     r = report([row("fashion_mnist_cnn", "onnx_fp32", 0.25), gpu_row])
-    stack = {"cudart": "13.0", "cuda": "13.0", "cudnn": "9.13.0", "onnxruntime": "1.31.1",
-             "onnxruntime_built_for_cuda": "13.0", "torch_cuda": "13.0", "torch_cudnn": "9.10.2"}  # fmt: skip
+    stack = {
+        "cudart": "13.0",
+        "cuda": "13.0",
+        "cudnn": "9.13.0",
+        "onnxruntime": "1.31.1",
+        "onnxruntime_built_for_cuda": "13.0",
+        "torch_cuda": "13.0",
+        "torch_cudnn": "9.10.2",
+    }
     r["machine"] |= {"gpu": "NVIDIA H200, 143771 MiB, 580.159.04, 9.0", "gpu_stack": {"cuda": stack}}
     r["targets"] = bench.targets(r)
-    described = ("NVIDIA H200 (143771 MiB, compute capability 9.0), driver 580.159.04; CUDA runtime 13.0, CUDA driver "
-                 "API 13.0, cuDNN 9.13.0, ONNX Runtime 1.31.1 (built for CUDA 13.0), PyTorch built for CUDA 13.0 with "
-                 "cuDNN 9.10.2, TensorRT not loaded")  # fmt: skip
+    described = (
+        "NVIDIA H200 (143771 MiB, compute capability 9.0), driver 580.159.04; CUDA runtime 13.0, CUDA driver "
+        "API 13.0, cuDNN 9.13.0, ONNX Runtime 1.31.1 (built for CUDA 13.0), PyTorch built for CUDA 13.0 with "
+        "cuDNN 9.10.2, TensorRT not loaded"
+    )
     assert f"GPU {described}" in bench.markdown(r)
     table = bench.readme_table(r)
     assert f"GPU {described}" in table and "| model | variant | CPU b=1 | CUDA graph b=1 | parity |" in table

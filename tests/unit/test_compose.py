@@ -183,8 +183,11 @@ def test_secrets_are_references_never_literals(compose):
             urls += 1
             assert match["password"] == "<ref>", f"the password in a URL must be one ${{VAR}} reference: {text}"
     assert urls, "expected the Postgres URLs with user:password@ (is the URL check still matching?)"
-    secret_defaults = [m.group(0) for m in references(compose) if SECRET_NAME.search(m["name"]) and m["op"]
-                       and m["op"].endswith("-") and m["arg"]]  # fmt: skip
+    secret_defaults = [
+        m.group(0)
+        for m in references(compose)
+        if SECRET_NAME.search(m["name"]) and m["op"] and m["op"].endswith("-") and m["arg"]
+    ]
     assert not secret_defaults, f"secrets with a default value: {secret_defaults}"
 
 
@@ -304,6 +307,11 @@ def test_docker_compose_config_accepts_the_file():
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     done = subprocess.run(
         [*command, "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config", "-q"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"{' '.join(command)} config failed:\n{done.stdout}\n{done.stderr}"

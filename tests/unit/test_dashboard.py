@@ -17,16 +17,20 @@ SCRIPT = "from mlops_onnx.serving.dashboard import main\nmain()\n"
 def drift_model(daily_log_return: float) -> onnx.ModelProto:
     """A real ONNX forecaster with the stock model's interface: [batch, window, features] -> [batch, 1]."""
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["window"], ["mean"], axes=[1, 2], keepdims=0),
-         helper.make_node("Mul", ["mean", "zero"], ["zeroed"]),
-         helper.make_node("Add", ["zeroed", "drift"], ["flat"]),
-         helper.make_node("Unsqueeze", ["flat", "axis"], ["log_return"])],
+        [
+            helper.make_node("ReduceMean", ["window"], ["mean"], axes=[1, 2], keepdims=0),
+            helper.make_node("Mul", ["mean", "zero"], ["zeroed"]),
+            helper.make_node("Add", ["zeroed", "drift"], ["flat"]),
+            helper.make_node("Unsqueeze", ["flat", "axis"], ["log_return"]),
+        ],
         "drift",
         [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["batch", WINDOW, len(FEATURES)])],
         [helper.make_tensor_value_info("log_return", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-         helper.make_tensor("drift", TensorProto.FLOAT, [], [daily_log_return]),
-         helper.make_tensor("axis", TensorProto.INT64, [1], [1])],
+        [
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("drift", TensorProto.FLOAT, [], [daily_log_return]),
+            helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
@@ -62,11 +66,16 @@ def registry(settings_env, tmp_path):
         scaler_path = scaler.to_json(tmp_path / "stock_preprocessing.json", window=WINDOW)
         with mlflow.start_run():
             mlflow.log_metrics({"val_mase": val_mase, "test_mase": val_mase, "bench_cpu_onnx_fp32_b1_p50_ms": 0.04})
-            info = mlflow.onnx.log_model(drift_model(drift), name="model", save_as_external_data=False,
-                                         onnx_execution_providers=["CPUExecutionProvider"])
+            info = mlflow.onnx.log_model(
+                drift_model(drift),
+                name="model",
+                save_as_external_data=False,
+                onnx_execution_providers=["CPUExecutionProvider"],
+            )
             mlflow.log_artifact(str(scaler_path), "model/preprocessing")
-        version = mlflow.register_model(info.model_uri, "stock_lstm", tags={"serving_variant": "fp32",
-                                                                            "data_hash": snapshot.content_hash})
+        version = mlflow.register_model(
+            info.model_uri, "stock_lstm", tags={"serving_variant": "fp32", "data_hash": snapshot.content_hash}
+        )
         client.set_registered_model_alias("stock_lstm", alias, version.version)
 
     return settings, register

@@ -21,10 +21,15 @@ def oracle_onnx(path, flawed: bool):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    consts = {"shape": np.array([-1, 784], np.int64), "i1": np.array([0], np.int64), "i2": np.array([1], np.int64),
-              "ten": np.array(10, np.float32), "full": np.array(255, np.float32),
-              "classes": np.arange(10, dtype=np.float32)[None, :],
-              "flaw": np.array(float(flawed), np.float32)}  # fmt: skip
+    consts = {
+        "shape": np.array([-1, 784], np.int64),
+        "i1": np.array([0], np.int64),
+        "i2": np.array([1], np.int64),
+        "ten": np.array(10, np.float32),
+        "full": np.array(255, np.float32),
+        "classes": np.arange(10, dtype=np.float32)[None, :],
+        "flaw": np.array(float(flawed), np.float32),
+    }
     nodes = [
         helper.make_node("Reshape", ["image", "shape"], ["flat"]),
         helper.make_node("Gather", ["flat", "i1"], ["p1"], axis=1),
@@ -39,9 +44,12 @@ def oracle_onnx(path, flawed: bool):
         helper.make_node("Neg", ["absolute"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "oracle", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        nodes,
+        "oracle",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
-        [numpy_helper.from_array(v, k) for k, v in consts.items()])  # fmt: skip
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -77,10 +85,18 @@ def night(settings_env, tmp_path):
         ctx = RunContext("fashion_mnist_nightly", run_id)
         workdir = tmp_path / run_id
         (workdir / "reports").mkdir(parents=True)
-        state = {"validation": "passed", "parity": {"fp32": True}, "metrics": {"test_accuracy": 0.9},
-                 "onnx_fp32": str(oracle_onnx(workdir / "model_fp32.onnx", flawed)), "snapshot": data,
-                 "data_source": "synthetic", "workdir": str(workdir), "passing_variants": {}, "preprocessing": [],
-                 "mlflow_run_id": tracking.find_or_create_run(SPEC.name, ctx, settings)}  # fmt: skip
+        state = {
+            "validation": "passed",
+            "parity": {"fp32": True},
+            "metrics": {"test_accuracy": 0.9},
+            "onnx_fp32": str(oracle_onnx(workdir / "model_fp32.onnx", flawed)),
+            "snapshot": data,
+            "data_source": "synthetic",
+            "workdir": str(workdir),
+            "passing_variants": {},
+            "preprocessing": [],
+            "mlflow_run_id": tracking.find_or_create_run(SPEC.name, ctx, settings),
+        }
         return ctx, state
 
     return settings, snapshot, make

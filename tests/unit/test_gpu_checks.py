@@ -30,13 +30,20 @@ def tiny_model(path):
         helper.make_node("Expand", ["bias", "target"], ["bias_rows"]),
         helper.make_node("Add", ["r", "bias_rows"], ["y"]),
     ]
-    constants = [helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.linspace(-1, 1, 12).tolist()),
-                 helper.make_tensor("bias", TensorProto.FLOAT, [1, 3], [0.1, 0.2, 0.3]),
-                 helper.make_tensor("zero", TensorProto.INT32, [1], [0]),
-                 helper.make_tensor("one", TensorProto.INT32, [1], [1]),
-                 helper.make_tensor("three", TensorProto.INT32, [1], [3])]  # fmt: skip
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], constants)  # fmt: skip
+    constants = [
+        helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.linspace(-1, 1, 12).tolist()),
+        helper.make_tensor("bias", TensorProto.FLOAT, [1, 3], [0.1, 0.2, 0.3]),
+        helper.make_tensor("zero", TensorProto.INT32, [1], [0]),
+        helper.make_tensor("one", TensorProto.INT32, [1], [1]),
+        helper.make_tensor("three", TensorProto.INT32, [1], [3]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        constants,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
@@ -114,10 +121,20 @@ def tiny_bundle(root):
     np.save(bundle / "inputs.npy", inputs)
     np.save(bundle / "reference.npy", reference)
     np.save(bundle / "targets.npy", reference.reshape(-1) + 0.5)
-    meta = {"model": "stock_lstm", "output_kind": "regression", "onnx_variants": ["fp32"], "native_variants": [],
-            "parity_rules": {"quality_name": "mae", "higher_is_better": False}, "native_quality": 0.5,
-            "registered_version": "3", "mlflow_run_id": "r", "airflow_run_id": "a", "data_hash": "d" * 64,
-            "serving_variant": "fp32", "pipeline_parity": {"fp32": True}}  # fmt: skip
+    meta = {
+        "model": "stock_lstm",
+        "output_kind": "regression",
+        "onnx_variants": ["fp32"],
+        "native_variants": [],
+        "parity_rules": {"quality_name": "mae", "higher_is_better": False},
+        "native_quality": 0.5,
+        "registered_version": "3",
+        "mlflow_run_id": "r",
+        "airflow_run_id": "a",
+        "data_hash": "d" * 64,
+        "serving_variant": "fp32",
+        "pipeline_parity": {"fp32": True},
+    }
     (bundle / "meta.json").write_text(json.dumps(meta))
     return bundle
 
@@ -139,8 +156,9 @@ def test_bound_inputs_are_copied_once_per_array_and_never_confused(tmp_path):
 def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(tmp_path, monkeypatch):
     tiny_bundle(tmp_path)
     out = tmp_path / "out"
-    cfg = argparse.Namespace(batches="1,256", threads=1, warmup=1, runs=5, max_seconds=1.0, cell_timeout=120,
-                             variants="", out_dir=out)  # fmt: skip
+    cfg = argparse.Namespace(
+        batches="1,256", threads=1, warmup=1, runs=5, max_seconds=1.0, cell_timeout=120, variants="", out_dir=out
+    )
     providers = ["cpu"] if HAS_GPU else ["cpu", "cuda", "tensorrt"]
     seen = []  # what a run cut short before each cell would leave behind
     real_worker = bench._worker

@@ -37,8 +37,9 @@ def test_source_failure_fails_the_run_by_default(settings_env, last_good, tmp_pa
 
 
 def test_use_last_good_continues_on_the_last_validated_snapshot(settings_env, last_good, tmp_path):
-    settings = settings_env(MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path / "nowhere"),
-                            MLOPS_ON_SOURCE_FAILURE="use_last_good")
+    settings = settings_env(
+        MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path / "nowhere"), MLOPS_ON_SOURCE_FAILURE="use_last_good"
+    )
     state = stages.ingest(MODEL, RunContext("d", "stale"))
     assert state["snapshot"] == last_good
     tags = mlflow_client(settings.home).get_run(state["mlflow_run_id"]).data.tags

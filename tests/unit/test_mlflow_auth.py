@@ -20,8 +20,9 @@ from mlops_onnx.settings import get_settings
 
 NAME = "fake_news_rnn"
 # The registry code needs only these of a model spec; the tiny classifier stands in for the LSTM.
-SPEC = SimpleNamespace(name=NAME, primary_metric="test_f1", higher_is_better=True, onnx_input_name="tokens",
-                       gate_min=lambda settings: 0.5)  # fmt: skip
+SPEC = SimpleNamespace(
+    name=NAME, primary_metric="test_f1", higher_is_better=True, onnx_input_name="tokens", gate_min=lambda settings: 0.5
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,13 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("auth-home")
     port = free_port()
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"MLOPS_HOME": str(home), "MLOPS_MLFLOW_AUTH": "1", "MLOPS_MLFLOW_PORT": str(port),
-                            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "MLOPS_PROFILE": "quick"}.items():
+        for name, value in {
+            "MLOPS_HOME": str(home),
+            "MLOPS_MLFLOW_AUTH": "1",
+            "MLOPS_MLFLOW_PORT": str(port),
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+            "MLOPS_PROFILE": "quick",
+        }.items():
             patch.setenv(name, value)
         patch.chdir(home)
         get_settings.cache_clear()
@@ -82,20 +88,34 @@ def champion(server, tmp_path_factory):
         for name in (mlflow_auth.USERNAME_VARIABLE, mlflow_auth.PASSWORD_VARIABLE):
             patch.setenv(name, "")  # no login in the environment: `make up`'s generated one is used
         ctx = tracking.RunContext("fake_news_nightly", "manual__auth")
-        state = {"validation": "passed", "parity": {"fp32": True}, "metrics": {"test_f1": 0.95},
-                 "onnx_fp32": str(model_path), "snapshot": "ab" * 32, "data_source": "synthetic",
-                 "workdir": str(folder), "passing_variants": {}, "bench_cpu_b1_p95_ms": {"onnx_fp32": 0.3},
-                 "preprocessing": [str(tokenizer.save(folder / "tokenizer.json"))],
-                 "mlflow_run_id": tracking.find_or_create_run(NAME, ctx, server.settings)}  # fmt: skip
+        state = {
+            "validation": "passed",
+            "parity": {"fp32": True},
+            "metrics": {"test_f1": 0.95},
+            "onnx_fp32": str(model_path),
+            "snapshot": "ab" * 32,
+            "data_source": "synthetic",
+            "workdir": str(folder),
+            "passing_variants": {},
+            "bench_cpu_b1_p95_ms": {"onnx_fp32": 0.3},
+            "preprocessing": [str(tokenizer.save(folder / "tokenizer.json"))],
+            "mlflow_run_id": tracking.find_or_create_run(NAME, ctx, server.settings),
+        }
         result = registry.gate_and_register(SPEC, ctx, state, server.settings)
         logged_in_as = os.environ[mlflow_auth.USERNAME_VARIABLE]
     return SimpleNamespace(result=result, run_id=state["mlflow_run_id"], user=logged_in_as)
 
 
-def api(server, method: str, path: str, auth: tuple[str, str] | None, api_version: str = "2.0",
-        **body) -> requests.Response:
-    return requests.request(method, f"{server.url}/api/{api_version}/mlflow/{path}", auth=auth, timeout=30,
-                            **({"json": body} if method != "GET" else {"params": body}))  # fmt: skip
+def api(
+    server, method: str, path: str, auth: tuple[str, str] | None, api_version: str = "2.0", **body
+) -> requests.Response:
+    return requests.request(
+        method,
+        f"{server.url}/api/{api_version}/mlflow/{path}",
+        auth=auth,
+        timeout=30,
+        **({"json": body} if method != "GET" else {"params": body}),
+    )
 
 
 def test_an_anonymous_or_wrong_login_gets_401_and_health_stays_open(server, as_user):
@@ -115,12 +135,21 @@ def test_the_pipeline_account_registers_a_version_but_cannot_delete_the_model(se
     experiment = api(server, "GET", "experiments/get-by-name", login, experiment_name=NAME).json()["experiment"]
     refused = {
         "delete the model": api(server, "DELETE", "registered-models/delete", login, name=NAME),
-        "delete the experiment": api(server, "POST", "experiments/delete", login,
-                                     experiment_id=experiment["experiment_id"]),
-        "grant a permission": api(server, "POST", "users/permissions/grant", login, api_version="3.0",
-                                  username=READER, resource_type="registered_model", resource_id=NAME,
-                                  permission="MANAGE"),
-    }  # fmt: skip
+        "delete the experiment": api(
+            server, "POST", "experiments/delete", login, experiment_id=experiment["experiment_id"]
+        ),
+        "grant a permission": api(
+            server,
+            "POST",
+            "users/permissions/grant",
+            login,
+            api_version="3.0",
+            username=READER,
+            resource_type="registered_model",
+            resource_id=NAME,
+            permission="MANAGE",
+        ),
+    }
     assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 403)
     # but it may delete a version, as retention does with old ones
     copy = api(server, "POST", "model-versions/create", login, name=NAME, source=f"models:/{NAME}/1")
@@ -136,16 +165,16 @@ def test_read_only_accounts_read_new_models_and_change_nothing(server, champion,
     assert got.status_code == 200 and got.json()["model_version"]["version"] == "1"
     assert api(server, "GET", "runs/get", login, run_id=champion.run_id).status_code == 200
     refused = {
-        "set an alias": api(server, "POST", "registered-models/alias", login, name=NAME, alias="champion",
-                            version="1"),
+        "set an alias": api(server, "POST", "registered-models/alias", login, name=NAME, alias="champion", version="1"),
         "delete an alias": api(server, "DELETE", "registered-models/alias", login, name=NAME, alias="champion"),
         "delete a version": api(server, "DELETE", "model-versions/delete", login, name=NAME, version="1"),
         "tag a model": api(server, "POST", "registered-models/set-tag", login, name=NAME, key="k", value="v"),
-        "log to a run": api(server, "POST", "runs/log-metric", login, run_id=champion.run_id, key="m", value=1.0,
-                            timestamp=0),
+        "log to a run": api(
+            server, "POST", "runs/log-metric", login, run_id=champion.run_id, key="m", value=1.0, timestamp=0
+        ),
         "create an experiment": api(server, "POST", "experiments/create", login, name=f"by-{account}"),
         "create a model": api(server, "POST", "registered-models/create", login, name=f"by-{account}"),
-    }  # fmt: skip
+    }
     assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 403)
 
 
@@ -170,8 +199,9 @@ def test_setup_is_idempotent_and_rotates_a_password(server, as_user):
     auth = AuthServiceClient(server.url)
     roles = {role.name: role for role in auth.list_roles(mlflow_auth.WORKSPACE)}
     for name, grants in mlflow_auth.ROLES.items():
-        present = sorted((p.resource_type, p.resource_pattern, p.permission)
-                         for p in auth.list_role_permissions(roles[name].id))  # fmt: skip
+        present = sorted(
+            (p.resource_type, p.resource_pattern, p.permission) for p in auth.list_role_permissions(roles[name].id)
+        )
         assert present == sorted((resource_type, "*", permission) for resource_type, permission in grants)
     for account, role in mlflow_auth.ACCOUNT_ROLES.items():
         assert role in {r.name for r in auth.list_user_roles(account)}
@@ -214,8 +244,9 @@ def test_an_airflow_task_logs_in_from_the_connection_and_masks_the_password(sett
     monkeypatch.setenv(mlflow_auth.USERNAME_VARIABLE, "")
     monkeypatch.setenv(mlflow_auth.PASSWORD_VARIABLE, "")
     monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "fashion_mnist_nightly")  # as inside a running task
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
-                       json.dumps({"conn_type": "http", "login": PIPELINE, "password": password}))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "login": PIPELINE, "password": password})
+    )
     settings = settings_env(MLOPS_MLFLOW_AUTH="1", MLFLOW_TRACKING_URI="http://127.0.0.1:9/")
     assert mlflow_auth.log_in(settings, PIPELINE) == PIPELINE
     assert os.environ[mlflow_auth.PASSWORD_VARIABLE] == password

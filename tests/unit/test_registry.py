@@ -22,24 +22,34 @@ def test_gate_names_every_reason(settings_env):
     reasons = registry.gate_reasons(
         SPEC, passing_state(validation="failed", parity={"fp32": False}, metrics={"test_accuracy": 0.5}), settings
     )
-    assert reasons == ["data validation did not pass", "ONNX fp32 parity did not pass",
-                       "test_accuracy 0.5000 < threshold 0.8500"]
+    assert reasons == [
+        "data validation did not pass",
+        "ONNX fp32 parity did not pass",
+        "test_accuracy 0.5000 < threshold 0.8500",
+    ]
 
 
 def test_serving_variant_is_the_fastest_that_passed_parity_and_clearly_beats_fp32():
     state = {
         "bench_cpu_b1_p95_ms": {"native_eager": 0.1, "onnx_fp32": 0.3, "onnx_int8_static": 0.2, "onnx_fp16": 0.05},
-        "bench_cpu_b1_p50_ms": {"native_eager": 0.1, "onnx_fp32": 0.25, "onnx_int8_static": 0.15,
-                                "onnx_int8_dynamic": 0.1, "onnx_fp16": 0.04},
+        "bench_cpu_b1_p50_ms": {
+            "native_eager": 0.1,
+            "onnx_fp32": 0.25,
+            "onnx_int8_static": 0.15,
+            "onnx_int8_dynamic": 0.1,
+            "onnx_fp16": 0.04,
+        },
         "passing_variants": {"int8_static": "x.onnx", "int8_dynamic": "y.onnx"},  # fp16 failed parity: never chosen
     }
     # int8_dynamic has the best p50 but no p95 measurement: not proven faster, so int8_static serves
     assert registry.serving_variant(state) == "int8_static"
     assert registry.serving_variant({"bench_cpu_b1_p95_ms": {}, "passing_variants": {}}) == "fp32"
     # within noise of fp32 (p50 5 % faster, p95 slower): fp32 serves
-    close = {"bench_cpu_b1_p50_ms": {"onnx_fp32": 0.1, "onnx_int8_dynamic": 0.095},
-             "bench_cpu_b1_p95_ms": {"onnx_fp32": 0.12, "onnx_int8_dynamic": 0.13},
-             "passing_variants": {"int8_dynamic": "y.onnx"}}
+    close = {
+        "bench_cpu_b1_p50_ms": {"onnx_fp32": 0.1, "onnx_int8_dynamic": 0.095},
+        "bench_cpu_b1_p95_ms": {"onnx_fp32": 0.12, "onnx_int8_dynamic": 0.13},
+        "passing_variants": {"int8_dynamic": "y.onnx"},
+    }
     assert registry.serving_variant(close) == "fp32"
 
 
@@ -54,9 +64,14 @@ def registered_run(settings_env, exported_cnn, tmp_path):
         (workdir / "reports").mkdir(parents=True)
         (workdir / "reports" / "parity.json").write_text(json.dumps({"ok": True}))
         state = passing_state(
-            metrics={"test_accuracy": accuracy}, onnx_fp32=str(exported_cnn[1]), snapshot="ab" * 32,
-            data_source="synthetic", workdir=str(workdir), passing_variants={},
-            bench_cpu_b1_p95_ms={"onnx_fp32": 0.3}, mlflow_run_id=tracking.find_or_create_run(SPEC.name, ctx, settings),
+            metrics={"test_accuracy": accuracy},
+            onnx_fp32=str(exported_cnn[1]),
+            snapshot="ab" * 32,
+            data_source="synthetic",
+            workdir=str(workdir),
+            passing_variants={},
+            bench_cpu_b1_p95_ms={"onnx_fp32": 0.3},
+            mlflow_run_id=tracking.find_or_create_run(SPEC.name, ctx, settings),
         )
         return ctx, state
 

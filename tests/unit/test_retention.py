@@ -39,8 +39,12 @@ def night(settings, client, i: int, day: float) -> tuple[str, str]:
     os.utime(folder / "model.pt", (day, day))
     with mlflow.start_run() as run:
         mlflow.log_text("onnx", "model/model.onnx")
-    version = client.create_model_version(SPEC.name, f"{run.info.artifact_uri}/model", run.info.run_id,
-                                          tags={"data_hash": snapshot.content_hash, "airflow_run_id": f"night_{i}"})
+    version = client.create_model_version(
+        SPEC.name,
+        f"{run.info.artifact_uri}/model",
+        run.info.run_id,
+        tags={"data_hash": snapshot.content_hash, "airflow_run_id": f"night_{i}"},
+    )
     return str(version.version), snapshot.content_hash
 
 
@@ -72,9 +76,11 @@ def test_many_nights_keep_the_registry_and_the_storage_bounded(state):
     newest = {str(v) for v in range(NIGHTS - KEEP_VERSIONS, NIGHTS + 1)}  # the challenger and 3 before it
     assert {str(v.version) for v in client.search_model_versions(f"name='{SPEC.name}'")} == {"1"} | newest
     assert set(Storage(settings.runs_url).child(DAG).folders()) == {"night_0"} | {
-        f"night_{i}" for i in range(NIGHTS) if i >= NIGHTS - KEEP_DAYS}  # younger than KEEP_DAYS
-    pruned = client.search_runs([client.get_experiment_by_name("Default").experiment_id],
-                                filter_string="tags.pruned_version = '2'")  # fmt: skip
+        f"night_{i}" for i in range(NIGHTS) if i >= NIGHTS - KEEP_DAYS
+    }  # younger than KEEP_DAYS
+    pruned = client.search_runs(
+        [client.get_experiment_by_name("Default").experiment_id], filter_string="tags.pruned_version = '2'"
+    )
     assert len(pruned) == 1  # the deleted version's run stays, saying which version it was
     kept_data = {hashes[0]} | {hashes[int(v) - 1] for v in newest}
     assert set(SnapshotStore(settings.snapshots_dir).published("fashionmnist")) >= kept_data

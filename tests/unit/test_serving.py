@@ -26,11 +26,14 @@ def tiny_classifier(scale: float) -> onnx.ModelProto:
         helper.make_node("Sigmoid", ["logit"], ["probability"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["batch", 8])],
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor("scale", TensorProto.FLOAT, [], [scale]),
-         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+        [
+            helper.make_tensor("scale", TensorProto.FLOAT, [], [scale]),
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
@@ -47,11 +50,16 @@ def register(home, folder, scale: float, alias: str = "champion") -> str:
     path = tokenizer.save(folder / "tokenizer.json")
     with mlflow.start_run() as run:
         mlflow.log_metrics({"test_f1": 0.95, "parity_fp32_max_abs_diff": 1e-7, "bench_cpu_onnx_fp32_b1_p50_ms": 0.2})
-        info = mlflow.onnx.log_model(tiny_classifier(scale), name="model", save_as_external_data=False,
-                                     onnx_execution_providers=["CPUExecutionProvider"])
+        info = mlflow.onnx.log_model(
+            tiny_classifier(scale),
+            name="model",
+            save_as_external_data=False,
+            onnx_execution_providers=["CPUExecutionProvider"],
+        )
         mlflow.log_artifact(str(path), "model/preprocessing")
-    version = mlflow.register_model(info.model_uri, NAME, tags={"serving_variant": "fp32", "data_hash": "ab" * 32,
-                                                                 "parity_status": "passed"})
+    version = mlflow.register_model(
+        info.model_uri, NAME, tags={"serving_variant": "fp32", "data_hash": "ab" * 32, "parity_status": "passed"}
+    )
     client.set_registered_model_alias(NAME, alias, version.version)
     assert run.info.run_id
     return str(version.version)
@@ -116,8 +124,9 @@ def test_bad_input_is_422_with_a_message(api, tmp_path, body, message):
 def test_oversized_body_is_rejected(api, tmp_path):
     home, start = api
     register(home, tmp_path, scale=0.5)
-    response = start().post("/predict", content=b'{"text": "' + b"a" * (2 << 20) + b'"}',
-                            headers={"Content-Type": "application/json"})
+    response = start().post(
+        "/predict", content=b'{"text": "' + b"a" * (2 << 20) + b'"}', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and "exceeds" in response.json()["detail"]
 
 

@@ -23,8 +23,9 @@ def test_oversized_bodies_batches_and_texts_are_refused(api, tmp_path):  # noqa:
 
     streamed = client.post("/predict", content=chunks(), headers=json_body)
     assert streamed.status_code == 422 and "exceeds" in streamed.json()["detail"]
-    declared = client.post("/predict", content=b'{"text": "short"}',
-                           headers={**json_body, "Content-Length": str(MAX_BYTES + 1)})  # fmt: skip
+    declared = client.post(
+        "/predict", content=b'{"text": "short"}', headers={**json_body, "Content-Length": str(MAX_BYTES + 1)}
+    )
     assert declared.status_code == 422 and f"{MAX_BYTES + 1} bytes exceeds {MAX_BYTES}" in declared.json()["detail"]
 
     batch = client.post("/predict", json={"articles": [{"text": "ok"}] * (MAX_ITEMS + 1)})

@@ -19,8 +19,12 @@ def test_mcnemar_exact_by_hand():
     # b=10, c=3: p = 2 * P(X <= 3), X ~ Binomial(13, 1/2) = 2 * (1 + 13 + 78 + 286) / 2**13
     result = mcnemar_exact(*correctness(10, 3, 50, 5))
     assert result.p_value == pytest.approx(2 * 378 / 8192)
-    assert result.detail == {"candidate_only_correct": 10, "champion_only_correct": 3, "both_correct": 50,
-                             "both_wrong": 5}  # fmt: skip
+    assert result.detail == {
+        "candidate_only_correct": 10,
+        "champion_only_correct": 3,
+        "both_correct": 50,
+        "both_wrong": 5,
+    }
     assert result.n == 68 and result.statistic == 3
     # b=5, c=0: p = 2 / 2**5
     assert mcnemar_exact(*correctness(5, 0, 100, 0)).p_value == pytest.approx(2 / 32)

@@ -27,8 +27,12 @@ def storage_url(request, tmp_path, monkeypatch):
     import s3fs
 
     endpoint = request.getfixturevalue("s3_endpoint")
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "not-a-real-key",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "not-a-real-key",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
         monkeypatch.setenv(name, value)
     s3fs.S3FileSystem.clear_instance_cache()  # the endpoint comes from the environment, not the cache key
     bucket = f"mlops-{request.node.name.split('[')[0][-20:].replace('_', '-')}"
@@ -50,10 +54,20 @@ def test_the_next_task_gets_urls_and_reads_its_own_copy(storage_url, tmp_path):
     (worker_a.local / "model.pt").write_bytes(b"weights")
     (worker_a.local / "reports" / "parity.json").write_text("{}")
     assert sorted(worker_a.push()) == ["model.pt", "reports/parity.json"]
-    state = worker_a.publish({"workdir": str(worker_a.local), "checkpoint": str(worker_a.local / "model.pt"),
-                              "variants": {"fp16": {"path": str(worker_a.local / "m.onnx")}}, "snapshot": "abc"})
-    assert state == {"workdir": remote.url, "checkpoint": f"{remote.url}/model.pt",
-                     "variants": {"fp16": {"path": f"{remote.url}/m.onnx"}}, "snapshot": "abc"}
+    state = worker_a.publish(
+        {
+            "workdir": str(worker_a.local),
+            "checkpoint": str(worker_a.local / "model.pt"),
+            "variants": {"fp16": {"path": str(worker_a.local / "m.onnx")}},
+            "snapshot": "abc",
+        }
+    )
+    assert state == {
+        "workdir": remote.url,
+        "checkpoint": f"{remote.url}/model.pt",
+        "variants": {"fp16": {"path": f"{remote.url}/m.onnx"}},
+        "snapshot": "abc",
+    }
     assert str(worker_a.local) not in str(state)
 
     worker_b = RunFiles(local=tmp_path / "b", remote=remote)

@@ -27,21 +27,35 @@ def test_dateline_is_stripped(raw):
 
 
 def test_source_markers_are_stripped_wherever_they_are():
-    raw = ("21st Century Wire says The Senate voted (Reuters) on Tuesday, a Reuters tally showed. "
-           "Source: Reutersthe end @realDonaldTrump https://t.co/abc pic.twitter.com/xyz "
-           "www.example.com. Featured image via Chip Somodevilla/Getty Images")  # fmt: skip
+    raw = (
+        "21st Century Wire says The Senate voted (Reuters) on Tuesday, a Reuters tally showed. "
+        "Source: Reutersthe end @realDonaldTrump https://t.co/abc pic.twitter.com/xyz "
+        "www.example.com. Featured image via Chip Somodevilla/Getty Images"
+    )
     cleaned = clean_text("Senate Votes (VIDEO)", raw)
-    for marker in ("reuters", "21st century wire", "getty", "featured image", "@", "http", "pic.twitter", "www.",
-                   "(video)", "somodevilla"):  # fmt: skip
+    for marker in (
+        "reuters",
+        "21st century wire",
+        "getty",
+        "featured image",
+        "@",
+        "http",
+        "pic.twitter",
+        "www.",
+        "(video)",
+        "somodevilla",
+    ):
         assert marker not in cleaned, (marker, cleaned)
     assert cleaned.startswith("senate votes the senate voted")
 
 
 def test_publisher_boilerplate_is_stripped():
-    reuters = ("The following statements\xa0were posted to the verified Twitter accounts of U.S. President Donald "
-               "Trump, @realDonaldTrump and @POTUS.  The opinions expressed are his own.\xa0Reuters has not edited "
-               "the statements or confirmed their accuracy.  Tax cuts are coming. (This version of the Sept. 20 "
-               "story corrects the date) Reporting by Jane Doe; Editing by John Roe")  # fmt: skip
+    reuters = (
+        "The following statements\xa0were posted to the verified Twitter accounts of U.S. President Donald "
+        "Trump, @realDonaldTrump and @POTUS.  The opinions expressed are his own.\xa0Reuters has not edited "
+        "the statements or confirmed their accuracy.  Tax cuts are coming. (This version of the Sept. 20 "
+        "story corrects the date) Reporting by Jane Doe; Editing by John Roe"
+    )
     assert clean_text("", reuters) == "tax cuts are coming."
     wire = "21WIRE says it. SUPPORT OUR WORK BY SUBSCRIBING & BECOMING A MEMBER @21WIRE.TV"
     assert clean_text("", wire) == "says it."
@@ -53,8 +67,12 @@ def test_quotes_whitespace_and_case_are_normalised():
 
 def test_apostrophe_styles_give_the_same_tokens():
     # Reuters keeps curly apostrophes, the fake sites' scrape dropped them: not a signal the model may use.
-    assert tokens(clean_text("", "Mexico\u2019s plan")) == tokens(clean_text("", "Mexico's plan")) \
-        == tokens(clean_text("", "Mexico s plan")) == ["mexico", "s", "plan"]  # fmt: skip
+    assert (
+        tokens(clean_text("", "Mexico\u2019s plan"))
+        == tokens(clean_text("", "Mexico's plan"))
+        == tokens(clean_text("", "Mexico s plan"))
+        == ["mexico", "s", "plan"]
+    )
 
 
 def test_missing_values_are_empty_strings():

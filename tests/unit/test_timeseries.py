@@ -89,8 +89,10 @@ def test_rows_added_later_are_test_rows_and_no_test_row_moves_into_training(tick
     dates = frame["Date"].to_numpy()
     earlier = split_origins(dates[:-30], WINDOW, VAL_START, TEST_START)  # the same archive, 30 days shorter
     later = split_origins(dates, WINDOW, VAL_START, TEST_START)
-    day = {name: {split: set(dates[o + 1]) for split, o in origins.items()}
-           for name, origins in (("earlier", earlier), ("later", later))}  # fmt: skip
+    day = {
+        name: {split: set(dates[o + 1]) for split, o in origins.items()}
+        for name, origins in (("earlier", earlier), ("later", later))
+    }
     assert day["earlier"]["test"] < day["later"]["test"]  # every earlier test day is still a test day
     assert not day["earlier"]["test"] & (day["later"]["train"] | day["later"]["val"])
     assert day["earlier"]["train"] == day["later"]["train"] and day["earlier"]["val"] == day["later"]["val"]

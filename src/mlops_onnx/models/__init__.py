@@ -89,8 +89,9 @@ class ModelSpec(ABC):
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None: ...
 
     @abstractmethod
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
-                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+    def evaluation_data(
+        self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None
+    ) -> TestRows:
         """The test split of tonight's configuration: its stable row ids, model inputs and targets.
 
         `workdir` holds what `train` wrote (e.g. which tickers it used) and `reports/validation.json`;
@@ -104,8 +105,9 @@ class ModelSpec(ABC):
         """A sample of training inputs for static quantization."""
 
     @abstractmethod
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
-                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+    def native_predictors(
+        self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
+    ) -> dict[str, Predictor]:
         """Native (PyTorch/Keras) inference functions by variant name, e.g. {"native_eager": f};
         with `compiled`, also `native_compiled` (torch.compile / tf.function) where one exists."""
 
@@ -122,8 +124,7 @@ class ModelSpec(ABC):
         between two fp32 runtimes within this margin is rounding at the decision boundary."""
         return None
 
-    def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path,
-                    preprocessing: Path | None = None):  # fmt: skip
+    def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """A table of the snapshot's meaningful columns for the drift report (`mlops_onnx.drift`), at most
         `settings.drift_max_rows` rows; `preprocessing` is the champion's (e.g. its tokenizer), if any."""
         return None
@@ -131,9 +132,15 @@ class ModelSpec(ABC):
     def resolved_config(self, settings: Settings) -> dict[str, Any]:
         """Everything configurable that decides what training produces and how it is judged: hashed into
         the run's fingerprint, so a change to any of it retrains."""
-        return {"model": self.name, "profile": settings.profile, "train": asdict(self.train_config(settings)),
-                "variants": list(self.variants), "parity": asdict(self.parity_rules),
-                "gate_min": self.gate_min(settings), "promotion_alpha": settings.promotion_alpha}  # fmt: skip
+        return {
+            "model": self.name,
+            "profile": settings.profile,
+            "train": asdict(self.train_config(settings)),
+            "variants": list(self.variants),
+            "parity": asdict(self.parity_rules),
+            "gate_min": self.gate_min(settings),
+            "promotion_alpha": settings.promotion_alpha,
+        }
 
     def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
         """Tonight's model against the champion on the same rows (a classifier's default: the primary

@@ -69,8 +69,17 @@ class FakeNewsConfig:
     seed: int = 42
 
 
-QUICK = FakeNewsConfig(vocab_size=5000, sequence_length=128, embedding_dim=32, lstm_units=32, epochs=3,
-                       max_train_rows=1500, max_test_rows=400, max_liar_rows=500, min_rows=200)  # fmt: skip
+QUICK = FakeNewsConfig(
+    vocab_size=5000,
+    sequence_length=128,
+    embedding_dim=32,
+    lstm_units=32,
+    epochs=3,
+    max_train_rows=1500,
+    max_test_rows=400,
+    max_liar_rows=500,
+    min_rows=200,
+)
 
 
 def build_model(cfg: FakeNewsConfig):
@@ -84,8 +93,11 @@ def build_model(cfg: FakeNewsConfig):
     x = layers.Dropout(cfg.dropout)(x)
     fake = layers.Dense(1, activation="sigmoid", name="fake_probability")(x)
     model = keras.Model(tokens, fake, name="fake_news_rnn")
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm),
-                  loss="binary_crossentropy", metrics=["accuracy"])  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -125,16 +137,21 @@ def deduplicate(articles: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]
     articles = articles[~exact]
     normalised = articles.duplicated("clean")
     articles = articles[~normalised].reset_index(drop=True)
-    counts = {"dedup_conflicting_label_rows": conflicting.sum(), "dedup_exact_rows": exact.sum(),
-              "dedup_normalised_rows": normalised.sum()}  # fmt: skip
+    counts = {
+        "dedup_conflicting_label_rows": conflicting.sum(),
+        "dedup_exact_rows": exact.sum(),
+        "dedup_normalised_rows": normalised.sum(),
+    }
     return articles, {k: float(v) for k, v in counts.items()}
 
 
 def text_positions(clean: pd.Series) -> np.ndarray:
     """Each cleaned text's place in [0, 1): its hash, so an article's split never depends on what else the
     snapshot holds, on the file order, or on the seed."""
-    return np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "big") / 2**64
-                     for t in clean], dtype=np.float64)  # fmt: skip
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "big") / 2**64 for t in clean],
+        dtype=np.float64,
+    )
 
 
 def text_ids(clean: pd.Series) -> np.ndarray:
@@ -187,8 +204,14 @@ def load_liar(folder: Path, max_rows: int | None) -> tuple[list[str], np.ndarray
 def metadata_features(frame: pd.DataFrame, subjects: list[str], with_subject: bool) -> np.ndarray:
     """What a shortcut-taker would use: one-hot subject, the parsed date and which date format it had."""
     parsed, fmt = parse_dates(frame["date"])
-    columns = [parsed.dt.year.fillna(0), parsed.dt.month.fillna(0), parsed.dt.day.fillna(0),
-               parsed.dt.dayofweek.fillna(-1), fmt, frame["date"].str.endswith(" ").astype(int)]  # fmt: skip
+    columns = [
+        parsed.dt.year.fillna(0),
+        parsed.dt.month.fillna(0),
+        parsed.dt.day.fillna(0),
+        parsed.dt.dayofweek.fillna(-1),
+        fmt,
+        frame["date"].str.endswith(" ").astype(int),
+    ]
     if with_subject:
         columns += [(frame["subject"] == s).astype(int) for s in subjects]
     return np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
@@ -245,10 +268,12 @@ def binary_metrics(y_true: np.ndarray, probability: np.ndarray, prefix: str) -> 
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
     predicted = (probability >= 0.5).astype(np.int64)
-    metrics = {f"{prefix}_accuracy": accuracy_score(y_true, predicted),
-               f"{prefix}_precision": precision_score(y_true, predicted, zero_division=0),
-               f"{prefix}_recall": recall_score(y_true, predicted, zero_division=0),
-               f"{prefix}_f1": f1_score(y_true, predicted, zero_division=0)}  # fmt: skip
+    metrics = {
+        f"{prefix}_accuracy": accuracy_score(y_true, predicted),
+        f"{prefix}_precision": precision_score(y_true, predicted, zero_division=0),
+        f"{prefix}_recall": recall_score(y_true, predicted, zero_division=0),
+        f"{prefix}_f1": f1_score(y_true, predicted, zero_division=0),
+    }
     if len(np.unique(y_true)) == 2:
         metrics[f"{prefix}_roc_auc"] = roc_auc_score(y_true, probability)
     return {k: float(v) for k, v in metrics.items()}
@@ -264,8 +289,14 @@ class FakeNewsSpec(ModelSpec):
     onnx_input_name = "tokens"
 
     def train_config(self, settings: Settings) -> FakeNewsConfig:
-        return profile_config(settings, FakeNewsConfig(), QUICK, epochs="epochs", max_train_rows="max_train_rows",
-                              max_test_rows="max_test_rows")
+        return profile_config(
+            settings,
+            FakeNewsConfig(),
+            QUICK,
+            epochs="epochs",
+            max_train_rows="max_train_rows",
+            max_test_rows="max_test_rows",
+        )
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         from mlops_onnx.validation.fake_news import validate_snapshot
@@ -287,16 +318,32 @@ class FakeNewsSpec(ModelSpec):
         started = {}
 
         def epoch_end(epoch: int, logs: dict) -> None:
-            on_epoch(epoch + 1, {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
-                                 "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
-                                 "epoch_seconds": time.perf_counter() - started["epoch"]})  # fmt: skip
+            on_epoch(
+                epoch + 1,
+                {
+                    "train_loss": logs["loss"],
+                    "train_accuracy": logs["accuracy"],
+                    "val_loss": logs["val_loss"],
+                    "val_accuracy": logs["val_accuracy"],
+                    "epoch_seconds": time.perf_counter() - started["epoch"],
+                },
+            )
 
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
         history = model.fit(
-            x_train, label_array(splits.train), validation_data=(x_val, label_array(splits.val)), epochs=cfg.epochs,
-            batch_size=cfg.batch_size, verbose=0, callbacks=[stopper, keras.callbacks.LambdaCallback(
-                on_epoch_begin=lambda epoch, logs: started.update(epoch=time.perf_counter()), on_epoch_end=epoch_end)],
-        )  # fmt: skip
+            x_train,
+            label_array(splits.train),
+            validation_data=(x_val, label_array(splits.val)),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            verbose=0,
+            callbacks=[
+                stopper,
+                keras.callbacks.LambdaCallback(
+                    on_epoch_begin=lambda epoch, logs: started.update(epoch=time.perf_counter()), on_epoch_end=epoch_end
+                ),
+            ],
+        )
         checkpoint = workdir / "model.keras"
         model.save(checkpoint)
 
@@ -304,8 +351,9 @@ class FakeNewsSpec(ModelSpec):
 
         test, y_test = splits.test, label_array(splits.test)
         probability = _predict(model, tokenizer.encode(test["clean"]))[:, 0]
-        metrics, artifacts = classification_report_artifacts(y_test, (probability >= 0.5).astype(np.int64),
-                                                             CLASS_NAMES, workdir, "Fake-news test set")  # fmt: skip
+        metrics, artifacts = classification_report_artifacts(
+            y_test, (probability >= 0.5).astype(np.int64), CLASS_NAMES, workdir, "Fake-news test set"
+        )
         metrics.update(binary_metrics(y_test, probability, "test"))
         raw = tokenizer.encode([clean_text(t, x, strip_markers=False) for t, x in zip(test["title"], test["text"])])
         metrics["test_accuracy_raw_text"] = float(np.mean((_predict(model, raw)[:, 0] >= 0.5) == y_test))
@@ -314,15 +362,30 @@ class FakeNewsSpec(ModelSpec):
         metrics["liar_rows"] = float(len(liar_texts))
         if liar_texts:
             metrics.update(binary_metrics(liar_targets, _predict(model, tokenizer.encode(liar_texts))[:, 0], "liar"))
-        metrics.update({**splits.counts, "best_val_loss": float(min(history.history["val_loss"])),
-                        "epochs_run": float(len(history.history["val_loss"])), "train_rows": float(len(x_train)),
-                        "val_rows": float(len(x_val)), "test_rows": float(len(test))})  # fmt: skip
+        metrics.update(
+            {
+                **splits.counts,
+                "best_val_loss": float(min(history.history["val_loss"])),
+                "epochs_run": float(len(history.history["val_loss"])),
+                "train_rows": float(len(x_train)),
+                "val_rows": float(len(x_val)),
+                "test_rows": float(len(test)),
+            }
+        )
         params = {k: v for k, v in asdict(cfg).items() if k != "min_rows"}
-        params.update({"recurrent_layer": "LSTM", "onnx_input_dtype": "int32", "liar": liar_note,
-                       "vocabulary_words": len(tokenizer.words), "parameters": model.count_params(),
-                       "model_features": "clean_text(title, text); never subject or date"})  # fmt: skip
-        return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params,
-                           preprocessing=[tokenizer_path])  # fmt: skip
+        params.update(
+            {
+                "recurrent_layer": "LSTM",
+                "onnx_input_dtype": "int32",
+                "liar": liar_note,
+                "vocabulary_words": len(tokenizer.words),
+                "parameters": model.count_params(),
+                "model_features": "clean_text(title, text); never subject or date",
+            }
+        )
+        return TrainResult(
+            checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params, preprocessing=[tokenizer_path]
+        )
 
     def _load(self, checkpoint: Path):
         import keras
@@ -340,11 +403,15 @@ class FakeNewsSpec(ModelSpec):
         tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
         ops = graph_op_types(out_path)
         recurrent = sorted(ops & ({"LSTM", "GRU", "RNN"} | LOOP_OPS))
-        log.warning("fake_news_rnn ONNX graph: recurrent op(s) %s%s", recurrent,
-                    "" if "LSTM" in ops and not ops & LOOP_OPS else " (expected one fused LSTM, no Loop)")  # fmt: skip
+        log.warning(
+            "fake_news_rnn ONNX graph: recurrent op(s) %s%s",
+            recurrent,
+            "" if "LSTM" in ops and not ops & LOOP_OPS else " (expected one fused LSTM, no Loop)",
+        )
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
-                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+    def evaluation_data(
+        self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None
+    ) -> TestRows:
         test = split_articles(snapshot.path, self.train_config(settings)).test
         tokenizer = Tokenizer.load((preprocessing or workdir) / TOKENIZER_FILE)
         return TestRows(ids=text_ids(test["clean"]), inputs=tokenizer.encode(test["clean"]), targets=label_array(test))
@@ -353,8 +420,9 @@ class FakeNewsSpec(ModelSpec):
         train = split_articles(snapshot.path, self.train_config(settings)).train.head(rows)
         return Tokenizer.load(workdir / TOKENIZER_FILE).encode(train["clean"])
 
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
-                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+    def native_predictors(
+        self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
+    ) -> dict[str, Predictor]:
         from mlops_onnx.models.keras_native import keras_predictors
 
         return keras_predictors(checkpoint, settings, device, compiled)
@@ -375,8 +443,9 @@ class FakeNewsSpec(ModelSpec):
 
         articles, _ = load_articles(snapshot.path)
         words = [tokens(text) for text in articles["clean"]]
-        frame = pd.DataFrame({"label": np.array(CLASS_NAMES)[articles["label"].to_numpy()],
-                              "text_words": [float(len(w)) for w in words]})  # fmt: skip
+        frame = pd.DataFrame(
+            {"label": np.array(CLASS_NAMES)[articles["label"].to_numpy()], "text_words": [float(len(w)) for w in words]}
+        )
         tokenizer_file = preprocessing / TOKENIZER_FILE if preprocessing is not None else None
         if tokenizer_file is not None and tokenizer_file.is_file():
             vocabulary = set(Tokenizer.load(tokenizer_file).words)

@@ -23,8 +23,7 @@ from mlops_onnx.validation import ValidationReport
 from mlops_onnx.validation.fashion import PIXEL_COLUMNS, validate_snapshot
 
 TRAIN_FILE, TEST_FILE = FASHION_MNIST.file_patterns
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # Fashion-MNIST training-set statistics
 
 
@@ -50,14 +49,25 @@ class FashionCNN(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Dropout(0.3),
             nn.Linear(128, classes),
-        )  # fmt: skip
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = (image / 255.0 - PIXEL_MEAN) / PIXEL_STD
@@ -104,13 +114,21 @@ class FashionSpec(ModelSpec):
     onnx_input_name = "image"
 
     def train_config(self, settings: Settings) -> FashionConfig:
-        return profile_config(settings, FashionConfig(), QUICK, epochs="epochs", max_train_rows="max_train_rows",
-                              max_test_rows="max_test_rows", max_train_batches="max_train_batches")
+        return profile_config(
+            settings,
+            FashionConfig(),
+            QUICK,
+            epochs="epochs",
+            max_train_rows="max_train_rows",
+            max_test_rows="max_test_rows",
+            max_train_batches="max_train_batches",
+        )
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         cfg = self.train_config(settings)
-        return validate_snapshot(snapshot.path, snapshot.content_hash, list(FASHION_MNIST.file_patterns),
-                                 dict(cfg.min_rows))  # fmt: skip
+        return validate_snapshot(
+            snapshot.path, snapshot.content_hash, list(FASHION_MNIST.file_patterns), dict(cfg.min_rows)
+        )
 
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
         cfg = self.train_config(settings)
@@ -147,11 +165,16 @@ class FashionSpec(ModelSpec):
                 seen += len(batch)
             val_loss, val_accuracy, _ = _evaluate(model, x_val, y_val)
             epochs_run = epoch
-            on_epoch(epoch, {
-                "train_loss": total_loss / seen, "train_accuracy": correct / seen,
-                "val_loss": val_loss, "val_accuracy": val_accuracy,
-                "epoch_seconds": time.perf_counter() - started,
-            })  # fmt: skip
+            on_epoch(
+                epoch,
+                {
+                    "train_loss": total_loss / seen,
+                    "train_accuracy": correct / seen,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_accuracy,
+                    "epoch_seconds": time.perf_counter() - started,
+                },
+            )
             if val_loss < best_loss - 1e-4:
                 best_loss, stale = val_loss, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -164,16 +187,25 @@ class FashionSpec(ModelSpec):
         torch.save(model.state_dict(), checkpoint)
 
         test_images, test_labels = load_split(snapshot, TEST_FILE, cfg.max_test_rows)
-        test_loss, test_accuracy, logits = _evaluate(model, torch.from_numpy(test_images),
-                                                     torch.from_numpy(test_labels))  # fmt: skip
+        test_loss, test_accuracy, logits = _evaluate(
+            model, torch.from_numpy(test_images), torch.from_numpy(test_labels)
+        )
         from mlops_onnx.reporting import classification_report_artifacts
 
         metrics, artifacts = classification_report_artifacts(
             test_labels, logits.argmax(1), CLASS_NAMES, workdir, title="Fashion-MNIST test set"
         )
-        metrics.update({"test_loss": test_loss, "test_accuracy": test_accuracy, "best_val_loss": best_loss,
-                        "epochs_run": float(epochs_run), "train_rows": float(len(x_train)),
-                        "val_rows": float(len(x_val)), "test_rows": float(len(test_images))})  # fmt: skip
+        metrics.update(
+            {
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+                "best_val_loss": best_loss,
+                "epochs_run": float(epochs_run),
+                "train_rows": float(len(x_train)),
+                "val_rows": float(len(x_val)),
+                "test_rows": float(len(test_images)),
+            }
+        )
         params = {k: v for k, v in asdict(cfg).items() if k != "min_rows"}
         params["parameters"] = sum(p.numel() for p in model.parameters())
         return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params)
@@ -187,13 +219,19 @@ class FashionSpec(ModelSpec):
         model = self._load(checkpoint)
         example = torch.zeros(2, 1, 28, 28)
         program = torch.onnx.export(
-            model, (example,), dynamo=True, input_names=[self.onnx_input_name], output_names=["logits"],
-            dynamic_shapes={"image": {0: torch.export.Dim("batch")}}, external_data=False,
-        )  # fmt: skip
+            model,
+            (example,),
+            dynamo=True,
+            input_names=[self.onnx_input_name],
+            output_names=["logits"],
+            dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
+            external_data=False,
+        )
         program.save(str(out_path))
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
-                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+    def evaluation_data(
+        self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None
+    ) -> TestRows:
         """Kaggle's test file, which never enters training; a row's id is the hash of its pixels."""
         images, labels = load_split(snapshot, TEST_FILE, self.train_config(settings).max_test_rows)
         return TestRows(ids=image_ids(images), inputs=images, targets=labels)
@@ -202,8 +240,9 @@ class FashionSpec(ModelSpec):
         images, _ = load_split(snapshot, TRAIN_FILE, rows)
         return images
 
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
-                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+    def native_predictors(
+        self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
+    ) -> dict[str, Predictor]:
         torch.set_num_threads(settings.bench_threads)
         model = self._load(checkpoint).to(device)
 
@@ -235,9 +274,17 @@ class FashionSpec(ModelSpec):
         for name in (TRAIN_FILE, TEST_FILE):
             images, labels = load_split(snapshot, name, None)
             flat = images.reshape(len(images), -1)
-            frames.append(pd.DataFrame({"label": np.array(CLASS_NAMES)[labels], "file": name,
-                                        "pixel_mean": flat.mean(1), "pixel_std": flat.std(1),
-                                        "ink_fraction": (flat > 0).mean(1)}))  # fmt: skip
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "label": np.array(CLASS_NAMES)[labels],
+                        "file": name,
+                        "pixel_mean": flat.mean(1),
+                        "pixel_std": flat.std(1),
+                        "ink_fraction": (flat > 0).mean(1),
+                    }
+                )
+            )
         return sample(pd.concat(frames, ignore_index=True), settings.drift_max_rows, settings.seed)
 
     def decision_margin(self, outputs: np.ndarray) -> np.ndarray:

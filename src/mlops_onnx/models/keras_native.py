@@ -14,8 +14,9 @@ from mlops_onnx.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def keras_predictors(checkpoint: Path, settings: Settings, device: str = "cpu",
-                     compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+def keras_predictors(
+    checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
+) -> dict[str, Predictor]:
     """`native_eager` (model(x, training=False)) and `native_predict` (model.predict) of a saved .keras model;
     with `compiled`, `native_compiled`: the call traced once by `tf.function` for any batch size."""
     if device != "cpu":  # tensorflow-cpu: the Keras models have no GPU to run on here

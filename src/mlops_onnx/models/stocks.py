@@ -83,9 +83,19 @@ class StockConfig:
         return WARMUP + self.window + self.min_train_windows + 2
 
 
-QUICK = StockConfig(window=20, val_start="2017-05-19", test_start="2017-08-17", max_train_windows=300,
-                    min_train_windows=100, max_tickers=8, min_tickers=3, units=16, epochs=3, patience=2,
-                    plot_tickers=2)  # fmt: skip
+QUICK = StockConfig(
+    window=20,
+    val_start="2017-05-19",
+    test_start="2017-08-17",
+    max_train_windows=300,
+    min_train_windows=100,
+    max_tickers=8,
+    min_tickers=3,
+    units=16,
+    epochs=3,
+    patience=2,
+    plot_tickers=2,
+)
 
 
 def build_model(cfg: StockConfig, target_scale: float) -> keras.Model:
@@ -102,8 +112,9 @@ def build_model(cfg: StockConfig, target_scale: float) -> keras.Model:
 class WindowBatches(keras.utils.PyDataset):
     """Shuffled training batches gathered from per-ticker feature rows: windows are never materialised."""
 
-    def __init__(self, series: list[TickerSeries], scaler: FeatureScaler, window: int, batch_size: int,
-                 seed: int) -> None:  # fmt: skip
+    def __init__(
+        self, series: list[TickerSeries], scaler: FeatureScaler, window: int, batch_size: int, seed: int
+    ) -> None:
         super().__init__()
         offsets = np.cumsum([0] + [len(s.features) for s in series])
         self.features = np.concatenate([scaler.transform(s.features) for s in series])
@@ -141,8 +152,16 @@ def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, s
     parts = []
     for s in series:
         t = s.origins[split]
-        parts.append((windows(scaler.transform(s.features), t, window), s.targets(split).astype(np.float32),
-                      s.close[t], s.close[t + 1], s.dates[t + 1], np.full(len(t), s.ticker)))  # fmt: skip
+        parts.append(
+            (
+                windows(scaler.transform(s.features), t, window),
+                s.targets(split).astype(np.float32),
+                s.close[t],
+                s.close[t + 1],
+                s.dates[t + 1],
+                np.full(len(t), s.ticker),
+            )
+        )
     return SplitData(*(np.concatenate(column) for column in zip(*parts)))
 
 
@@ -159,8 +178,16 @@ def select_files(report: dict, tickers: tuple[str, ...] | None) -> list[str]:
 
 def load_ticker(snapshot: Snapshot, file: str, cfg: StockConfig) -> TickerSeries:
     """One file read on its own and trimmed to the rows its splits need."""
-    return load_series(snapshot.path / file, ticker_of(file), cfg.window, cfg.val_start, cfg.test_start,
-                       cfg.max_train_windows, cfg.max_test_days, cfg.min_train_windows)  # fmt: skip
+    return load_series(
+        snapshot.path / file,
+        ticker_of(file),
+        cfg.window,
+        cfg.val_start,
+        cfg.test_start,
+        cfg.max_train_windows,
+        cfg.max_test_days,
+        cfg.min_train_windows,
+    )
 
 
 def choose_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> tuple[dict[str, TickerSeries], dict]:
@@ -195,8 +222,14 @@ def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[P
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(2, 1))
         top.plot(data.dates[rows], data.close_next[rows], label="actual close", color="black", linewidth=1.2)
         top.plot(data.dates[rows], predicted_close, label="LSTM forecast", color="tab:blue", linewidth=1)
-        top.plot(data.dates[rows], data.close_now[rows], label="naive (yesterday's close)", color="tab:orange",
-                 linewidth=0.8, linestyle="--")  # fmt: skip
+        top.plot(
+            data.dates[rows],
+            data.close_now[rows],
+            label="naive (yesterday's close)",
+            color="tab:orange",
+            linewidth=0.8,
+            linestyle="--",
+        )
         top.set_ylabel("close")
         top.set_title(f"{ticker}: next-day close forecast, test period")
         top.legend(loc="best", fontsize=8)
@@ -214,8 +247,10 @@ def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[P
 
 def split_periods(series: list[TickerSeries]) -> dict[str, dict[str, list[str]]]:
     """First and last forecast-origin date of each split, per ticker."""
-    return {s.ticker: {split: [str(s.dates[o[0]])[:10], str(s.dates[o[-1]])[:10]] for split, o in s.origins.items()}
-            for s in series}  # fmt: skip
+    return {
+        s.ticker: {split: [str(s.dates[o[0]])[:10], str(s.dates[o[-1]])[:10]] for split, o in s.origins.items()}
+        for s in series
+    }
 
 
 def dm_vs_naive(data: SplitData) -> float:
@@ -228,9 +263,14 @@ def dm_vs_naive(data: SplitData) -> float:
 
 
 def per_ticker_metrics(data: SplitData) -> dict[str, dict[str, float]]:
-    return {str(ticker): {**forecast_metrics(data.close_now[rows], data.close_next[rows], data.predicted[rows],
-                                             "test"), "test_days": int(rows.sum())}
-            for ticker in np.unique(data.tickers) for rows in [data.tickers == ticker]}  # fmt: skip
+    return {
+        str(ticker): {
+            **forecast_metrics(data.close_now[rows], data.close_next[rows], data.predicted[rows], "test"),
+            "test_days": int(rows.sum()),
+        }
+        for ticker in np.unique(data.tickers)
+        for rows in [data.tickers == ticker]
+    }
 
 
 class StockSpec(ModelSpec):
@@ -240,14 +280,26 @@ class StockSpec(ModelSpec):
     higher_is_better = False
     default_gate_min = 1.0  # gate: test MASE ≤ 1, i.e. not worse than the naive forecast on the test days
     gate_hard_limit = 1.0  # MLOPS_GATE_STOCK_LSTM may make the gate stricter, never let a loser to naive in
-    parity_rules = ParityRules(fp32_max_abs_diff=1e-4, quality_name="mae", higher_is_better=False,
-                               relative_drop=True, variant_max_quality_drop=0.02)  # fmt: skip
+    parity_rules = ParityRules(
+        fp32_max_abs_diff=1e-4,
+        quality_name="mae",
+        higher_is_better=False,
+        relative_drop=True,
+        variant_max_quality_drop=0.02,
+    )
     variants = ("int8_dynamic", "fp16")
     onnx_input_name = "window"
 
     def train_config(self, settings: Settings) -> StockConfig:
-        cfg = profile_config(settings, StockConfig(), QUICK, epochs="epochs", max_train_windows="max_train_rows",
-                             max_test_days="max_test_rows", min_tickers="stock_min_tickers")
+        cfg = profile_config(
+            settings,
+            StockConfig(),
+            QUICK,
+            epochs="epochs",
+            max_train_windows="max_train_rows",
+            max_test_days="max_test_rows",
+            min_tickers="stock_min_tickers",
+        )
         if settings.stock_max_tickers is not None:  # 0: every ticker that passes validation
             cfg = replace(cfg, max_tickers=settings.stock_max_tickers or None)
         return cfg
@@ -266,9 +318,11 @@ class StockSpec(ModelSpec):
         eligible = select_files(load_report(workdir), settings.stock_tickers)
         chosen, left_out = choose_tickers(snapshot, eligible, cfg)
         if not chosen:
-            raise ValueError(f"no ticker to train on: of the passing files {eligible[:20]} (MLOPS_STOCK_TICKERS="
-                             f"{','.join(settings.stock_tickers or ()) or 'all'}) none covers the splits: "
-                             f"{left_out}")  # fmt: skip
+            raise ValueError(
+                f"no ticker to train on: of the passing files {eligible[:20]} (MLOPS_STOCK_TICKERS="
+                f"{','.join(settings.stock_tickers or ()) or 'all'}) none covers the splits: "
+                f"{left_out}"
+            )
         files, series = list(chosen), list(chosen.values())
         scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
         batches = WindowBatches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
@@ -280,15 +334,26 @@ class StockSpec(ModelSpec):
         epoch_started = [time.perf_counter()]
 
         def log_epoch(epoch: int, logs: dict) -> None:
-            on_epoch(epoch + 1, {"train_loss": float(logs["loss"]), "val_loss": float(logs["val_loss"]),
-                                 "epoch_seconds": time.perf_counter() - epoch_started[0]})  # fmt: skip
+            on_epoch(
+                epoch + 1,
+                {
+                    "train_loss": float(logs["loss"]),
+                    "val_loss": float(logs["val_loss"]),
+                    "epoch_seconds": time.perf_counter() - epoch_started[0],
+                },
+            )
             epoch_started[0] = time.perf_counter()
 
         history = model.fit(
-            batches, validation_data=(val.inputs, val.targets[:, None]), epochs=cfg.epochs, verbose=0,
-            callbacks=[keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
-                       keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)],
-        )  # fmt: skip
+            batches,
+            validation_data=(val.inputs, val.targets[:, None]),
+            epochs=cfg.epochs,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
+                keras.callbacks.LambdaCallback(on_epoch_end=log_epoch),
+            ],
+        )
         checkpoint = workdir / "model.keras"
         model.save(checkpoint)
 
@@ -297,36 +362,64 @@ class StockSpec(ModelSpec):
         test.predicted = model.predict(test.inputs, verbose=0, batch_size=1024).reshape(-1)
         val_metrics = forecast_metrics(val.close_now, val.close_next, val.predicted, "val", val.tickers)
         metrics = forecast_metrics(test.close_now, test.close_next, test.predicted, "test", test.tickers)
-        metrics.update({"val_mase": val_metrics["val_mase"], "val_mae": val_metrics["val_mae"],
-                        "test_dm_p_value_vs_naive": dm_vs_naive(test), "tickers_left_out": float(len(left_out)),
-                        "naive_val_mae": val_metrics["naive_val_mae"],
-                        "best_val_loss": float(min(history.history["val_loss"])),
-                        "epochs_run": float(len(history.history["loss"])), "tickers_used": float(len(files)),
-                        "train_windows": float(len(batches.origins)), "val_windows": float(len(val.targets)),
-                        "test_windows": float(len(test.targets))})  # fmt: skip
+        metrics.update(
+            {
+                "val_mase": val_metrics["val_mase"],
+                "val_mae": val_metrics["val_mae"],
+                "test_dm_p_value_vs_naive": dm_vs_naive(test),
+                "tickers_left_out": float(len(left_out)),
+                "naive_val_mae": val_metrics["naive_val_mae"],
+                "best_val_loss": float(min(history.history["val_loss"])),
+                "epochs_run": float(len(history.history["loss"])),
+                "tickers_used": float(len(files)),
+                "train_windows": float(len(batches.origins)),
+                "val_windows": float(len(val.targets)),
+                "test_windows": float(len(test.targets)),
+            }
+        )
 
         preprocessing = scaler.to_json(
-            workdir / PREPROCESSING_FILE, window=cfg.window, input=self.onnx_input_name,
+            workdir / PREPROCESSING_FILE,
+            window=cfg.window,
+            input=self.onnx_input_name,
             input_shape=["batch", cfg.window, len(FEATURES)],
             output="log_return: predicted log(C[t+1] / C[t]); forecast close = C[t] * exp(log_return)",
             usage="features from mlops_onnx.timeseries.make_features, then (x - mean) / std clipped to ±clip",
-        )  # fmt: skip
-        selection = (f"passing files{' of MLOPS_STOCK_TICKERS' if settings.stock_tickers else ''}, "
-                     f"longest histories first, at most {cfg.max_tickers} of {len(eligible)} whose dates cover "
-                     f"the splits (validation from {cfg.val_start}, test from {cfg.test_start})")  # fmt: skip
+        )
+        selection = (
+            f"passing files{' of MLOPS_STOCK_TICKERS' if settings.stock_tickers else ''}, "
+            f"longest histories first, at most {cfg.max_tickers} of {len(eligible)} whose dates cover "
+            f"the splits (validation from {cfg.val_start}, test from {cfg.test_start})"
+        )
         tickers_path = workdir / TICKERS_FILE
-        tickers_path.write_text(json.dumps({"files": files, "selection": selection, "left_out": left_out,
-                                            "periods": split_periods(series)}, indent=2))  # fmt: skip
+        tickers_path.write_text(
+            json.dumps(
+                {"files": files, "selection": selection, "left_out": left_out, "periods": split_periods(series)},
+                indent=2,
+            )
+        )
         by_ticker_path = workdir / "test_metrics_by_ticker.json"
         by_ticker_path.write_text(json.dumps(per_ticker_metrics(test), indent=2))
         plots = plot_forecasts(test, [s.ticker for s in series[: cfg.plot_tickers]], workdir)
 
         params = asdict(cfg)
-        params.update({"recurrent_layer": "keras.layers.LSTM", "features": ",".join(FEATURES),
-                       "target": "next-day log return", "loss": "mae", "parameters": model.count_params(),
-                       "tickers": ",".join(s.ticker for s in series)[:500]})  # fmt: skip
-        return TrainResult(checkpoint=checkpoint, metrics=metrics, params=params, preprocessing=[preprocessing],
-                           artifacts=[tickers_path, by_ticker_path, *plots])  # fmt: skip
+        params.update(
+            {
+                "recurrent_layer": "keras.layers.LSTM",
+                "features": ",".join(FEATURES),
+                "target": "next-day log return",
+                "loss": "mae",
+                "parameters": model.count_params(),
+                "tickers": ",".join(s.ticker for s in series)[:500],
+            }
+        )
+        return TrainResult(
+            checkpoint=checkpoint,
+            metrics=metrics,
+            params=params,
+            preprocessing=[preprocessing],
+            artifacts=[tickers_path, by_ticker_path, *plots],
+        )
 
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
         import tf2onnx
@@ -336,8 +429,9 @@ class StockSpec(ModelSpec):
         signature = [tf.TensorSpec((None, window, features), tf.float32, name=self.onnx_input_name)]
         tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
 
-    def evaluation_data(self, snapshot: Snapshot, settings: Settings, workdir: Path,
-                        preprocessing: Path | None = None) -> TestRows:  # fmt: skip
+    def evaluation_data(
+        self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None
+    ) -> TestRows:
         """The test days of the tickers `train` used, as windows of the model whose scaler (and window
         length) is in `preprocessing`, with their log returns and what price-level metrics need."""
         scaler_file = (preprocessing or workdir) / PREPROCESSING_FILE
@@ -345,9 +439,17 @@ class StockSpec(ModelSpec):
         cfg = replace(self.train_config(settings), window=window, min_train_windows=0)  # the same forecast days
         series = load_tickers(snapshot, self._files(workdir), cfg)
         test = split_data(series, FeatureScaler.from_json(scaler_file), window, "test")
-        return TestRows(ids=row_ids(test), inputs=test.inputs, targets=test.targets,
-                        extra={"close_now": test.close_now, "close_next": test.close_next, "ticker": test.tickers,
-                               "day": test.dates})  # fmt: skip
+        return TestRows(
+            ids=row_ids(test),
+            inputs=test.inputs,
+            targets=test.targets,
+            extra={
+                "close_now": test.close_now,
+                "close_next": test.close_next,
+                "ticker": test.tickers,
+                "day": test.dates,
+            },
+        )
 
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """Per trading day of (up to 200 of) tonight's passing tickers: the daily log return, log volume and
@@ -365,10 +467,16 @@ class StockSpec(ModelSpec):
             if not (snapshot.path / file).is_file():
                 continue
             frame = read_ticker(snapshot.path / file)
-            frames.append(pd.DataFrame({"kind": file.split("/")[0],
-                                        "daily_return": np.log(frame["Close"]).diff(),
-                                        "log_volume": np.log1p(frame["Volume"].astype(float)),
-                                        "log_range": np.log(frame["High"] / frame["Low"])}).iloc[1:])  # fmt: skip
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "kind": file.split("/")[0],
+                        "daily_return": np.log(frame["Close"]).diff(),
+                        "log_volume": np.log1p(frame["Volume"].astype(float)),
+                        "log_range": np.log(frame["High"] / frame["Low"]),
+                    }
+                ).iloc[1:]
+            )
         if not frames:
             return None
         return sample(pd.concat(frames, ignore_index=True), settings.drift_max_rows, settings.seed)
@@ -390,10 +498,19 @@ class StockSpec(ModelSpec):
         x = rows.extra
         cand, _ = scaled_errors(x["close_now"], x["close_next"], candidate, x["ticker"])
         champ, _ = scaled_errors(x["close_now"], x["close_next"], champion, x["ticker"])
-        frame = pd.DataFrame({"row_id": rows.ids, "ticker": x["ticker"], "day": pd.to_datetime(x["day"]).date,
-                              "target_log_return": rows.targets, "candidate": candidate.reshape(-1),
-                              "champion": champion.reshape(-1), "candidate_scaled_error": cand,
-                              "champion_scaled_error": champ, "loss_differential": cand - champ})  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "row_id": rows.ids,
+                "ticker": x["ticker"],
+                "day": pd.to_datetime(x["day"]).date,
+                "target_log_return": rows.targets,
+                "candidate": candidate.reshape(-1),
+                "champion": champion.reshape(-1),
+                "candidate_scaled_error": cand,
+                "champion_scaled_error": champ,
+                "loss_differential": cand - champ,
+            }
+        )
         test = diebold_mariano(daily_loss_differential(x["day"], cand, champ).to_numpy())
         return HeadToHead(self.primary_metric, False, float(np.nanmean(cand)), float(np.nanmean(champ)), test, frame)
 
@@ -402,11 +519,13 @@ class StockSpec(ModelSpec):
         series = load_tickers(snapshot, self._files(workdir), cfg)
         scaler = FeatureScaler.from_json(workdir / PREPROCESSING_FILE)
         per_ticker = -(-rows // len(series))  # the most recent training windows of every ticker
-        return np.concatenate([windows(scaler.transform(s.features), s.origins["train"][-per_ticker:], cfg.window)
-                               for s in series])[:rows]  # fmt: skip
+        return np.concatenate(
+            [windows(scaler.transform(s.features), s.origins["train"][-per_ticker:], cfg.window) for s in series]
+        )[:rows]
 
-    def native_predictors(self, checkpoint: Path, settings: Settings, device: str = "cpu",
-                          compiled: bool = False) -> dict[str, Predictor]:  # fmt: skip
+    def native_predictors(
+        self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
+    ) -> dict[str, Predictor]:
         from mlops_onnx.models.keras_native import keras_predictors
 
         return keras_predictors(checkpoint, settings, device, compiled)

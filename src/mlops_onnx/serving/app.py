@@ -123,10 +123,15 @@ def load_version(client, name: str, version) -> LoadedModel:
     tokenizer_path = run_file(version, "model/preprocessing/tokenizer.json", folder)
     run = client.get_run(version.run_id)
     return LoadedModel(
-        name=name, version=str(version.version), alias=ALIAS, variant=variant,
+        name=name,
+        version=str(version.version),
+        alias=ALIAS,
+        variant=variant,
         session=make_session(onnx_path, "cpu", threads=int(os.environ.get("MLOPS_SERVE_THREADS", "1"))),
-        tokenizer=Tokenizer.load(tokenizer_path), tags=dict(version.tags), metrics=dict(run.data.metrics),
-    )  # fmt: skip
+        tokenizer=Tokenizer.load(tokenizer_path),
+        tags=dict(version.tags),
+        metrics=dict(run.data.metrics),
+    )
 
 
 class ModelHolder:
@@ -181,12 +186,18 @@ def check_reload_token(authorization: str | None) -> None:
 
     token = get_settings().serve_reload_token
     if token is None:
-        raise HTTPException(status_code=404, detail="POST /reload is off (no MLOPS_SERVE_RELOAD_TOKEN); the app "
-                                                    "polls the champion alias (MLOPS_SERVE_POLL_SECONDS)")  # fmt: skip
+        raise HTTPException(
+            status_code=404,
+            detail="POST /reload is off (no MLOPS_SERVE_RELOAD_TOKEN); the app "
+            "polls the champion alias (MLOPS_SERVE_POLL_SECONDS)",
+        )
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise HTTPException(status_code=401, detail="POST /reload needs 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            status_code=401,
+            detail="POST /reload needs 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise HTTPException(status_code=403, detail="wrong reload token")
 
@@ -207,9 +218,12 @@ def create_app(holder: ModelHolder | None = None, poll_seconds: float = POLL_SEC
         yield
         holder.stop()
 
-    app = FastAPI(title="Fake-news detector", version="1.0",
-                  description=f"`{MODEL_NAME}@{ALIAS}` from the MLflow registry, in ONNX Runtime.",
-                  lifespan=lifespan)  # fmt: skip
+    app = FastAPI(
+        title="Fake-news detector",
+        version="1.0",
+        description=f"`{MODEL_NAME}@{ALIAS}` from the MLflow registry, in ONNX Runtime.",
+        lifespan=lifespan,
+    )
     app.state.holder = holder
 
     @app.middleware("http")
@@ -231,35 +245,58 @@ def create_app(holder: ModelHolder | None = None, poll_seconds: float = POLL_SEC
     @app.get("/health")
     def health() -> dict:
         model = holder.current
-        return {"status": "ok", "model_loaded": model is not None,
-                "version": model.version if model else None, "detail": holder.last_error}  # fmt: skip
+        return {
+            "status": "ok",
+            "model_loaded": model is not None,
+            "version": model.version if model else None,
+            "detail": holder.last_error,
+        }
 
     @app.get("/model")
     def model_info() -> dict:
         model = live()
-        figures = {k: v for k, v in model.metrics.items()
-                   if k.startswith(("test_", "parity_", "bench_cpu_", "size_", "liar_", "leakage_"))}  # fmt: skip
-        return {"name": model.name, "version": model.version, "alias": model.alias, "serving_variant": model.variant,
-                "data_hash": model.tags.get("data_hash"), "git_commit": model.tags.get("git_commit"),
-                "airflow_run_id": model.tags.get("airflow_run_id"), "parity_status": model.tags.get("parity_status"),
-                "metrics": figures}  # fmt: skip
+        figures = {
+            k: v
+            for k, v in model.metrics.items()
+            if k.startswith(("test_", "parity_", "bench_cpu_", "size_", "liar_", "leakage_"))
+        }
+        return {
+            "name": model.name,
+            "version": model.version,
+            "alias": model.alias,
+            "serving_variant": model.variant,
+            "data_hash": model.tags.get("data_hash"),
+            "git_commit": model.tags.get("git_commit"),
+            "airflow_run_id": model.tags.get("airflow_run_id"),
+            "parity_status": model.tags.get("parity_status"),
+            "metrics": figures,
+        }
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(request: PredictRequest) -> PredictResponse:
         model = live()  # one reference for the whole request
         probabilities = model.predict(request.items())
-        return PredictResponse(predictions=[
-            Prediction(label="fake" if p >= THRESHOLD else "real", probability_fake=round(float(p), 6),
-                       model=model.name, version=model.version)
-            for p in probabilities
-        ])  # fmt: skip
+        return PredictResponse(
+            predictions=[
+                Prediction(
+                    label="fake" if p >= THRESHOLD else "real",
+                    probability_fake=round(float(p), 6),
+                    model=model.name,
+                    version=model.version,
+                )
+                for p in probabilities
+            ]
+        )
 
     @app.post("/reload")
     def reload(request: Request) -> dict:
         check_reload_token(request.headers.get("authorization"))
         changed = holder.refresh()
-        return {"reloaded": changed, "version": holder.current.version if holder.current else None,
-                "detail": holder.last_error}  # fmt: skip
+        return {
+            "reloaded": changed,
+            "version": holder.current.version if holder.current else None,
+            "detail": holder.last_error,
+        }
 
     return app
 

@@ -26,5 +26,6 @@ def run_file(version, artifact_path: str, folder: Path) -> Path:
     """One artifact of the run that produced the version (a tokenizer, a scaler, a report)."""
     import mlflow
 
-    return Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=artifact_path,
-                                                    dst_path=str(folder)))  # fmt: skip
+    return Path(
+        mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=artifact_path, dst_path=str(folder))
+    )

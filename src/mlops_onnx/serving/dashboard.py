@@ -78,10 +78,15 @@ def load_version(client, name: str, version_number: str) -> Champion:
     except (MlflowException, OSError, KeyError):
         passing = None
     return Champion(
-        version=str(version.version), variant=variant, session=make_session(onnx_path),
-        scaler=FeatureScaler.from_json(scaler_path), window=int(json.loads(scaler_path.read_text())["window"]),
-        data_hash=version.tags.get("data_hash", ""), tickers_used=tickers_used, passing_files=passing,
-    )  # fmt: skip
+        version=str(version.version),
+        variant=variant,
+        session=make_session(onnx_path),
+        scaler=FeatureScaler.from_json(scaler_path),
+        window=int(json.loads(scaler_path.read_text())["window"]),
+        data_hash=version.tags.get("data_hash", ""),
+        tickers_used=tickers_used,
+        passing_files=passing,
+    )
 
 
 def ticker_files(snapshot_path: Path, passing: set[str] | None = None) -> dict[str, Path]:
@@ -119,8 +124,11 @@ def versions_table(client, name: str = MODEL_NAME) -> pd.DataFrame:
     rows = []
     for version in client.search_model_versions(f"name='{name}'"):
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-        row = {"version": int(version.version), "aliases": ", ".join(version.aliases),
-               "serving variant": version.tags.get("serving_variant", "")}  # fmt: skip
+        row = {
+            "version": int(version.version),
+            "aliases": ", ".join(version.aliases),
+            "serving variant": version.tags.get("serving_variant", ""),
+        }
         row.update({label: metrics.get(key) for key, label in VERSION_METRICS.items()})
         rows.append(row)
     return pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame()
@@ -155,25 +163,37 @@ def main() -> None:
                 snapshot = SnapshotStore(settings.snapshots_dir).get("stocks", champion.data_hash)
             except SnapshotError:
                 snapshot = None
-                st.error(f"The champion's data snapshot {champion.data_hash[:12]} is not under "
-                         f"{settings.snapshots_dir}.")
+                st.error(
+                    f"The champion's data snapshot {champion.data_hash[:12]} is not under {settings.snapshots_dir}."
+                )
             if snapshot is not None:
                 files = ticker_files(snapshot.path, champion.passing_files)
                 names = sorted(files, key=lambda t: (t not in champion.tickers_used, t))
                 ticker = st.selectbox("Ticker", names, help="Tickers the model trained on come first.")
                 days = st.slider("Days", min_value=20, max_value=500, value=120, step=10)
-                st.caption(f"{MODEL_NAME} v{champion.version} · serving variant {champion.variant} · "
-                           f"data {champion.data_hash[:12]}")  # fmt: skip
+                st.caption(
+                    f"{MODEL_NAME} v{champion.version} · serving variant {champion.variant} · "
+                    f"data {champion.data_hash[:12]}"
+                )
                 try:
                     chart, metrics = forecast_ticker(champion, files[ticker], days)
                 except ValueError as exc:
                     st.error(str(exc))
                 else:
                     st.line_chart(chart)
-                    st.dataframe(pd.DataFrame({
-                        "model": [metrics["view_mae"], metrics["view_rmse"], metrics["view_mape"]],
-                        "naive": [metrics["naive_view_mae"], metrics["naive_view_rmse"], metrics["naive_view_mape"]],
-                    }, index=["MAE", "RMSE", "MAPE %"]))  # fmt: skip
+                    st.dataframe(
+                        pd.DataFrame(
+                            {
+                                "model": [metrics["view_mae"], metrics["view_rmse"], metrics["view_mape"]],
+                                "naive": [
+                                    metrics["naive_view_mae"],
+                                    metrics["naive_view_rmse"],
+                                    metrics["naive_view_mape"],
+                                ],
+                            },
+                            index=["MAE", "RMSE", "MAPE %"],
+                        )
+                    )
                     st.metric("MASE (model MAE / naive MAE)", f"{metrics['view_mase']:.4f}")
                     st.metric("Directional accuracy", f"{metrics['view_directional_accuracy']:.1%}")
 

@@ -15,8 +15,9 @@ def fetch_local(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:
         raise SourceError("local source: MLOPS_DATA_DIR is not set", retryable=False)
     folder = settings.data_dir / dataset.folder
     if not folder.is_dir():
-        raise SourceError(f"local source: {folder} does not exist (expected Kaggle's layout for {dataset.slug})",
-                          retryable=False)  # fmt: skip
+        raise SourceError(
+            f"local source: {folder} does not exist (expected Kaggle's layout for {dataset.slug})", retryable=False
+        )
     copied = copy_dataset_files(dataset, folder, dest)
     return {"local_folder": str(folder), "files_copied": copied}
 

@@ -22,18 +22,31 @@ FASHION_ROWS = {"full": (60000, 10000), "quick": (2000, 500)}
 def _fashion_templates() -> np.ndarray:
     """Ten 28x28 silhouettes, one per Fashion-MNIST class (0 T-shirt ... 9 ankle boot)."""
     t = np.zeros((10, 28, 28), dtype=np.float32)
-    t[0, 6:10, 4:24] = 1; t[0, 10:24, 9:19] = 1  # noqa: E702  T-shirt: sleeves + body
-    t[1, 4:26, 8:13] = 1; t[1, 4:26, 15:20] = 1; t[1, 4:8, 8:20] = 1  # noqa: E702  trouser
-    t[2, 5:24, 3:25] = 1; t[2, 5:9, 12:16] = 0  # noqa: E702  pullover with neckline
+    t[0, 6:10, 4:24] = 1
+    t[0, 10:24, 9:19] = 1  # noqa: E702  T-shirt: sleeves + body
+    t[1, 4:26, 8:13] = 1
+    t[1, 4:26, 15:20] = 1
+    t[1, 4:8, 8:20] = 1  # noqa: E702  trouser
+    t[2, 5:24, 3:25] = 1
+    t[2, 5:9, 12:16] = 0  # noqa: E702  pullover with neckline
     for row in range(4, 26):  # dress: widening triangle
         half = 3 + (row - 4) // 2
         t[3, row, 14 - half : 14 + half] = 1
-    t[4, 3:26, 5:23] = 1; t[4, 3:26, 13:15] = 0  # noqa: E702  coat: open front
-    t[5, 18:20, 2:26] = 1; t[5, 22:24, 2:26] = 1; t[5, 14:16, 6:22] = 1  # noqa: E702  sandal straps
-    t[6, 5:24, 6:22] = 1; t[6, 5:12, 12:16] = 0.3  # noqa: E702  shirt with collar
-    t[7, 17:24, 2:26] = 1; t[7, 13:17, 14:26] = 1  # noqa: E702  sneaker
-    t[8, 9:25, 4:24] = 1; t[8, 4:9, 9:11] = 1; t[8, 4:9, 17:19] = 1; t[8, 4:6, 9:19] = 1  # noqa: E702  bag
-    t[9, 3:24, 14:22] = 1; t[9, 18:25, 3:22] = 1  # noqa: E702  ankle boot
+    t[4, 3:26, 5:23] = 1
+    t[4, 3:26, 13:15] = 0  # noqa: E702  coat: open front
+    t[5, 18:20, 2:26] = 1
+    t[5, 22:24, 2:26] = 1
+    t[5, 14:16, 6:22] = 1  # noqa: E702  sandal straps
+    t[6, 5:24, 6:22] = 1
+    t[6, 5:12, 12:16] = 0.3  # noqa: E702  shirt with collar
+    t[7, 17:24, 2:26] = 1
+    t[7, 13:17, 14:26] = 1  # noqa: E702  sneaker
+    t[8, 9:25, 4:24] = 1
+    t[8, 4:9, 9:11] = 1
+    t[8, 4:9, 17:19] = 1
+    t[8, 4:6, 9:19] = 1  # noqa: E702  bag
+    t[9, 3:24, 14:22] = 1
+    t[9, 18:25, 3:22] = 1  # noqa: E702  ankle boot
     return t
 
 

@@ -72,8 +72,9 @@ def _day(rng: np.random.Generator) -> date:
 
 def _date_text(day: date, style: int) -> str:
     """The real files' date styles: "December 31, 2017", "Dec 31, 2017", "31-Dec-17", "2017-12-31"."""
-    return [f"{day:%B} {day.day}, {day.year}", f"{day:%b} {day.day}, {day.year}", f"{day:%d-%b-%y}",
-            day.isoformat()][style]  # fmt: skip
+    return [f"{day:%B} {day.day}, {day.year}", f"{day:%b} {day.day}, {day.year}", f"{day:%d-%b-%y}", day.isoformat()][
+        style
+    ]
 
 
 def _fake_article(rng: np.random.Generator) -> list[str]:
@@ -127,8 +128,18 @@ def _liar_row(rng: np.random.Generator, index: int) -> list[str]:
     own = FAKE_WORDS if LIAR_LABELS.index(label) < 3 else TRUE_WORDS
     statement = _sentences(_words(rng, int(rng.integers(8, 25)), own, 0.2), rng)
     counts = [str(int(c)) for c in rng.integers(0, 20, 5)]
-    return [f"{index}.json", label, statement, "economy,taxes", "jane-doe", "State senator", "Ohio",
-            ["republican", "democrat", "none"][index % 3], *counts, "a news release"]  # fmt: skip
+    return [
+        f"{index}.json",
+        label,
+        statement,
+        "economy,taxes",
+        "jane-doe",
+        "State senator",
+        "Ohio",
+        ["republican", "democrat", "none"][index % 3],
+        *counts,
+        "a news release",
+    ]
 
 
 def generate_liar(dest: Path, rng: np.random.Generator, settings: Settings) -> dict:

@@ -55,8 +55,9 @@ def random_walk(rng: np.random.Generator, days: int) -> pd.DataFrame:
     low = np.minimum(open_, close) * np.exp(-spread[1])
     volume = np.round(rng.lognormal(13, 0.4, days) * (1 + 20 * np.abs(returns))).astype(np.int64)
     dates = pd.bdate_range(end=LAST_DATE, periods=days)
-    return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Open": open_, "High": high, "Low": low,
-                         "Close": close, "Volume": volume})  # fmt: skip
+    return pd.DataFrame(
+        {"Date": dates.strftime("%Y-%m-%d"), "Open": open_, "High": high, "Low": low, "Close": close, "Volume": volume}
+    )
 
 
 def write_ticker(path: Path, frame: pd.DataFrame) -> None:

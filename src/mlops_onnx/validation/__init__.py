@@ -74,9 +74,7 @@ class ValidationReport:
         if self.min_passing_files is None:
             return {}
         return {
-            name: [c.describe() for c in r.checks if not c.success]
-            for name, r in self.files.items()
-            if not r.success
+            name: [c.describe() for c in r.checks if not c.success] for name, r in self.files.items() if not r.success
         }
 
     def failures(self) -> list[str]:
@@ -103,7 +101,6 @@ class ValidationReport:
                 for name, r in self.files.items()
             },
         }
-
 
     def to_html(self) -> str:
         """A one-page summary (MLflow's artifact viewer renders it), one table row per check."""
@@ -173,8 +170,11 @@ def where_undecodable(path: Path) -> str:
     except (pd.errors.ParserError, ValueError):
         return ""
     bad = frame.apply(lambda column: column.str.contains("\ufffd", regex=False))
-    places = [f"column {column!r} (first at data row {int(bad.index[bad[column]][0]) + 1}): "
-              f"{int(bad[column].sum())} cell(s)" for column in frame.columns if bad[column].any()]  # fmt: skip
+    places = [
+        f"column {column!r} (first at data row {int(bad.index[bad[column]][0]) + 1}): {int(bad[column].sum())} cell(s)"
+        for column in frame.columns
+        if bad[column].any()
+    ]
     return "; in " + ", ".join(places) if places else ""
 
 
@@ -193,8 +193,10 @@ def truncated_last_line(path: Path, columns: list[str]) -> CheckResult | None:
         return None  # only the final line break is missing: the record is whole
     with path.open("rb") as handle:
         line_number = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b"")) + 1
-    detail = (f"{path.name} is truncated: its last line (line {line_number}) has {len(fields)} of {len(columns)} "
-              f"fields and no line break (cut off from column {columns[len(fields)]!r} on)")  # fmt: skip
+    detail = (
+        f"{path.name} is truncated: its last line (line {line_number}) has {len(fields)} of {len(columns)} "
+        f"fields and no line break (cut off from column {columns[len(fields)]!r} on)"
+    )
     return CheckResult("file_is_complete", columns[len(fields)], False, detail)
 
 
@@ -210,15 +212,22 @@ def duplicate_rows_check(frame: pd.DataFrame, path: Path, max_fraction: float) -
     """GX on one boolean column: rows that repeat an earlier row in every column, at most `max_fraction`."""
     duplicated = frame.duplicated()
     count = int(duplicated.sum())
-    check = run_suite(pd.DataFrame({"repeats_an_earlier_row": duplicated}), f"{path.stem}-duplicates", [
-        expectations().ExpectColumnValuesToBeInSet(column="repeats_an_earlier_row", value_set=[False],
-                                                   mostly=1 - max_fraction),
-    ])[0]  # fmt: skip
+    check = run_suite(
+        pd.DataFrame({"repeats_an_earlier_row": duplicated}),
+        f"{path.stem}-duplicates",
+        [
+            expectations().ExpectColumnValuesToBeInSet(
+                column="repeats_an_earlier_row", value_set=[False], mostly=1 - max_fraction
+            ),
+        ],
+    )[0]
     if not check.success:
         lines = (np.flatnonzero(duplicated.to_numpy())[:5] + 2).tolist()  # +2: header line, 1-based
-        check.detail = (f"{path.name}: {count:,} of {len(frame):,} row(s) ({count / len(frame):.1%}) repeat an "
-                        f"earlier row in all {len(frame.columns)} columns, more than the {max_fraction:.0%} "
-                        f"allowed (first at lines {lines})")  # fmt: skip
+        check.detail = (
+            f"{path.name}: {count:,} of {len(frame):,} row(s) ({count / len(frame):.1%}) repeat an "
+            f"earlier row in all {len(frame.columns)} columns, more than the {max_fraction:.0%} "
+            f"allowed (first at lines {lines})"
+        )
     return check, count
 
 
@@ -240,9 +249,11 @@ def check_sizes_against(report: ValidationReport, manifest: dict, baseline: dict
         ratio = size / usual
         if 1 / max_growth <= ratio <= max_growth:
             continue
-        detail = (f"{name}: {size:,} bytes, {ratio:.2f}x the {usual:,} bytes it had in the last good snapshot "
-                  f"{baseline['content_hash'][:12]} (allowed {1 / max_growth:.2f}x to {max_growth:g}x; "
-                  "MLOPS_MAX_FILE_GROWTH)")  # fmt: skip
+        detail = (
+            f"{name}: {size:,} bytes, {ratio:.2f}x the {usual:,} bytes it had in the last good snapshot "
+            f"{baseline['content_hash'][:12]} (allowed {1 / max_growth:.2f}x to {max_growth:g}x; "
+            "MLOPS_MAX_FILE_GROWTH)"
+        )
         report.files[name].checks.append(CheckResult("file_size_near_last_good", None, False, detail))
     if "passing" in report.summary:
         report.summary["passing"] = len(report.passing_files())
@@ -281,16 +292,18 @@ def validate_frame(frame: pd.DataFrame, name: str, expectation_list: list, resul
         .get_batch(batch_parameters={"dataframe": frame})
     )
     try:
-        return batch.validate(gx.ExpectationSuite(name=unique, expectations=expectation_list),
-                              result_format=result_format)  # fmt: skip
+        return batch.validate(
+            gx.ExpectationSuite(name=unique, expectations=expectation_list), result_format=result_format
+        )
     finally:
         context.data_sources.delete(unique)
 
 
 def run_suite(frame: pd.DataFrame, suite_name: str, expectation_list: list) -> list[CheckResult]:
     """Validate `frame` against the given GX expectations; one CheckResult per expectation."""
-    result = validate_frame(frame, suite_name, expectation_list,
-                            {"result_format": "SUMMARY", "partial_unexpected_count": 5})  # fmt: skip
+    result = validate_frame(
+        frame, suite_name, expectation_list, {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+    )
     return [
         CheckResult(
             expectation=item.expectation_config.type,

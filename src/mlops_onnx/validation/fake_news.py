@@ -73,39 +73,58 @@ def validate_file(path: Path, rules: NewsRules) -> tuple[FileReport, dict]:
     if frame is None:
         return FileReport(rows=None, checks=[unreadable]), {}
     gxe = expectations()
-    checks = run_suite(frame, f"news-{path.stem}-table", [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=COLUMNS),
-        gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
-    ])  # fmt: skip
+    checks = run_suite(
+        frame,
+        f"news-{path.stem}-table",
+        [
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=COLUMNS),
+            gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
+        ],
+    )
     describe_row_count(checks, path, len(frame), rules.min_rows, rules.max_rows)
     missing = [c for c in COLUMNS if c not in frame.columns]
     for column in missing:
-        checks.append(CheckResult("column_present", column, False,
-                                  f"{path.name} has no {column!r} column (found {list(frame.columns)})"))  # fmt: skip
+        checks.append(
+            CheckResult(
+                "column_present", column, False, f"{path.name} has no {column!r} column (found {list(frame.columns)})"
+            )
+        )
     counts: dict = {"rows": len(frame)}
     duplicates, counts["duplicate_rows"] = duplicate_rows_check(frame, path, rules.max_duplicate_fraction)
     checks.append(duplicates)
     if not {"title", "text"} & set(missing):
         content = has_content(frame)
-        content_check = run_suite(pd.DataFrame({"has_title_or_text": content}), f"news-{path.stem}-content", [
-            gxe.ExpectColumnValuesToBeInSet(column="has_title_or_text", value_set=[True],
-                                            mostly=1 - rules.max_empty_fraction),
-        ])[0]  # fmt: skip
+        content_check = run_suite(
+            pd.DataFrame({"has_title_or_text": content}),
+            f"news-{path.stem}-content",
+            [
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="has_title_or_text", value_set=[True], mostly=1 - rules.max_empty_fraction
+                ),
+            ],
+        )[0]
         empty = int((~content).sum())
         counts["rows_without_title_or_text"] = empty
         if not content_check.success:
             rows = (np.flatnonzero(~content.to_numpy())[:5] + 2).tolist()  # +2: header line, 1-based
-            content_check.detail = (f"{path.name}: {empty} of {len(frame)} row(s) ({empty / max(len(frame), 1):.1%}) "
-                                    f"have an empty 'title' and 'text', more than the {rules.max_empty_fraction:.0%} "
-                                    f"that may be dropped (first at lines {rows})")  # fmt: skip
+            content_check.detail = (
+                f"{path.name}: {empty} of {len(frame)} row(s) ({empty / max(len(frame), 1):.1%}) "
+                f"have an empty 'title' and 'text', more than the {rules.max_empty_fraction:.0%} "
+                f"that may be dropped (first at lines {rows})"
+            )
         checks.append(content_check)
     if "date" not in missing:
         parsed, _ = parse_dates(frame["date"])
         in_range = parsed.between(pd.Timestamp(rules.first_date), pd.Timestamp.now() + pd.Timedelta(days=1))
-        date_check = run_suite(pd.DataFrame({"date_valid": in_range}), f"news-{path.stem}-date", [
-            gxe.ExpectColumnValuesToBeInSet(column="date_valid", value_set=[True],
-                                            mostly=1 - rules.max_unparseable_date_fraction),
-        ])[0]  # fmt: skip
+        date_check = run_suite(
+            pd.DataFrame({"date_valid": in_range}),
+            f"news-{path.stem}-date",
+            [
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="date_valid", value_set=[True], mostly=1 - rules.max_unparseable_date_fraction
+                ),
+            ],
+        )[0]
         date_check.column = "date"
         bad = frame["date"][parsed.isna()]
         out_of_range = frame["date"][parsed.notna() & ~in_range]
@@ -114,10 +133,12 @@ def validate_file(path: Path, rules: NewsRules) -> tuple[FileReport, dict]:
         counts["out_of_range_dates"] = len(out_of_range)
         if not date_check.success:
             examples = [value[:80] for value in pd.concat([bad.head(3), out_of_range.head(3)])]
-            date_check.detail = (f"{path.name}: {len(bad)} of {len(frame)} 'date' value(s) match none of "
-                                 f"{list(DATE_FORMATS)} and {len(out_of_range)} lie outside {rules.first_date} to "
-                                 f"today (together more than {rules.max_unparseable_date_fraction:.0%}); "
-                                 f"e.g. {examples}")  # fmt: skip
+            date_check.detail = (
+                f"{path.name}: {len(bad)} of {len(frame)} 'date' value(s) match none of "
+                f"{list(DATE_FORMATS)} and {len(out_of_range)} lie outside {rules.first_date} to "
+                f"today (together more than {rules.max_unparseable_date_fraction:.0%}); "
+                f"e.g. {examples}"
+            )
         checks.append(date_check)
     return FileReport(rows=len(frame), checks=checks), counts
 
@@ -126,13 +147,18 @@ def class_balance(rows: dict[str, int], rules: NewsRules) -> FileReport:
     """The share of Fake rows across both files, checked with GX on one 0/1 column."""
     is_fake = np.concatenate([np.full(n, CLASS_FILES[name]) for name, n in rows.items()])
     low, high = rules.fake_share
-    check = run_suite(pd.DataFrame({"is_fake": is_fake}), "news-class-balance", [
-        expectations().ExpectColumnMeanToBeBetween(column="is_fake", min_value=low, max_value=high),
-    ])[0]  # fmt: skip
+    check = run_suite(
+        pd.DataFrame({"is_fake": is_fake}),
+        "news-class-balance",
+        [
+            expectations().ExpectColumnMeanToBeBetween(column="is_fake", min_value=low, max_value=high),
+        ],
+    )[0]
     if not check.success:
         share = float(is_fake.mean()) if len(is_fake) else float("nan")
-        check.detail = (f"Fake.csv holds {share:.1%} of {len(is_fake)} rows ({rows}); "
-                        f"expected between {low:.0%} and {high:.0%}")  # fmt: skip
+        check.detail = (
+            f"Fake.csv holds {share:.1%} of {len(is_fake)} rows ({rows}); expected between {low:.0%} and {high:.0%}"
+        )
     return FileReport(rows=None, checks=[check])
 
 

@@ -91,7 +91,7 @@ def _row_suite() -> list:
     suite += [
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A=high, column_B=low, or_equal=True, ignore_row_if="either_value_is_missing"
-        )  # fmt: skip
+        )
         for high, low in BOUNDS
     ]
     return suite
@@ -107,8 +107,11 @@ def suite_description(checks: StockChecks) -> list[str]:
 
 def run_gx(frame: pd.DataFrame, name: str, suite: list, index_columns: list[str]):
     """One GX validation of `frame`, every unexpected row reported with its `index_columns` (e.g. its file)."""
-    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": index_columns,
-                     "return_unexpected_index_query": False}  # fmt: skip
+    result_format = {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": index_columns,
+        "return_unexpected_index_query": False,
+    }
     return validate_frame(frame, name, suite, result_format)
 
 
@@ -117,8 +120,12 @@ def _read(path: Path, name: str) -> tuple[dict, pd.DataFrame | None, CheckResult
     frame, unreadable = read_csv_checked(path, dtype={"Date": str})
     if frame is None:
         return {}, None, unreadable
-    summary = {"file": name, "header": ",".join(map(str, frame.columns)), "rows": len(frame),
-               "zero_volume_fraction": np.nan}  # fmt: skip
+    summary = {
+        "file": name,
+        "header": ",".join(map(str, frame.columns)),
+        "rows": len(frame),
+        "zero_volume_fraction": np.nan,
+    }
     if tuple(frame.columns) != HEADER:
         return summary, None, None
     if not isinstance(frame.index, pd.RangeIndex):  # pandas turns extra leading fields into an index
@@ -126,9 +133,15 @@ def _read(path: Path, name: str) -> tuple[dict, pd.DataFrame | None, CheckResult
         return {}, None, CheckResult("file_is_readable", None, False, detail)
     # Days since 1970 as float, NaN where the date does not parse (GX misses NaT in datetime64 columns).
     day = (pd.to_datetime(frame["Date"], format="%Y-%m-%d", errors="coerce") - pd.Timestamp(0)) / pd.Timedelta(days=1)
-    rows = pd.DataFrame({"line": np.arange(2, len(frame) + 2), "Date": frame["Date"], "day": day,
-                         "days_since_previous": day.diff(),
-                         **{c: pd.to_numeric(frame[c], errors="coerce") for c in (*PRICES, "Volume")}})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "line": np.arange(2, len(frame) + 2),
+            "Date": frame["Date"],
+            "day": day,
+            "days_since_previous": day.diff(),
+            **{c: pd.to_numeric(frame[c], errors="coerce") for c in (*PRICES, "Volume")},
+        }
+    )
     if len(rows):
         summary["zero_volume_fraction"] = float((rows["Volume"] == 0).mean())
     return summary, rows, None
@@ -147,16 +160,19 @@ def _row_failures(result, rows_per_file: dict[str, int]) -> dict[str, list[Check
         config = item.expectation_config
         column = _column_label(config.kwargs)
         if item.exception_info and item.exception_info.get("raised_exception"):
-            raise RuntimeError(f"GX could not evaluate {config.type}[{column}]: "
-                               f"{item.exception_info.get('exception_message')}")  # fmt: skip
+            raise RuntimeError(
+                f"GX could not evaluate {config.type}[{column}]: {item.exception_info.get('exception_message')}"
+            )
         by_file: dict[str, list[dict]] = {}
         for row in item.result.get("unexpected_index_list") or []:
             by_file.setdefault(str(row["file"]), []).append(row)
         for name, bad in by_file.items():
             first = bad[0]
             shown = {k: _plain(v) for k, v in first.items() if k not in ("file", "line", "Date")}
-            detail = (f"{_rule(column)}: {len(bad)} of {rows_per_file[name]} row(s) fail, e.g. line "
-                      f"{first['line']} (Date {first.get('Date')!s}: {shown})")  # fmt: skip
+            detail = (
+                f"{_rule(column)}: {len(bad)} of {rows_per_file[name]} row(s) fail, e.g. line "
+                f"{first['line']} (Date {first.get('Date')!s}: {shown})"
+            )
             failed.setdefault(name, []).append(CheckResult(config.type, column, False, detail))
     return failed
 
@@ -192,19 +208,27 @@ def _file_failures(result, table: pd.DataFrame, checks: StockChecks) -> dict[str
             if column == "header":
                 found = info["header"].split(",")
                 missing, extra = [c for c in HEADER if c not in found], [c for c in found if c not in HEADER]
-                detail = (f"header is {info['header']!r}, expected {','.join(HEADER)!r}"
-                          f" (missing {missing}, unexpected {extra})")  # fmt: skip
+                detail = (
+                    f"header is {info['header']!r}, expected {','.join(HEADER)!r}"
+                    f" (missing {missing}, unexpected {extra})"
+                )
             elif column == "rows" and info["rows"] > checks.max_rows:
-                detail = (f"{int(info['rows']):,} data row(s); at most {checks.max_rows:,} expected (the longest "
-                          "real history, since 1962, has about 14,000)")  # fmt: skip
+                detail = (
+                    f"{int(info['rows']):,} data row(s); at most {checks.max_rows:,} expected (the longest "
+                    "real history, since 1962, has about 14,000)"
+                )
             elif column == "rows":
                 kind = " (a single-row file)" if info["rows"] == 1 else ""
-                detail = (f"{int(info['rows'])} data row(s){kind}; at least {checks.min_rows} needed for the "
-                          "window, the feature warm-up and the train/val/test split")  # fmt: skip
+                detail = (
+                    f"{int(info['rows'])} data row(s){kind}; at least {checks.min_rows} needed for the "
+                    "window, the feature warm-up and the train/val/test split"
+                )
             else:
-                detail = (f"{info['zero_volume_fraction']:.1%} of rows have Volume=0 (at most "
-                          f"{checks.max_zero_volume_fraction:.0%} allowed): an illiquid ticker whose prices "
-                          "repeat stale quotes")  # fmt: skip
+                detail = (
+                    f"{info['zero_volume_fraction']:.1%} of rows have Volume=0 (at most "
+                    f"{checks.max_zero_volume_fraction:.0%} allowed): an illiquid ticker whose prices "
+                    "repeat stale quotes"
+                )
             failed.setdefault(name, []).append(CheckResult(item.expectation_config.type, column, False, detail))
     return failed
 
@@ -230,16 +254,18 @@ def _validate_chunk(folder: Path, names: list[str], checks: StockChecks) -> dict
         codes = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
         rows.insert(0, "file", pd.Categorical.from_codes(codes, categories=framed))
         counts = dict(zip(table["file"], table["rows"]))
-        for name, found in _row_failures(run_gx(rows, "stocks-rows", _row_suite(), ["file", "line", "Date"]),
-                                         counts).items():  # fmt: skip
+        for name, found in _row_failures(
+            run_gx(rows, "stocks-rows", _row_suite(), ["file", "line", "Date"]), counts
+        ).items():
             failed.setdefault(name, []).extend(found)
     for summary in summaries:
         reports[summary["file"]] = FileReport(rows=int(summary["rows"]), checks=failed.get(summary["file"], []))
     return reports
 
 
-def validate_stocks(folder: Path, snapshot_hash: str, files: Iterable[str], checks: StockChecks,
-                    tickers: tuple[str, ...] | None = None) -> ValidationReport:  # fmt: skip
+def validate_stocks(
+    folder: Path, snapshot_hash: str, files: Iterable[str], checks: StockChecks, tickers: tuple[str, ...] | None = None
+) -> ValidationReport:
     """Validate every ticker file (or those of `tickers`) under `folder`, chunk by chunk."""
     started = time.perf_counter()
     names, missing = ticker_files(files, tickers)
@@ -252,10 +278,15 @@ def validate_stocks(folder: Path, snapshot_hash: str, files: Iterable[str], chec
     seconds = time.perf_counter() - started
     passing = len(report.passing_files())
     report.summary = {
-        "files": len(report.files), "passing": passing, "quarantined": len(report.files) - passing,
-        "rows": sum(r.rows or 0 for r in report.files.values()), "min_passing": checks.min_passing,
-        "min_rows": checks.min_rows, "max_zero_volume_fraction": checks.max_zero_volume_fraction,
-        "seconds": round(seconds, 2), "files_per_second": round(len(names) / seconds, 1) if seconds else None,
+        "files": len(report.files),
+        "passing": passing,
+        "quarantined": len(report.files) - passing,
+        "rows": sum(r.rows or 0 for r in report.files.values()),
+        "min_passing": checks.min_passing,
+        "min_rows": checks.min_rows,
+        "max_zero_volume_fraction": checks.max_zero_volume_fraction,
+        "seconds": round(seconds, 2),
+        "files_per_second": round(len(names) / seconds, 1) if seconds else None,
         "suite": suite_description(checks),
-    }  # fmt: skip
+    }
     return report
