@@ -52,6 +52,16 @@ def settings_env(monkeypatch, tmp_path):
     get_settings.cache_clear()
 
 
+def run_stage(name: str, model: str, ctx, *upstream: dict) -> dict:
+    """Call a pipeline stage directly, as the DAG's task does: `mlops_onnx.stages.<name>` with the model's spec."""
+    import importlib
+
+    from mlops_onnx.models import load_spec
+
+    stage = getattr(importlib.import_module(f"mlops_onnx.stages.{name}"), name)
+    return stage(load_spec(model), ctx, *upstream)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

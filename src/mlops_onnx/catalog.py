@@ -1,6 +1,8 @@
-"""The nightly pipelines as Airflow sees them: light enough to import at DAG-parse time.
+"""The one list of models: every nightly pipeline, as Airflow sees it; light enough to import at DAG-parse time.
 
-Everything heavy about a model lives in its spec (`mlops_onnx.models.<module>`), loaded inside tasks.
+Everything heavy about a model lives in its spec (`spec_module`, a `ModelSpec` subclass named in the
+module's `SPEC`), loaded inside tasks by `models.load_spec`. Adding a model is a spec module and one
+entry here; the DAG, the pools, the MLflow accounts, the demo and the benchmarks all read this list.
 """
 
 from __future__ import annotations
@@ -18,15 +20,34 @@ class Pipeline:
     dag_id: str
     title: str
     dataset: DatasetSpec
+    spec_module: str  # the module whose `SPEC` is the model's spec
     schedule: str = NIGHTLY
 
 
 PIPELINES: dict[str, Pipeline] = {
     p.model: p
     for p in (
-        Pipeline("fashion_mnist_cnn", "fashion_mnist_nightly", "Fashion-MNIST PyTorch CNN", FASHION_MNIST),
-        Pipeline("fake_news_rnn", "fake_news_nightly", "Fake-news Keras RNN classifier", FAKE_NEWS),
-        Pipeline("stock_lstm", "stock_forecast_nightly", "Stock price Keras LSTM forecaster", STOCKS),
+        Pipeline(
+            "fashion_mnist_cnn",
+            "fashion_mnist_nightly",
+            "Fashion-MNIST PyTorch CNN",
+            FASHION_MNIST,
+            "mlops_onnx.models.fashion",
+        ),
+        Pipeline(
+            "fake_news_rnn",
+            "fake_news_nightly",
+            "Fake-news Keras RNN classifier",
+            FAKE_NEWS,
+            "mlops_onnx.models.fake_news",
+        ),
+        Pipeline(
+            "stock_lstm",
+            "stock_forecast_nightly",
+            "Stock price Keras LSTM forecaster",
+            STOCKS,
+            "mlops_onnx.models.stocks",
+        ),
     )
 }
 

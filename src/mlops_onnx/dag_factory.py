@@ -1,8 +1,9 @@
 """One factory builds every nightly DAG from a pipeline entry in `catalog.PIPELINES`.
 
-Each task is a thin call into `mlops_onnx.stages`; heavy libraries are imported inside the
-stages, never when the scheduler parses this file. Failures that a retry cannot fix (bad data,
-an ONNX export that does not match) fail the task at once instead of retrying.
+Each task imports its stage (`mlops_onnx.stages.<task>`) and calls it with the model's spec, resolved
+once per task; heavy libraries are imported inside the stages, never when the scheduler parses this
+file. Failures that a retry cannot fix (bad data, an ONNX export that does not match) fail the task
+at once instead of retrying.
 
 Scheduling: every night at 02:00 UTC, and at once when the dataset's source asset gets an event
 (`AssetOrTimeSchedule`); `ingest` emits an event on the dataset's snapshot asset only when it
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pendulum
@@ -67,11 +69,13 @@ def default_args() -> dict:
     }
 
 
-def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
+def _call(pipeline: Pipeline, stage: Callable[..., dict], *upstream: dict) -> dict:
+    """Run `stage` for the pipeline's model as this task: the spec, the run context and the merged upstream state."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from mlops_onnx import stages
+    from mlops_onnx.models import load_spec
     from mlops_onnx.sources import SourceError
+    from mlops_onnx.stages import ParityError, StageSkipped
     from mlops_onnx.tracking import RunContext
     from mlops_onnx.validation import DataValidationError
 
@@ -87,22 +91,24 @@ def _call(pipeline: Pipeline, stage: str, *upstream: dict) -> dict:
     _export_kaggle_connection()
     state = {k: v for part in upstream for k, v in part.items()}
     _push_links(context["ti"], pipeline.model, state)  # also on a failed task, where the reason is
-    print(f"[{pipeline.model}] ▶ {stage} started", flush=True)
+    name = stage.__name__
+    spec = load_spec(pipeline.model)
+    print(f"[{pipeline.model}] ▶ {name} started", flush=True)
     started = time.perf_counter()
     try:
-        result = getattr(stages, stage)(pipeline.model, ctx, *([state] if upstream else []))
-    except stages.StageSkipped as exc:
-        print(f"[{pipeline.model}] ⏭ {stage} skipped after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
+        result = stage(spec, ctx, *([state] if upstream else []))
+    except StageSkipped as exc:
+        print(f"[{pipeline.model}] ⏭ {name} skipped after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
         raise AirflowSkipException(str(exc)) from exc
-    except (DataValidationError, stages.ParityError) as exc:
-        print(f"[{pipeline.model}] ✗ {stage} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
+    except (DataValidationError, ParityError) as exc:
+        print(f"[{pipeline.model}] ✗ {name} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
         raise AirflowFailException(str(exc)) from exc
     except SourceError as exc:
-        print(f"[{pipeline.model}] ✗ {stage} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
+        print(f"[{pipeline.model}] ✗ {name} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
         if not exc.retryable:  # missing or rejected credentials, a missing folder: a retry cannot help
             raise AirflowFailException(str(exc)) from exc
         raise
-    print(f"[{pipeline.model}] ✓ {stage} finished in {time.perf_counter() - started:.1f}s", flush=True)
+    print(f"[{pipeline.model}] ✓ {name} finished in {time.perf_counter() - started:.1f}s", flush=True)
     _push_links(context["ti"], pipeline.model, result)
     if result.get("snapshot_new"):  # the asset view shows when the dataset last changed, and to what
         context["outlet_events"][snapshot_alias(pipeline)].add(
@@ -191,47 +197,67 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
     def nightly():
         @pipeline_task(outlets=[snapshot_alias(pipeline)])
         def ingest() -> dict:
-            return _call(pipeline, "ingest")
+            from mlops_onnx.stages.ingest import ingest as stage
+
+            return _call(pipeline, stage)
 
         @pipeline_task()
         def validate(state: dict) -> dict:
-            return _call(pipeline, "validate", state)
+            from mlops_onnx.stages.validate import validate as stage
+
+            return _call(pipeline, stage, state)
 
         @pipeline_task(execution_timeout=timedelta(hours=2))
         def train(state: dict) -> dict:
-            return _call(pipeline, "train", state)
+            from mlops_onnx.stages.train import train as stage
+
+            return _call(pipeline, stage, state)
 
         @pipeline_task()
         def export(state: dict) -> dict:
-            return _call(pipeline, "export", state)
+            from mlops_onnx.stages.export import export as stage
+
+            return _call(pipeline, stage, state)
 
         @pipeline_task()
         def quantize(state: dict) -> dict:
-            return _call(pipeline, "quantize", state)
+            from mlops_onnx.stages.quantize import quantize as stage
+
+            return _call(pipeline, stage, state)
 
         @pipeline_task()
         def parity(state: dict) -> dict:
-            return _call(pipeline, "parity", state)
+            from mlops_onnx.stages.parity import parity as stage
+
+            return _call(pipeline, stage, state)
 
         @pipeline_task()
         def benchmark_cpu(state: dict) -> dict:
-            return _call(pipeline, "benchmark_cpu", state)
+            from mlops_onnx.stages.benchmark_cpu import benchmark_cpu as stage
+
+            return _call(pipeline, stage, state)
 
         # Retries too: a GPU failure is reported and skipped inside the stage; what fails the task is MLflow.
         @pipeline_task(pool="gpu", queue="gpu")
         def benchmark_gpu(state: dict) -> dict:
-            return _call(pipeline, "benchmark_gpu", state)
+            from mlops_onnx.stages.benchmark_gpu import benchmark_gpu as stage
+
+            return _call(pipeline, stage, state)
 
         # The GPU benchmark is optional (skipped without CUDA); when `train` skipped an unchanged night,
         # both benchmarks are skipped and so is the gate.
         @pipeline_task(trigger_rule="none_failed_min_one_success", pool=registry_pool(pipeline.model))
         def gate_and_register(state: dict) -> dict:
-            return _call(pipeline, "gate_and_register", state)
+            from mlops_onnx.stages.gate_and_register import gate_and_register as stage
+
+            return _call(pipeline, stage, state)
 
         # A teardown: runs after every night, skipped or failed, and never decides the run's state.
         @pipeline_task()
         def prune() -> dict:
-            return _call(pipeline, "prune")
+            from mlops_onnx.stages.prune import prune as stage
+
+            return _call(pipeline, stage)
 
         checked = parity(quantize(export(train(validate(ingest())))))
         gate = gate_and_register(benchmark_cpu(checked))

@@ -155,9 +155,13 @@ class RunFiles:
     local_only: frozenset[str] = frozenset()  # files that name this machine's paths: never pushed
     _before: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def pull(self) -> list[str]:
+    def pull(self, wanted: list[str] | None = None) -> list[str]:
+        """Download the run's files (`wanted`: only those, with what was derived from them, e.g. a model's
+        optimised graph `model.opt.onnx` beside `model.onnx`, or everything under a folder)."""
         self.local.mkdir(parents=True, exist_ok=True)
         names = self.remote.files()
+        if wanted is not None:
+            names = [name for name in names if any(_derived(name, w) for w in wanted)]
         for name in names:
             self.remote.download(name, self.local / name)
         self._before = self._inventory()
@@ -190,6 +194,12 @@ class RunFiles:
     def localise(self, state):
         """`state` with every storage URL of this run replaced by its path in the local folder."""
         return _replace_prefix(state, self.remote.url, str(self.local))
+
+
+def _derived(name: str, wanted: str) -> bool:
+    """`name` is `wanted`, a file under the folder `wanted`, or a sibling sharing its stem (`m.onnx` → `m.opt.onnx`)."""
+    stem = wanted.rsplit(".", 1)[0] if "." in wanted.rsplit("/", 1)[-1] else wanted
+    return name == wanted or name.startswith(wanted.rstrip("/") + "/") or name.startswith(stem + ".")
 
 
 def _replace_prefix(value, old: str, new: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_stage
 from fault_samples import (
     DATASETS,
     FASHION,
@@ -37,8 +37,8 @@ from fault_samples import (
 )
 from mlflow import MlflowClient
 
-from mlops_onnx import stages
 from mlops_onnx.sources import SourceError
+from mlops_onnx.stages import run_files
 from mlops_onnx.tracking import RunContext
 from mlops_onnx.validation import DataValidationError
 
@@ -352,7 +352,7 @@ def start_from_good(dataset: Dataset, settings, data: Path) -> tuple[str, dict]:
 
 def run_ingest_and_validate(dataset: Dataset, run_id: str):
     ctx = RunContext(dataset.dag_id, run_id)
-    return stages.validate(dataset.model, ctx, stages.ingest(dataset.model, ctx))
+    return run_stage("validate", dataset.model, ctx, run_stage("ingest", dataset.model, ctx))
 
 
 @pytest.mark.parametrize(("case", "key"), MATRIX, ids=[f"{key}-{case.name}" for case, key in MATRIX])
@@ -369,7 +369,7 @@ def test_bad_input_is_stopped_with_file_column_and_count(night, registry, case, 
         state = run_ingest_and_validate(dataset, run_id)
         from mlops_onnx.validation import load_report
 
-        report = load_report(stages.run_files(settings, RunContext(dataset.dag_id, run_id)).local)  # local copy
+        report = load_report(run_files(settings, RunContext(dataset.dag_id, run_id)).local)  # local copy
         reasons = " | ".join(report["quarantined"].get(dataset.target, []))
         assert report["success"] and dataset.target in report["quarantined"], report["quarantined"]
         assert sorted(report["passing_files"]) == sorted(set(TICKERS) - {dataset.target})

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_stage
 from fault_samples import FASHION, pointer, publish_last_good, snapshots_root, write_good
 
-from mlops_onnx import stages
 from mlops_onnx.snapshots import STAGING_PREFIX, SnapshotStore
 from mlops_onnx.tracking import RunContext
 
@@ -63,11 +62,11 @@ def write_half(data: bytes, target) -> None:
 
 def ingest_snapshot():
     """What `ingest` does before MLflow: source -> local staging -> publish (no torch/mlflow import)."""
-    from mlops_onnx import stages
     from mlops_onnx.datasets import FASHION_MNIST
     from mlops_onnx.settings import get_settings
+    from mlops_onnx.stages.ingest import _snapshot_from_source
 
-    stages._snapshot_from_source(FASHION_MNIST, store, get_settings())
+    _snapshot_from_source(FASHION_MNIST, store, get_settings())
 
 
 if where == "snapshot_files":  # cut a file short while the source copies it into staging
@@ -93,9 +92,9 @@ elif where == "last_good_pointer":
         snapshot = store.commit("fashionmnist", folder, source="local")
     store.promote(snapshot, validation={**padding, "zzz_blocking": Blocking()})
 elif where == "report":
-    from mlops_onnx import stages
+    from mlops_onnx.stages import write_report
 
-    stages._write_report({"workdir": sys.argv[4]}, "validation.json", {**padding, "zzz_blocking": Blocking()})
+    write_report({"workdir": sys.argv[4]}, "validation.json", {**padding, "zzz_blocking": Blocking()})
 '''
 
 
@@ -158,7 +157,7 @@ def test_a_killed_snapshot_writer_leaves_the_last_good_snapshot_and_the_next_run
     assert pointer(snapshots_root(settings), FASHION) == before
     store.verify(store.last_good(FASHION.name))  # the previous good snapshot is whole and usable
 
-    state = stages.ingest(FASHION.model, RunContext(FASHION.dag_id, "next-night"))  # recovers by itself
+    state = run_stage("ingest", FASHION.model, RunContext(FASHION.dag_id, "next-night"))  # recovers by itself
     assert state["snapshot"] != good and state["snapshot"] in visible(settings)
     store.verify(store.get(FASHION.name, state["snapshot"]))
     assert not staged(settings)  # the dead writer's staging folder is gone
@@ -186,5 +185,7 @@ def test_a_killed_report_writer_leaves_the_previous_report_whole(tmp_path):
     partial = list(reports.glob(".validation.json.*.tmp"))
     assert partial and partial[0].stat().st_size > 8192  # the kill really landed mid-write
     assert json.loads((reports / "validation.json").read_text()) == {"success": True, "attempt": 1}
-    stages._write_report({"workdir": str(tmp_path / "work")}, "validation.json", {"success": True, "attempt": 2})
+    from mlops_onnx.stages import write_report
+
+    write_report({"workdir": str(tmp_path / "work")}, "validation.json", {"success": True, "attempt": 2})
     assert json.loads((reports / "validation.json").read_text()) == {"attempt": 2, "success": True}

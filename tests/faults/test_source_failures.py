@@ -17,6 +17,7 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import run_stage
 from fault_samples import (
     FASHION,
     fashion_lines,
@@ -27,7 +28,6 @@ from fault_samples import (
 )
 from mlflow import MlflowClient
 
-from mlops_onnx import stages
 from mlops_onnx.sources import SourceError
 from mlops_onnx.tracking import RunContext
 
@@ -167,7 +167,7 @@ def test_source_failure_fails_the_run_clearly_and_leaves_nothing_half_written(ni
     before = pointer(snapshots_root(settings), FASHION)
     break_kaggle(kaggle, monkeypatch, failure)
     with pytest.raises(SourceError) as raised:
-        stages.ingest(FASHION.model, RunContext(FASHION.dag_id, f"fail-{failure}"))
+        run_stage("ingest", FASHION.model, RunContext(FASHION.dag_id, f"fail-{failure}"))
     expected, retryable = FAILURES[failure]
     message = str(raised.value)
     assert expected in message and "\n" not in message and KEY not in message, message
@@ -183,9 +183,9 @@ def test_use_last_good_continues_on_the_last_validated_snapshot(night, kaggle, s
     settings = settings_env(MLOPS_ON_SOURCE_FAILURE="use_last_good")
     break_kaggle(kaggle, monkeypatch, failure)
     ctx = RunContext(FASHION.dag_id, f"stale-{failure}")
-    state = stages.ingest(FASHION.model, ctx)
+    state = run_stage("ingest", FASHION.model, ctx)
     if failure == "interrupted":  # and the night goes on: validation passes on the stale snapshot
-        state = stages.validate(FASHION.model, ctx, state)
+        state = run_stage("validate", FASHION.model, ctx, state)
         assert state["validation"] == "passed"
     assert state["snapshot"] == good
     tags = MlflowClient(settings.tracking_uri).get_run(state["mlflow_run_id"]).data.tags
@@ -198,10 +198,10 @@ def test_the_next_night_recovers_after_an_interrupted_download(night, kaggle):
     settings, good = night
     kaggle.mode = "interrupted"
     with pytest.raises(SourceError):
-        stages.ingest(FASHION.model, RunContext(FASHION.dag_id, "cut-off"))
+        run_stage("ingest", FASHION.model, RunContext(FASHION.dag_id, "cut-off"))
     assert kaggle.requests.count("GET /storage/fashionmnist.zip") > 2  # the download, then the client's resumes
     kaggle.mode = "ok"
-    state = stages.ingest(FASHION.model, RunContext(FASHION.dag_id, "next-night"))
+    state = run_stage("ingest", FASHION.model, RunContext(FASHION.dag_id, "next-night"))
     assert state["snapshot"] == good  # the same bytes as the earlier night's data: the same content hash
     assert cache_files(settings) == ["fashionmnist.zip"]
     snapshot = snapshots_root(settings) / FASHION.name / state["snapshot"]

@@ -3,10 +3,10 @@
 import numpy as np
 import onnx
 import pytest
-from conftest import mlflow_client, perturbed_copy
+from conftest import mlflow_client, perturbed_copy, run_stage
 
-from mlops_onnx import stages
 from mlops_onnx.runtime import make_session
+from mlops_onnx.stages import ParityError
 from mlops_onnx.tracking import RunContext
 
 MODEL = "fashion_mnist_cnn"
@@ -32,7 +32,7 @@ def ingested(settings_env):
 
     def run(run_id: str):
         ctx = RunContext("test_parity", run_id)
-        return ctx, stages.ingest(MODEL, ctx)
+        return ctx, run_stage("ingest", MODEL, ctx)
 
     return run
 
@@ -40,7 +40,8 @@ def ingested(settings_env):
 def test_parity_passes_the_real_export(ingested, exported_cnn):
     checkpoint, path = exported_cnn
     ctx, state = ingested("good")
-    result = stages.parity(MODEL, ctx, state | {"checkpoint": str(checkpoint), "onnx_fp32": str(path), "variants": {}})
+    exported = {"checkpoint": str(checkpoint), "onnx_fp32": str(path), "variants": {}}
+    result = run_stage("parity", MODEL, ctx, state | exported)
     assert result["parity"] == {"fp32": True}
     assert result["parity_fp32_max_abs_diff"] <= 1e-4
 
@@ -49,8 +50,9 @@ def test_a_changed_weight_fails_parity_and_is_recorded(ingested, exported_cnn, t
     checkpoint, path = exported_cnn
     broken = perturbed_copy(path, tmp_path / "broken.onnx")
     ctx, state = ingested("broken")
-    with pytest.raises(stages.ParityError, match="max abs diff"):
-        stages.parity(MODEL, ctx, state | {"checkpoint": str(checkpoint), "onnx_fp32": str(broken), "variants": {}})
+    with pytest.raises(ParityError, match="max abs diff"):
+        exported = {"checkpoint": str(checkpoint), "onnx_fp32": str(broken), "variants": {}}
+        run_stage("parity", MODEL, ctx, state | exported)
     from mlops_onnx.settings import get_settings
 
     run = mlflow_client(get_settings().home).get_run(state["mlflow_run_id"])

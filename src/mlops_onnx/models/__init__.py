@@ -2,8 +2,8 @@
 
 A spec says how to validate its dataset, train, export to ONNX, feed ONNX Runtime and score
 outputs; everything else (snapshots, quantized variants, parity, benchmarks, the gate, MLflow)
-is shared and lives outside this package. Specs import torch/tensorflow at module level, so they
-are loaded lazily, inside tasks, through `load_spec`.
+is shared and lives outside this package. Specs are loaded lazily, inside tasks, through `load_spec`,
+from the module the catalog (`mlops_onnx.catalog`) names for each model.
 """
 
 from __future__ import annotations
@@ -23,12 +23,6 @@ from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.validation import ValidationReport
 
-SPEC_MODULES = {
-    "fashion_mnist_cnn": "mlops_onnx.models.fashion",
-    "fake_news_rnn": "mlops_onnx.models.fake_news",
-    "stock_lstm": "mlops_onnx.models.stocks",
-}
-
 EpochCallback = Callable[[int, dict[str, float]], None]
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -41,6 +35,8 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)
     # Files the ONNX model needs at inference (a vocabulary, a scaler), registered beside it.
     preprocessing: list[Path] = field(default_factory=list)
+    # Other files of the run folder that `evaluation_data` reads (stocks: the tickers `train` chose).
+    evaluation_files: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -159,8 +155,16 @@ def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: s
 
 
 def load_spec(name: str) -> ModelSpec:
-    try:
-        module = importlib.import_module(SPEC_MODULES[name])
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(SPEC_MODULES)}") from None
-    return module.SPEC
+    """The spec of the catalog's model `name` (its module's `SPEC`), checked against its catalog entry."""
+    from mlops_onnx.catalog import PIPELINES
+
+    if name not in PIPELINES:
+        raise KeyError(f"unknown model {name!r}; the catalog has: {', '.join(PIPELINES)}")
+    pipeline = PIPELINES[name]
+    spec = importlib.import_module(pipeline.spec_module).SPEC
+    if spec.name != name or spec.dataset != pipeline.dataset:
+        raise ValueError(
+            f"{pipeline.spec_module}.SPEC is {spec.name!r} on dataset {spec.dataset.name!r}, but the catalog "
+            f"entry says {name!r} on {pipeline.dataset.name!r}"
+        )
+    return spec

@@ -418,6 +418,7 @@ class StockSpec(ModelSpec):
             metrics=metrics,
             params=params,
             preprocessing=[preprocessing],
+            evaluation_files=[tickers_path],
             artifacts=[tickers_path, by_ticker_path, *plots],
         )
 

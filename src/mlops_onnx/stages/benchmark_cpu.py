@@ -1,0 +1,58 @@
+"""`benchmark_cpu`: latency of the native model and every passing ONNX model on the CPU provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_onnx.settings import get_settings
+from mlops_onnx.stages import mlflow_run, run_snapshot, stage, write_report
+from mlops_onnx.tracking import RunContext
+
+
+@stage(reads=("checkpoint", "onnx_fp32", "passing_variants", "preprocessing", "evaluation_files"))
+def benchmark_cpu(spec, ctx: RunContext, state: dict) -> dict:
+    """Latency of the native model and every passing ONNX model on ONNX Runtime's CPU provider."""
+    import mlflow
+
+    from mlops_onnx.benchmark import metrics_from, run_benchmark
+
+    settings = get_settings()
+    inputs = spec.evaluation_data(run_snapshot(state, settings), settings, Path(state["workdir"])).inputs
+    onnx_models = {"fp32": state["onnx_fp32"]} | state["passing_variants"]
+    natives = spec.native_predictors(Path(state["checkpoint"]), settings)
+    report = run_benchmark(
+        spec.name,
+        natives,
+        Path(state["checkpoint"]).stat().st_size,
+        onnx_models,
+        inputs[:256],
+        "cpu",
+        settings.bench_threads,
+        settings.bench_warmup,
+        settings.bench_runs,
+        "cpu",
+        settings.bench_max_seconds,
+    )
+    for row in report["rows"]:
+        if row["variant"].startswith("onnx_") and row["execution_provider"] != "CPUExecutionProvider":
+            raise RuntimeError(f"{row['variant']} ran on {row['execution_provider']}, not the CPU provider")
+    path = write_report(state, "benchmark_cpu.json", report)
+    with mlflow_run(state):
+        mlflow.log_artifact(str(path), "reports")
+        mlflow.log_metrics(metrics_from(report))
+        mlflow.set_tags(
+            {"bench_cpu_model": report["machine"]["cpu_model"][:250], "bench_threads": str(settings.bench_threads)}
+        )
+    for row in report["rows"]:
+        print(
+            f"[{spec.name}] cpu {row['variant']:<18} b={row['batch']:<3} p50={row['p50_ms']:.3f}ms "
+            f"p95={row['p95_ms']:.3f}ms p99={row['p99_ms']:.3f}ms {row['throughput_per_s']:.0f}/s",
+            flush=True,
+        )
+    b1 = [r for r in report["rows"] if r["batch"] == 1]
+    return {
+        **state,
+        "bench_cpu_b1_p95_ms": {r["variant"]: r["p95_ms"] for r in b1},
+        "bench_cpu_b1_p50_ms": {r["variant"]: r["p50_ms"] for r in b1},
+        "bench_cpu_report": str(path),
+    }

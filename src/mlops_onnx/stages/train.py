@@ -1,0 +1,77 @@
+"""`train`: the native model, unless nothing changed since a run that got through the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_onnx import tracking
+from mlops_onnx.settings import get_settings
+from mlops_onnx.stages import StageSkipped, mlflow_run, run_snapshot, stage
+from mlops_onnx.tracking import RunContext
+
+
+@stage()
+def train(spec, ctx: RunContext, state: dict) -> dict:
+    """Train the native model; per-epoch curves and test metrics go to MLflow.
+
+    First the run's fingerprint (data, code, config): when an earlier run with the same fingerprint got
+    through the gate, training again would repeat it, so this and every later stage is skipped with the
+    reason (unless forced: the `force_retrain` DAG param or MLOPS_FORCE_RETRAIN=1)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlops_onnx import fingerprint
+    from mlops_onnx.decisions import SKIPPED
+
+    settings = get_settings()
+    workdir = Path(state["workdir"])
+    marks = fingerprint.fingerprint(spec, state["snapshot"], settings)
+    forced = ctx.force_retrain or settings.force_retrain
+    tracking.configure(settings)
+    client = MlflowClient()
+    tracking.set_run_tags(state["mlflow_run_id"], {**marks, "forced": str(forced).lower()})
+    client.log_dict(state["mlflow_run_id"], spec.resolved_config(settings), "reports/resolved_config.json")
+    earlier = (
+        None
+        if forced
+        else fingerprint.earlier_decision(
+            client, state["mlflow_experiment_id"], marks["fingerprint"], state["mlflow_run_id"]
+        )
+    )
+    if earlier is not None:
+        reason = fingerprint.unchanged_reason(earlier)
+        tracking.set_run_tags(
+            state["mlflow_run_id"],
+            {
+                "promotion_decision": SKIPPED,
+                "promotion_reason": reason,
+                "gate_status": "skipped",
+                "gate_reason": reason,
+                "unchanged_since_run": earlier.info.run_id,
+            },
+        )
+        raise StageSkipped(reason)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics, step=epoch)
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
+        print(f"[{spec.name}] epoch {epoch:>3}  {shown}  ({metrics.get('epoch_seconds', 0):.1f}s)", flush=True)
+
+    with mlflow_run(state):
+        result = spec.train(run_snapshot(state, settings), workdir, settings, on_epoch)
+        mlflow.log_params(result.params)
+        mlflow.log_metrics(result.metrics)
+        for artifact in result.artifacts:
+            mlflow.log_artifact(str(artifact), "plots" if artifact.suffix == ".png" else "reports")
+        for path in result.preprocessing:
+            mlflow.log_artifact(str(path), "preprocessing")
+        mlflow.log_metric("size_native_bytes", result.checkpoint.stat().st_size)
+    return {
+        **state,
+        "checkpoint": str(result.checkpoint),
+        "preprocessing": [str(p) for p in result.preprocessing],
+        "evaluation_files": [str(p) for p in result.evaluation_files],
+        "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k},
+        "fingerprint": marks,
+        "forced": forced,
+    }
