@@ -22,6 +22,7 @@ class Pipeline:
     dataset: DatasetSpec
     spec_module: str  # the module whose `SPEC` is the model's spec
     schedule: str = NIGHTLY
+    served_by: str | None = None  # the app that serves its champion: "api" (FastAPI) or "dashboard" (Streamlit)
 
 
 PIPELINES: dict[str, Pipeline] = {
@@ -40,6 +41,7 @@ PIPELINES: dict[str, Pipeline] = {
             "Fake-news Keras RNN classifier",
             FAKE_NEWS,
             "mlops_onnx.models.fake_news",
+            served_by="api",
         ),
         Pipeline(
             "stock_lstm",
@@ -47,9 +49,15 @@ PIPELINES: dict[str, Pipeline] = {
             "Stock price Keras LSTM forecaster",
             STOCKS,
             "mlops_onnx.models.stocks",
+            served_by="dashboard",
         ),
     )
 }
+
+
+def served_model(app: str) -> str:
+    """The model whose champion `app` ("api" or "dashboard") serves."""
+    return next(p.model for p in PIPELINES.values() if p.served_by == app)
 
 
 def registry_pool(model: str) -> str:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-from mlops_onnx.catalog import PIPELINES, airflow_pools
+from mlops_onnx.airflow_env import REPO_ROOT, airflow, airflow_environment, create_pools, prepare_airflow
+from mlops_onnx.catalog import PIPELINES
 from mlops_onnx.settings import Settings, get_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_PATH = REPO_ROOT / "reports" / "demo-summary.json"
 HEADLINE_METRICS = (
     "test_accuracy",
@@ -36,46 +34,6 @@ HEADLINE_METRICS = (
     "naive_test_mae",
     "test_directional_accuracy",  # forecaster
 )
-
-
-def airflow_environment(settings: Settings) -> dict[str, str]:
-    """Environment for Airflow commands on the embedded state (no services to install)."""
-    env = dict(os.environ)
-    env.setdefault("AIRFLOW_HOME", str(settings.airflow_home))
-    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
-    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
-    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
-    env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
-    env["MLOPS_HOME"] = str(settings.home)
-    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    return env
-
-
-def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).with_name("airflow")), *args]
-    return subprocess.run(command, env=env, check=False, text=True, capture_output=quiet)
-
-
-def prepare_airflow(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
-    """Migrate Airflow's metadata DB and create the pools (both idempotent)."""
-    env = env or airflow_environment(settings)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    _airflow_checked(["db", "migrate"], env)
-    create_pools(env)
-    return env
-
-
-def create_pools(env: dict[str, str]) -> None:
-    """The `gpu` pool and one single-slot registry pool per model (`catalog.airflow_pools`)."""
-    for name, slots, description in airflow_pools():
-        _airflow_checked(["pools", "set", name, str(slots), description], env)
-
-
-def _airflow_checked(step: list[str], env: dict[str, str]) -> None:
-    done = airflow(step, env, quiet=True)
-    if done.returncode != 0:
-        raise SystemExit(f"airflow {' '.join(step)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
 def run_demo(models: list[str], nights: int = 2) -> int:

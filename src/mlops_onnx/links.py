@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote
 
 from mlops_onnx.catalog import PIPELINES
@@ -14,7 +13,9 @@ PIPELINE_DAG_IDS = frozenset(p.dag_id for p in PIPELINES.values())
 
 def mlflow_ui_base() -> str:
     """Where users open the MLflow UI (`make up` serves it on 127.0.0.1:5000)."""
-    return os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    from mlops_onnx.settings import get_settings
+
+    return get_settings().mlflow_ui_url
 
 
 def run_url(experiment_id: str, run_id: str) -> str:

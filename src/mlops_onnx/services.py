@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_onnx import mlflow_auth
+from mlops_onnx.airflow_env import airflow, airflow_environment, prepare_airflow
 from mlops_onnx.catalog import PIPELINES
-from mlops_onnx.cli import airflow, airflow_environment, prepare_airflow
 from mlops_onnx.settings import Settings, get_settings
 
 ADMIN = "admin"
@@ -39,12 +39,8 @@ class Ports:
     mlflow: int
 
     @classmethod
-    def from_env(cls) -> Ports:
-        return cls(
-            host=os.environ.get("MLOPS_BIND_HOST", "127.0.0.1"),
-            airflow=int(os.environ.get("MLOPS_AIRFLOW_PORT", "8080")),
-            mlflow=int(os.environ.get("MLOPS_MLFLOW_PORT", "5000")),
-        )
+    def of(cls, settings: Settings) -> Ports:
+        return cls(host=settings.bind_host, airflow=settings.airflow_port, mlflow=settings.mlflow_port)
 
 
 def _bin(name: str) -> str:
@@ -141,7 +137,7 @@ def running_mlflow_url(settings: Settings) -> str | None:
     """The MLflow server `make up` started on this MLOPS_HOME, if it is running."""
     if running_pid(settings, "mlflow") is None:
         return None
-    return mlflow_url(Ports.from_env())
+    return mlflow_url(Ports.of(settings))
 
 
 def wait_for(url: str, timeout: float) -> bool:
@@ -160,7 +156,7 @@ def wait_for(url: str, timeout: float) -> bool:
 
 def up(timeout: float = 180) -> int:
     settings = get_settings()
-    ports = Ports.from_env()
+    ports = Ports.of(settings)
     env = service_environment(settings, ports)
     new_password = ensure_admin_password(settings)
     # Only the MLflow server's own process gets its admin password and secret key.
@@ -218,7 +214,7 @@ def unpause(env: dict[str, str], timeout: float) -> None:
     """Unpause the nightly DAGs once the DAG processor has parsed them, so the schedule really runs
     (MLOPS_UNPAUSE: `all`, the default, a comma-separated list of DAG ids, or `none`)."""
     deadline = time.monotonic() + timeout
-    wanted = os.environ.get("MLOPS_UNPAUSE", "all").strip()
+    wanted = get_settings().unpause
     pending = (
         [p.dag_id for p in PIPELINES.values()]
         if wanted == "all"
@@ -235,7 +231,7 @@ def unpause(env: dict[str, str], timeout: float) -> None:
 def down(timeout: float = 30) -> int:
     """Stop what `up` started: each service's whole session (the scheduler's task workers too)."""
     settings = get_settings()
-    for name in reversed(list(service_commands(settings, Ports.from_env()))):
+    for name in reversed(list(service_commands(settings, Ports.of(settings)))):
         pid = running_pid(settings, name)
         if pid is None:
             continue
@@ -268,7 +264,7 @@ def _signal_session(sid: int, signum: int) -> None:
 
 def status() -> int:
     settings = get_settings()
-    for name in service_commands(settings, Ports.from_env()):
+    for name in service_commands(settings, Ports.of(settings)):
         pid = running_pid(settings, name)
         print(f"{name:<22} {f'running (pid {pid})' if pid else 'stopped'}")
     return 0

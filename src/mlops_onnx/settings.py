@@ -62,6 +62,13 @@ class Settings:
     drift_max_rows: int = 20_000  # rows per side of the drift report (a seeded sample beyond that)
     mlflow_auth: bool = False  # MLflow's basic-auth app on the `make up` server; every MLflow client must log in
     serve_reload_token: str | None = field(default=None, repr=False)  # POST /reload needs it; None: /reload is off
+    # Local services (`make up`, `make serve`, the Airflow plugin's links)
+    bind_host: str = "127.0.0.1"  # MLOPS_BIND_HOST: the address `make up`/`make serve` listen on
+    airflow_port: int = 8080  # MLOPS_AIRFLOW_PORT
+    mlflow_port: int = 5000  # MLOPS_MLFLOW_PORT
+    unpause: str = "all"  # MLOPS_UNPAUSE: DAGs `make up` unpauses: all, none, or comma-separated DAG ids
+    mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
+    code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
 
     @property
     def snapshots_dir(self) -> str:
@@ -177,6 +184,12 @@ def get_settings() -> Settings:
         drift_max_rows=max(100, _int("MLOPS_DRIFT_MAX_ROWS", 20_000) or 100),
         mlflow_auth=_flag("MLOPS_MLFLOW_AUTH"),
         serve_reload_token=os.environ.get("MLOPS_SERVE_RELOAD_TOKEN", "").strip() or None,
+        bind_host=os.environ.get("MLOPS_BIND_HOST", "").strip() or "127.0.0.1",
+        airflow_port=_int("MLOPS_AIRFLOW_PORT", 8080) or 8080,
+        mlflow_port=_int("MLOPS_MLFLOW_PORT", 5000) or 5000,
+        unpause=os.environ.get("MLOPS_UNPAUSE", "all").strip(),
+        mlflow_ui_url=(os.environ.get("MLOPS_MLFLOW_UI_URL", "").strip() or "http://127.0.0.1:5000").rstrip("/"),
+        code_version=os.environ.get("MLOPS_CODE_VERSION", "").strip() or None,
     )
 
 

@@ -39,11 +39,12 @@ def code_version() -> str:
     """What code trains: the git commit, plus `+src.<hash>` of the package source when the tree has
     uncommitted changes; `src.<hash>` alone outside a git checkout (an image built without .git);
     MLOPS_CODE_VERSION when set (e.g. an image tag). Part of every run's fingerprint."""
-    import os
-
-    if os.environ.get("MLOPS_CODE_VERSION"):
-        return os.environ["MLOPS_CODE_VERSION"]
     import shutil
+
+    from mlops_onnx.settings import get_settings
+
+    if get_settings().code_version:
+        return get_settings().code_version
 
     git = shutil.which("git")  # a full path: never whatever "git" a changed PATH finds later
     try:

@@ -42,7 +42,7 @@ def server(tmp_path_factory):
         patch.chdir(home)
         get_settings.cache_clear()
         settings = get_settings()
-        ports = services.Ports.from_env()
+        ports = services.Ports.of(settings)
         url = services.mlflow_url(ports)
         env = services.service_environment(settings, ports) | mlflow_auth.prepare_local_server(settings, url)
         process = services.start(settings, "mlflow", services.service_commands(settings, ports)["mlflow"], env)
@@ -221,10 +221,10 @@ def test_make_up_keeps_the_secrets_out_of_the_repository_and_of_other_processes(
     config = (credentials.parent / "basic_auth.ini").read_text()
     assert not any(password in config for password in passwords.values())
     assert (server.home / "mlflow_auth.db").is_file() and (server.home / "mlflow.db").is_file()
-    command = services.service_commands(server.settings, services.Ports.from_env())["mlflow"]
+    command = services.service_commands(server.settings, services.Ports.of(server.settings))["mlflow"]
     assert " ".join(mlflow_auth.SERVER_ARGUMENTS) in " ".join(command)
     # Airflow's processes (and so every task) never get the admin password; only the server does.
-    airflow_env = services.service_environment(server.settings, services.Ports.from_env())
+    airflow_env = services.service_environment(server.settings, services.Ports.of(server.settings))
     assert passwords[ADMIN] not in airflow_env.values()
 
 

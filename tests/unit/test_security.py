@@ -42,9 +42,10 @@ def test_env_example_has_only_placeholders():
             assert value.startswith("change-me"), line
 
 
-def test_services_bind_to_loopback_by_default():
+def test_services_bind_to_loopback_by_default(settings_env, monkeypatch):
     from mlops_onnx.services import Ports
 
-    assert Ports.from_env().host == "127.0.0.1"
+    monkeypatch.delenv("MLOPS_BIND_HOST", raising=False)
+    assert Ports.of(settings_env()).host == "127.0.0.1"
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert "MLOPS_BIND_HOST:-127.0.0.1" in makefile

@@ -46,14 +46,18 @@ def test_decision_and_retention_settings_have_defaults_and_name_bad_values(setti
         settings_env(MLOPS_FORCE_RETRAIN="0", MLOPS_PROMOTION_ALPHA="1.5")
 
 
-def test_the_code_version_is_the_commit_plus_a_source_hash_when_the_tree_is_not_clean(monkeypatch, tmp_path):
+def test_the_code_version_is_the_commit_plus_a_source_hash_when_the_tree_is_not_clean(
+    settings_env, monkeypatch, tmp_path
+):
     from mlops_onnx import tracking
 
+    monkeypatch.delenv("MLOPS_CODE_VERSION", raising=False)
+    settings_env()
     tracking.code_version.cache_clear()
     monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)  # not a git checkout (an image without .git)
     try:
         assert tracking.code_version() == f"src.{tracking.source_hash()[:12]}"
-        monkeypatch.setenv("MLOPS_CODE_VERSION", "image-2026.11.30")
+        settings_env(MLOPS_CODE_VERSION="image-2026.11.30")
         tracking.code_version.cache_clear()
         assert tracking.code_version() == "image-2026.11.30"
     finally:
@@ -65,7 +69,7 @@ def test_the_fingerprint_changes_with_data_code_or_config(settings_env, monkeypa
     from mlops_onnx import fingerprint, tracking
     from mlops_onnx.models.fashion import SPEC
 
-    monkeypatch.setenv("MLOPS_CODE_VERSION", "v1")
+    settings_env(MLOPS_CODE_VERSION="v1")
     tracking.code_version.cache_clear()
     try:
         base = fingerprint.fingerprint(SPEC, "a" * 64, settings_env())

@@ -1,6 +1,6 @@
 """Stock forecasts dashboard (Streamlit): `make dashboard`, on 127.0.0.1:8501.
 
-View 1: pick a ticker; its actual close, the `stock_lstm@champion` next-day forecast run through
+View 1: pick a ticker; its actual close, the forecaster's `@champion` next-day forecast run through
 ONNX Runtime (the gate's serving variant, with the scaler registered beside it) and the naive
 forecast (tomorrow = today), with their error metrics.
 View 2: the registered versions side by side (MASE, latency, size) from MLflow.
@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-MODEL_NAME = "stock_lstm"
+from mlops_onnx.catalog import PIPELINES, served_model
+
+MODEL_NAME = served_model("dashboard")
+DAG_ID = PIPELINES[MODEL_NAME].dag_id
 PREPROCESSING = "model/preprocessing/stock_preprocessing.json"
 VERSION_METRICS = {
     "val_mase": "val MASE",
@@ -146,7 +149,7 @@ def main() -> None:
     tracking.configure(settings, account=mlflow_auth.READER)
     client = MlflowClient()
     st.set_page_config(page_title="Stock forecasts", layout="wide")
-    st.title("Stock forecasts: stock_lstm@champion vs the naive forecast")
+    st.title(f"Stock forecasts: {MODEL_NAME}@champion vs the naive forecast")
     forecast_tab, versions_tab = st.tabs(["Forecast", "Registered versions"])
 
     @st.cache_resource(show_spinner="Loading the champion from MLflow")
@@ -157,7 +160,7 @@ def main() -> None:
         version = champion_version(client)
         champion = cached_version(version) if version else None
         if champion is None:
-            st.warning(f"No {MODEL_NAME}@champion in the registry yet: run the stock_forecast_nightly DAG.")
+            st.warning(f"No {MODEL_NAME}@champion in the registry yet: run the {DAG_ID} DAG.")
         else:
             try:
                 snapshot = SnapshotStore(settings.snapshots_dir).get("stocks", champion.data_hash)

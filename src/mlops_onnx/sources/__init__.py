@@ -11,20 +11,11 @@ from pathlib import Path
 
 from mlops_onnx.datasets import DatasetSpec
 from mlops_onnx.settings import Settings
+from mlops_onnx.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-
-class SourceError(RuntimeError):
-    """The source could not deliver the dataset (credentials, network, missing folder).
-
-    `retryable` is False when trying again cannot help (no or rejected credentials, a missing
-    folder, a directory where a file belongs): the task then fails at once instead of retrying.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+__all__ = ["SourceError", "fetch"]
 
 
 def fetch(source: str, dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:

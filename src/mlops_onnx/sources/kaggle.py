@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mlops_onnx.datasets import DatasetSpec
 from mlops_onnx.settings import Settings, kaggle_credentials_present
-from mlops_onnx.sources import SourceError
+from mlops_onnx.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
 

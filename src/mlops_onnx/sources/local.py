@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlops_onnx.datasets import DatasetSpec
 from mlops_onnx.settings import Settings
-from mlops_onnx.sources import SourceError
+from mlops_onnx.sources.errors import SourceError
 
 
 def fetch_local(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:

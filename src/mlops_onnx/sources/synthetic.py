@@ -13,7 +13,7 @@ import numpy as np
 
 from mlops_onnx.datasets import FASHION_MNIST, DatasetSpec
 from mlops_onnx.settings import Settings
-from mlops_onnx.sources import SourceError
+from mlops_onnx.sources.errors import SourceError
 
 # Full size is the real dataset's: 60,000 training and 10,000 test images.
 FASHION_ROWS = {"full": (60000, 10000), "quick": (2000, 500)}
