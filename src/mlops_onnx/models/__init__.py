@@ -23,6 +23,8 @@ from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.validation import ValidationReport
 
+ONNX_OPSET = 20  # every export (torch.onnx and tf2onnx) writes this opset
+
 EpochCallback = Callable[[int, dict[str, float]], None]
 Predictor = Callable[[np.ndarray], np.ndarray]
 

@@ -1,0 +1,52 @@
+"""Adding a model takes a spec module and one catalog entry: a toy spec goes through every stage."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import mlflow_client, run_stage
+from toy_spec import SPEC, TOY_POINTS, write_points
+
+from mlops_onnx.tracking import RunContext
+
+STAGES = ("validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register")
+
+
+@pytest.fixture
+def toy_in_the_catalog(monkeypatch):
+    from mlops_onnx import catalog
+
+    entry = catalog.Pipeline(SPEC.name, "toy_points_nightly", "Toy points classifier", TOY_POINTS, "toy_spec")
+    monkeypatch.setitem(catalog.PIPELINES, SPEC.name, entry)
+    return entry
+
+
+def test_a_spec_module_and_a_catalog_entry_make_a_registered_champion(settings_env, toy_in_the_catalog, tmp_path):
+    write_points(tmp_path / "data")
+    settings = settings_env(
+        MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path / "data"), MLOPS_BENCH_RUNS="10", MLOPS_BENCH_WARMUP="1"
+    )
+    ctx = RunContext(toy_in_the_catalog.dag_id, "night-1")
+    state = run_stage("ingest", SPEC.name, ctx)
+    for stage in STAGES:
+        state = run_stage(stage, SPEC.name, ctx, state)
+    assert state["parity"]["fp32"] is True and state["metrics"]["test_accuracy"] > 0.8
+    client = mlflow_client(settings.home)
+    champion = client.get_model_version_by_alias(SPEC.name, "champion")
+    assert str(champion.version) == str(state["version"]) == "1"
+    assert champion.tags["data_hash"] == state["snapshot"] and champion.tags["airflow_run_id"] == "night-1"
+    run = client.get_run(state["mlflow_run_id"])
+    assert run.data.tags["promotion_decision"] == "first_champion"
+    assert run.data.metrics["bench_cpu_onnx_fp32_b1_p50_ms"] > 0
+
+
+def test_the_catalog_finds_the_spec_and_rejects_a_mismatch(toy_in_the_catalog, monkeypatch):
+    from mlops_onnx import catalog
+    from mlops_onnx.models import load_spec
+
+    assert load_spec(SPEC.name) is SPEC
+    with pytest.raises(KeyError, match="the catalog has: .*toy_points_classifier"):
+        load_spec("no_such_model")
+    wrong = catalog.Pipeline("other_name", "other_nightly", "Other", TOY_POINTS, "toy_spec")
+    monkeypatch.setitem(catalog.PIPELINES, "other_name", wrong)
+    with pytest.raises(ValueError, match="toy_spec.SPEC is 'toy_points_classifier'"):
+        load_spec("other_name")
