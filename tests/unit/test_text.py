@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from mlops_onnx import text
 from mlops_onnx.text import OOV_ID, PAD_ID, Tokenizer, clean_text, tokens
 
 NEWS = SHARED_DATA / "fake-and-real-news-dataset"
@@ -120,9 +119,3 @@ def test_tokenizer_load_rejects_other_json(tmp_path):
     path.write_text('{"words": []}')
     with pytest.raises(ValueError, match="not a tokenizer file"):
         Tokenizer.load(path)
-
-
-def test_the_spec_uses_this_module():
-    from mlops_onnx.models import fake_news
-
-    assert fake_news.clean_text is text.clean_text and fake_news.Tokenizer is text.Tokenizer
