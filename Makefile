@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 
-.PHONY: system-packages setup demo bench test lint lock summary clean-state up down status serve dashboard
+.PHONY: system-packages setup demo bench test test-fast lint lock summary clean-state up down status serve dashboard
 
 setup: $(STAMP)
 
@@ -64,6 +64,10 @@ summary: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+# The edit-run loop: unit, data and DAG-integrity tests without the slow ones (under 5 minutes).
+test-fast: setup lint
+	$(PY) -m pytest tests/unit tests/data tests/dags -m "not slow and not e2e"
 
 lint: setup
 	$(PY) -m ruff check src dags plugins tests

@@ -8,6 +8,8 @@ from toy_spec import SPEC, TOY_POINTS, write_points
 
 from mlops_onnx.tracking import RunContext
 
+pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
+
 STAGES = ("validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register")
 
 

@@ -10,6 +10,8 @@ from mlops_onnx.serving import dashboard
 from mlops_onnx.snapshots import SnapshotStore
 from mlops_onnx.timeseries import FEATURES, FeatureScaler
 
+pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
+
 WINDOW = 5
 SCRIPT = "from mlops_onnx.serving.dashboard import main\nmain()\n"
 

@@ -13,6 +13,8 @@ from mlops_onnx import registry, tracking
 from mlops_onnx.models.fashion import SPEC, TEST_FILE, TRAIN_FILE
 from mlops_onnx.tracking import RunContext
 
+pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
+
 PIXELS = [f"pixel{i}" for i in range(1, 785)]
 
 

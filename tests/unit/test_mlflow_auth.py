@@ -18,6 +18,8 @@ from mlops_onnx import mlflow_auth, services, tracking
 from mlops_onnx.mlflow_auth import ADMIN, PIPELINE, READER, VIEWER
 from mlops_onnx.settings import get_settings
 
+pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
+
 NAME = "fake_news_rnn"
 # The registry code needs only these of a model spec; the tiny classifier stands in for the LSTM.
 SPEC = SimpleNamespace(

@@ -9,6 +9,8 @@ from mlops_onnx import registry, tracking
 from mlops_onnx.models.fashion import SPEC
 from mlops_onnx.tracking import RunContext
 
+pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
+
 
 def passing_state(**overrides):
     state = {"validation": "passed", "parity": {"fp32": True}, "metrics": {"test_accuracy": 0.9}}

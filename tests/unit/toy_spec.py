@@ -23,7 +23,7 @@ FILE = "points.csv"
 
 
 def write_points(folder: Path, rows: int = 2000, seed: int = 0) -> Path:
-    """The dataset in Kaggle's layout: `<folder>/toy-points/points.csv`; the blobs overlap (a few percent of the points fall on the other side)."""
+    """The dataset in Kaggle's layout, `<folder>/toy-points/points.csv`: two blobs a few percent of points overlap."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, rows)
     points = rng.normal(0, 1, (rows, 2)) + np.where(labels[:, None] == 1, 1.3, -1.3)
