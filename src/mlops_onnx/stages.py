@@ -12,10 +12,7 @@ paths, uploads what it wrote, and hands on storage URLs, never a local path.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,11 +47,6 @@ def _store(settings: Settings):
     return SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots")
 
 
-# The GPU benchmark's input: the state with this machine's paths, for its subprocess (and `make bench` on this
-# machine); never published to the shared storage.
-GPU_STATE_FILE = "reports/gpu_benchmark_input.json"
-
-
 def run_files(settings: Settings, ctx: RunContext):
     """This DAG run's working folder on this machine and its folder in the shared storage."""
     from mlops_onnx.storage import RunFiles, Storage
@@ -62,7 +54,6 @@ def run_files(settings: Settings, ctx: RunContext):
     return RunFiles(
         local=settings.work_dir / ctx.dag_id / ctx.safe_run_id,
         remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id),
-        local_only=frozenset({GPU_STATE_FILE}),
     )
 
 
@@ -504,38 +495,33 @@ def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndar
 @measured
 @on_shared_storage
 def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
-    """Latency of the native model and every passing ONNX model on ONNX Runtime's CPU provider."""
+    """Latency of every passing ONNX model on ONNX Runtime's CPU provider, and of the fastest native path."""
+    import tempfile
+
     import mlflow
 
-    from mlops_onnx.benchmark import metrics_from, run_benchmark
+    from mlops_onnx.benchmarks.bundle import BenchConfig, bundle_from_state
+    from mlops_onnx.benchmarks.nightly import nightly_report
+    from mlops_onnx.benchmarks.timing import metrics_from
 
     settings = get_settings()
-    spec = _spec(model)
-    inputs = spec.evaluation_data(_snapshot(state, settings), settings, Path(state["workdir"])).inputs
-    onnx_models = {"fp32": state["onnx_fp32"]} | state["passing_variants"]
-    natives = spec.native_predictors(Path(state["checkpoint"]), settings)
-    report = run_benchmark(
-        model,
-        natives,
-        Path(state["checkpoint"]).stat().st_size,
-        onnx_models,
-        inputs[:256],
-        "cpu",
-        settings.bench_threads,
-        settings.bench_warmup,
-        settings.bench_runs,
-        "cpu",
-        settings.bench_max_seconds,
-    )
+    with tempfile.TemporaryDirectory(prefix=f"bench-{model}-") as tmp:
+        bundle_from_state(_spec(model), state, settings, Path(tmp))
+        report = nightly_report(Path(tmp), ("cpu",), BenchConfig.nightly(settings))
     for row in report["rows"]:
         if row["variant"].startswith("onnx_") and row["execution_provider"] != "CPUExecutionProvider":
             raise RuntimeError(f"{row['variant']} ran on {row['execution_provider']}, not the CPU provider")
     path = _write_report(state, "benchmark_cpu.json", report)
+    native = report["native_choice"]["cpu"]["chosen"]
     with _mlflow_run(state):
         mlflow.log_artifact(str(path), "reports")
-        mlflow.log_metrics(metrics_from(report))
+        mlflow.log_metrics(metrics_from(report["rows"]))
         mlflow.set_tags(
-            {"bench_cpu_model": report["machine"]["cpu_model"][:250], "bench_threads": str(settings.bench_threads)}
+            {
+                "bench_cpu_model": report["machine"]["cpu_model"][:250],
+                "bench_threads": str(settings.bench_threads),
+                "bench_cpu_native_path": native,
+            }
         )
     for row in report["rows"]:
         print(
@@ -548,6 +534,7 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
         **state,
         "bench_cpu_b1_p95_ms": {r["variant"]: r["p95_ms"] for r in b1},
         "bench_cpu_b1_p50_ms": {r["variant"]: r["p50_ms"] for r in b1},
+        "bench_cpu_native_path": native,
         "bench_cpu_report": str(path),
     }
 
@@ -556,29 +543,30 @@ def benchmark_cpu(model: str, ctx: RunContext, state: dict) -> dict:
 @on_shared_storage
 def benchmark_gpu(model: str, ctx: RunContext, state: dict) -> dict:
     """The same benchmark on CUDA (and TensorRT when it loads), in a fresh interpreter; skipped without a GPU."""
+    import shutil
+    import tempfile
+
     import mlflow
 
-    from mlops_onnx.benchmark import metrics_from
+    from mlops_onnx.benchmarks.bundle import BenchConfig, bundle_from_state
+    from mlops_onnx.benchmarks.nightly import gpu_report
+    from mlops_onnx.benchmarks.timing import metrics_from
 
-    state_path = _write_report(state, Path(GPU_STATE_FILE).name, state)
+    settings = get_settings()
     out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlops_onnx.benchmark", "--model", model, "--state", str(state_path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if proc.returncode != 0:
-        # The gate does not need GPU numbers: a broken GPU run is reported, not fatal to the night.
-        report = {"status": "failed", "reason": f"GPU benchmark failed ({proc.returncode}): {proc.stderr[-400:]}"}
-    else:
-        report = json.loads(out.read_text())
+    with tempfile.TemporaryDirectory(prefix=f"bench-gpu-{model}-") as tmp:
+        bundle = Path(tmp) / "bundle"
+        bundle_from_state(_spec(model), state, settings, bundle)
+        report = gpu_report(bundle, BenchConfig.nightly(settings), Path(tmp) / "benchmark_gpu.json")
+        if report["status"] == "ok":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(tmp) / "benchmark_gpu.json", out)
     with _mlflow_run(state):
         if report["status"] != "ok":
             mlflow.set_tag("bench_gpu_status", report["reason"][:500])
         else:
             mlflow.log_artifact(str(out), "reports")
-            mlflow.log_metrics(metrics_from(report))
+            mlflow.log_metrics(metrics_from(report["rows"]))
             mlflow.set_tag("bench_gpu_status", "ok")
     if report["status"] != "ok":
         raise StageSkipped(report["reason"])
