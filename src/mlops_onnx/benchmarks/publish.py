@@ -15,7 +15,7 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    models = list(report["models"])
+    models = [m for m in report["models"] if any(r["model"] == m for r in report["rows"])]
     if not models:
         return paths
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
