@@ -1,5 +1,6 @@
-"""`make bench` on what the registry holds: a version registered in a real MLflow SQLite registry, its files
-from the registry and the shared storage, on a machine whose working folder is empty."""
+"""The benchmark harness on a real DAG run's files: the nightly `benchmark_cpu` stage (ONNX and the fastest
+native path), and `make bench` on what the registry holds — a version registered in a real MLflow SQLite
+registry, its files from the registry and the shared storage, on a machine whose working folder is empty."""
 
 import json
 import shutil
@@ -19,14 +20,16 @@ from mlops_onnx.tracking import RunContext
 
 
 @pytest.fixture
-def registered_cnn(settings_env, exported_cnn):
-    """Version 1 of the CNN, registered by the gate from a DAG run whose files were pushed to the shared storage."""
+def cnn_run(settings_env, exported_cnn):
+    """A DAG run of the CNN up to parity: a snapshot, the checkpoint and ONNX fp32 pushed to the shared storage."""
     settings = settings_env(
         MLOPS_DATA_SOURCE="synthetic",
         MLOPS_BENCH_BATCHES="1",
+        MLOPS_BENCH_NIGHTLY_BATCHES="1,4",
         MLOPS_BENCH_RUNS="5",
         MLOPS_BENCH_WARMUP="1",
         MLOPS_BENCH_MAX_SECONDS="1",
+        MLOPS_BENCH_PROBE_CALLS="2",
         MLOPS_BENCH_PROVIDERS="cpu,cuda",
     )
     store = SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots")
@@ -45,6 +48,7 @@ def registered_cnn(settings_env, exported_cnn):
         "validation": "passed",
         "parity": {"fp32": True},
         "metrics": {"test_accuracy": 0.9},
+        "checkpoint": str(files.local / SPEC.checkpoint_name),
         "onnx_fp32": str(files.local / "model_fp32.onnx"),
         "snapshot": snapshot.content_hash,
         "data_source": "synthetic",
@@ -53,6 +57,35 @@ def registered_cnn(settings_env, exported_cnn):
         "bench_cpu_b1_p95_ms": {"onnx_fp32": 0.3},
         "mlflow_run_id": tracking.find_or_create_run(SPEC.name, ctx, settings),
     }
+    return settings, ctx, state
+
+
+def test_the_nightly_benchmark_times_onnx_and_only_the_fastest_native_path(cnn_run):
+    settings, ctx, state = cnn_run
+    result = stages.benchmark_cpu(SPEC.name, ctx, state)
+    report = json.loads((stages.run_files(settings, ctx).local / "reports" / "benchmark_cpu.json").read_text())
+    choice = report["native_choice"]["cpu"]
+    assert set(choice["probes"]) == {"native_eager", "native_compiled"}  # eager and torch.compile
+    assert choice["chosen"] == min(choice["probes"], key=lambda name: choice["probes"][name]["p50_ms"])
+    assert all(1 <= probe["calls"] <= 2 for probe in choice["probes"].values())
+    timed = {(r["variant"], r["batch"]) for r in report["rows"]}
+    assert timed == {(v, b) for v in (choice["chosen"], "onnx_fp32") for b in (1, 4)}
+    assert all(r["runs"] == 5 and r["peak_rss_mb"] > 0 for r in report["rows"])
+    assert result["bench_cpu_native_path"] == choice["chosen"] and set(result["bench_cpu_b1_p50_ms"]) == {
+        choice["chosen"],
+        "onnx_fp32",
+    }
+    run = mlflow_client(settings.home).get_run(state["mlflow_run_id"])
+    assert run.data.tags["bench_cpu_native_path"] == choice["chosen"]
+    fp32_b4 = next(r for r in report["rows"] if (r["variant"], r["batch"]) == ("onnx_fp32", 4))
+    assert run.data.metrics["bench_cpu_onnx_fp32_b4_p50_ms"] == fp32_b4["p50_ms"]
+    assert not list(settings.work_dir.rglob("gpu_benchmark_input.json"))
+
+
+@pytest.fixture
+def registered_cnn(cnn_run):
+    """Version 1 of the CNN, registered by the gate from the DAG run, then this machine's working folder removed."""
+    settings, ctx, state = cnn_run
     assert registry.gate_and_register(SPEC, ctx, state, settings)["version"] == "1"
     shutil.rmtree(settings.work_dir)  # another host: nothing of the DAG run on this disk
     return settings
