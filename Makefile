@@ -37,10 +37,11 @@ system-packages:
 demo: setup
 	$(PY) -m mlops_onnx.cli demo
 
-# After `make demo`: every model, variant, provider and batch size in one run; writes
-# reports/benchmark.{json,md}, PNG charts and the README's performance table, and logs them to MLflow.
+# After `make demo`: the registered versions (champion, else newest) of every model, every variant, provider
+# (MLOPS_BENCH_PROVIDERS) and batch size (MLOPS_BENCH_BATCHES) in one run; writes reports/benchmark.{json,md},
+# PNG charts and the README's performance table, and logs them to MLflow.
 bench: setup
-	$(PY) -m mlops_onnx.bench all --providers $${MLOPS_BENCH_PROVIDERS:-cpu,cuda,tensorrt}
+	$(PY) -m mlops_onnx.benchmarks all
 
 up: setup
 	$(PY) -m mlops_onnx.services up

@@ -23,7 +23,8 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.peak_bytes = 0
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
+        """Read the RSS now (this process plus its children) into the running maximum."""
         import psutil
 
         total = self._process.memory_info().rss
@@ -36,17 +37,17 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self._sample()
+            self.sample()
 
     def __enter__(self) -> PeakMemory:
-        self._sample()
+        self.sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self.sample()
 
     @property
     def peak_mb(self) -> float:

@@ -114,8 +114,7 @@ def _log_model(spec, state: dict) -> str:
         mlflow.log_artifact(path, "model/preprocessing")
     reports = Path(state["workdir"]) / "reports"
     for report in sorted(reports.glob("*.json")):
-        if report.name != "gpu_benchmark_input.json":
-            mlflow.log_artifact(str(report), "reports")
+        mlflow.log_artifact(str(report), "reports")
     return info.model_uri
 
 

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DATA_SOURCES = ("kaggle", "local", "synthetic")
 ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
+BENCH_PROVIDERS = ("cpu", "cuda", "tensorrt")
 # The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
 DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
@@ -48,6 +49,12 @@ class Settings:
     bench_runs: int
     bench_warmup: int
     bench_max_seconds: float  # time budget of one measurement: fewer runs (at least 10) for slow predictors
+    bench_nightly_batches: tuple[int, ...]  # batch sizes the DAG's benchmark tasks time
+    bench_batches: tuple[int, ...]  # batch sizes `make bench` times
+    bench_probe_calls: int  # nightly: timed calls per native path at batch 1 to find the fastest one
+    bench_providers: tuple[str, ...]  # what `make bench` measures on: cpu, cuda, tensorrt
+    bench_dir: Path  # `make bench`'s working folder: the registered versions' files, one bundle per model
+    bench_cell_timeout_seconds: float  # `make bench`: one cell (a fresh interpreter) is stopped after this
     seed: int
     stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
     stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
@@ -169,7 +176,13 @@ def get_settings() -> Settings:
         bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
         bench_runs=_int("MLOPS_BENCH_RUNS", 30 if quick else 200) or 1,
         bench_warmup=_int("MLOPS_BENCH_WARMUP", 3 if quick else 20) or 0,
-        bench_max_seconds=_float("MLOPS_BENCH_MAX_SECONDS", 5.0 if quick else 15.0) or 15.0,
+        bench_max_seconds=_float("MLOPS_BENCH_MAX_SECONDS", 5.0 if quick else 10.0) or 10.0,
+        bench_nightly_batches=_batches("MLOPS_BENCH_NIGHTLY_BATCHES", (1, 64)),
+        bench_batches=_batches("MLOPS_BENCH_BATCHES", (1, 8, 64, 256)),
+        bench_probe_calls=max(1, _int("MLOPS_BENCH_PROBE_CALLS", 5) or 1),
+        bench_providers=_providers(),
+        bench_dir=Path(os.environ.get("MLOPS_BENCH_DIR", "").strip() or home / "bench").expanduser().resolve(),
+        bench_cell_timeout_seconds=_float("MLOPS_BENCH_CELL_TIMEOUT_SECONDS", 600.0) or 600.0,
         seed=_int("MLOPS_SEED", 42) or 0,
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
         stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
@@ -217,6 +230,30 @@ def _gate_overrides() -> dict[str, float]:
         for name in sorted(os.environ)
         if name.startswith(prefix) and os.environ[name].strip()
     }
+
+
+def _batches(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Comma-separated positive batch sizes (`1,8,64`)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        sizes = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}; expected comma-separated batch sizes, e.g. 1,8,64") from None
+    if not sizes or min(sizes) < 1:
+        raise SettingsError(f"{name}={raw!r}; expected batch sizes of at least 1")
+    return sizes
+
+
+def _providers() -> tuple[str, ...]:
+    """`MLOPS_BENCH_PROVIDERS`: comma-separated ONNX Runtime providers for `make bench`."""
+    raw = os.environ.get("MLOPS_BENCH_PROVIDERS", "").strip().lower() or "cpu,cuda,tensorrt"
+    providers = tuple(p.strip() for p in raw.split(",") if p.strip())
+    unknown = sorted(set(providers) - set(BENCH_PROVIDERS))
+    if unknown or not providers:
+        raise SettingsError(f"MLOPS_BENCH_PROVIDERS={raw!r}; expected some of {', '.join(BENCH_PROVIDERS)}")
+    return providers
 
 
 def _tickers(raw: str) -> tuple[str, ...] | None:

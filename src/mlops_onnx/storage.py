@@ -152,7 +152,6 @@ class RunFiles:
 
     local: Path
     remote: Storage
-    local_only: frozenset[str] = frozenset()  # files that name this machine's paths: never pushed
     _before: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def pull(self, wanted: list[str] | None = None) -> list[str]:
@@ -169,11 +168,7 @@ class RunFiles:
 
     def push(self) -> list[str]:
         """Upload every file that is new or changed since `pull`."""
-        changed = [
-            name
-            for name, stamp in self._inventory().items()
-            if self._before.get(name) != stamp and name not in self.local_only
-        ]
+        changed = [name for name, stamp in self._inventory().items() if self._before.get(name) != stamp]
         for name in changed:
             self.remote.upload(self.local / name, name)
         self._before = self._inventory()

@@ -1,7 +1,14 @@
 """The benchmark report's arithmetic: targets from one run's rows, the README table, Airflow's overhead."""
 
-from mlops_onnx import bench
+from mlops_onnx.benchmarks import report as bench
 from mlops_onnx.cli import add_airflow_overhead
+
+# Each model's target as its spec sets it (`speedup_target`, `speedup_baseline`), kept in the report.
+TARGETS = {
+    "fashion_mnist_cnn": {"speedup_target": 3.0, "speedup_baseline": "native_eager"},
+    "fake_news_rnn": {"speedup_target": 10.0, "speedup_baseline": None},
+    "stock_lstm": {"speedup_target": 10.0, "speedup_baseline": None},
+}
 
 
 def row(model, variant, p50, batch=1, provider="cpu", **extra):
@@ -23,16 +30,18 @@ def row(model, variant, p50, batch=1, provider="cpu", **extra):
     }
 
 
-def report(rows, serving=None):
+def report(rows, serving=None, skipped=()):
     models = {
         m: {
             "serving_variant": (serving or {}).get(m, "fp32"),
             "registered_version": "1",
             "mlflow_run_id": "r",
             "data_hash": "ab" * 32,
+            **TARGETS[m],
         }
         for m in dict.fromkeys(r["model"] for r in rows)
     }
+    models |= {m: {"skipped": "no registered version of " + m, **TARGETS[m]} for m in skipped}
     return {
         "rows": rows,
         "models": models,
@@ -56,13 +65,18 @@ def test_targets_use_eager_for_the_cnn_and_the_fastest_keras_path():
         row("stock_lstm", "onnx_fp32", 0.1),
         row("stock_lstm", "onnx_int8_dynamic", 0.12),
     ]
-    r = report(rows, serving={"fashion_mnist_cnn": "int8_static", "stock_lstm": "int8_dynamic"})
+    r = report(
+        rows, serving={"fashion_mnist_cnn": "int8_static", "stock_lstm": "int8_dynamic"}, skipped=["fake_news_rnn"]
+    )
     result = {(t["model"], "serving" if "serving" in t["target"] else "speedup"): t for t in bench.targets(r)}
     cnn = result[("fashion_mnist_cnn", "speedup")]
     assert cnn["ratio"] == 3.6 and cnn["met"] and "native_eager" in cnn["target"]
     lstm = result[("stock_lstm", "speedup")]  # against tf.function, the fastest Keras path, not eager
     assert lstm["ratio"] == 5.0 and lstm["met"] is False and "missed by 2.00×" in lstm["detail"]
-    assert result[("fake_news_rnn", "speedup")]["met"] is None  # not measured: said, not guessed
+    not_measured = result[("fake_news_rnn", "speedup")]  # not measured: said, with why, not guessed
+    assert not_measured["met"] is None and "no registered version of fake_news_rnn" in not_measured["detail"]
+    assert ("fake_news_rnn", "serving") not in result
+    assert "Not measured: no registered version of fake_news_rnn." in bench.markdown(r | {"targets": bench.targets(r)})
     assert result[("fashion_mnist_cnn", "serving")]["met"] is True
     slower = result[("stock_lstm", "serving")]
     assert slower["met"] is False and "1.20× slower" in slower["detail"]
@@ -82,16 +96,14 @@ def test_readme_table_is_replaced_between_the_markers_only(tmp_path):
     assert not bench.update_readme("x", plain) and plain.read_text() == "no markers\n"
 
 
-def test_quality_helpers_match_the_specs_metrics():
-    import numpy as np
-    from sklearn.metrics import f1_score
+def test_every_spec_carries_its_speed_up_target():
+    from mlops_onnx.catalog import PIPELINES
+    from mlops_onnx.models import load_spec
 
-    targets = np.array([1, 0, 1, 1, 0, 0])
-    scores = np.array([[0.9], [0.6], [0.2], [0.7], [0.1], [0.4]], dtype=np.float32)
-    assert bench.quality("binary", scores, targets) == f1_score(targets, (scores.reshape(-1) >= 0.5).astype(int))
-    logits = np.eye(3)[[0, 1, 2, 2]]
-    assert bench.quality("multiclass", logits, np.array([0, 1, 2, 0])) == 0.75
-    assert bench.quality("regression", np.array([[1.0], [2.0]]), np.array([1.5, 2.0])) == 0.25
+    for model in PIPELINES:
+        spec = load_spec(model)
+        assert {"speedup_target": spec.speedup_target, "speedup_baseline": spec.speedup_baseline} == TARGETS[model]
+        assert spec.framework in ("torch", "keras") and spec.checkpoint_name.endswith((".pt", ".keras"))
 
 
 def test_airflow_overhead_is_dag_time_outside_task_bodies():

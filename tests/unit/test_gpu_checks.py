@@ -1,7 +1,6 @@
 """The GPU benchmark's checks, on real ONNX Runtime sessions on the CPU: which provider ran, which nodes
 fell back to the CPU, how GPU-resident inputs are bound, and how a run turns cells into rows and notes."""
 
-import argparse
 import json
 import shutil
 
@@ -10,7 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mlops_onnx import bench, runtime
+from mlops_onnx import runtime
+from mlops_onnx.benchmarks import cells, report, suite
+from mlops_onnx.benchmarks.bundle import BenchConfig
 from mlops_onnx.runtime import CpuFallback, ProviderUnavailable
 
 HAS_GPU = shutil.which("nvidia-smi") is not None
@@ -96,8 +97,8 @@ def test_a_gpu_session_that_falls_back_to_the_cpu_is_refused(tmp_path):
         with pytest.raises(ProviderUnavailable):
             runtime.check_placement(path, provider)
     # A provider that did not load is not tried again by a run; one graph's CPU fallback says nothing of the next.
-    assert bench.provider_did_not_load("ProviderUnavailable: CUDAExecutionProvider requested for fp32.onnx ...")
-    assert issubclass(CpuFallback, ProviderUnavailable) and not bench.provider_did_not_load("CpuFallback: ...")
+    assert suite.provider_did_not_load("ProviderUnavailable: CUDAExecutionProvider requested for fp32.onnx ...")
+    assert issubclass(CpuFallback, ProviderUnavailable) and not suite.provider_did_not_load("CpuFallback: ...")
 
 
 def test_provider_options_turn_on_tensorrt_caches_and_cuda_graphs():
@@ -113,21 +114,25 @@ def test_provider_options_turn_on_tensorrt_caches_and_cuda_graphs():
 
 
 def tiny_bundle(root):
-    bundle = root / "stock_lstm"
+    """A bundle of the tiny graph under the CNN's name: three "classes", its reference outputs the graph's own,
+    so parity is judged by the CNN spec's accuracy and labels."""
+    bundle = root / "fashion_mnist_cnn"
     (bundle / "onnx").mkdir(parents=True)
     path = tiny_model(bundle / "onnx" / "fp32.onnx")
     inputs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
     reference = runtime.run_batched(runtime.make_session(path), inputs)
     np.save(bundle / "inputs.npy", inputs)
     np.save(bundle / "reference.npy", reference)
-    np.save(bundle / "targets.npy", reference.reshape(-1) + 0.5)
+    np.save(bundle / "targets.npy", reference.argmax(1))
     meta = {
-        "model": "stock_lstm",
-        "output_kind": "regression",
+        "model": "fashion_mnist_cnn",
+        "framework": "torch",
+        "checkpoint": "model.pt",
+        "checkpoint_bytes": 1,
         "onnx_variants": ["fp32"],
         "native_variants": [],
-        "parity_rules": {"quality_name": "mae", "higher_is_better": False},
-        "native_quality": 0.5,
+        "speedup_target": 3.0,
+        "speedup_baseline": "native_eager",
         "registered_version": "3",
         "mlflow_run_id": "r",
         "airflow_run_id": "a",
@@ -141,8 +146,8 @@ def tiny_bundle(root):
 
 def test_bound_inputs_are_copied_once_per_array_and_never_confused(tmp_path):
     bundle = tiny_bundle(tmp_path)
-    predict, fetch, info = bench._onnx_predictor(bundle, "fp32", "cpu", 1, "io_binding")
-    _, host, _ = bench._onnx_predictor(bundle, "fp32", "cpu", 1, "host")
+    predict, fetch, info = cells.onnx_predictor(bundle, "fp32", "cpu", 1, "io_binding")
+    _, host, _ = cells.onnx_predictor(bundle, "fp32", "cpu", 1, "host")
     assert info["io_binding"] and not info["cuda_graph"] and info["execution_provider"] == "CPUExecutionProvider"
     rng = np.random.default_rng(1)
     for batch in (1, 8, 1, 64, 8, 256):
@@ -150,39 +155,68 @@ def test_bound_inputs_are_copied_once_per_array_and_never_confused(tmp_path):
         np.testing.assert_allclose(fetch(x), host(x), rtol=1e-6)
         assert predict(x) is predict(x)  # the same binding: the input is not copied again
     with pytest.raises(ValueError, match="CUDA graphs need"):  # a graph session of its own per input shape
-        bench._onnx_predictor(bundle, "fp32", "cpu", 1, "cuda_graph")[0](np.ones((2, 4), np.float32))
+        cells.onnx_predictor(bundle, "fp32", "cpu", 1, "cuda_graph")[0](np.ones((2, 4), np.float32))
 
 
 def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(tmp_path, monkeypatch):
     tiny_bundle(tmp_path)
     out = tmp_path / "out"
-    cfg = argparse.Namespace(
-        batches="1,256", threads=1, warmup=1, runs=5, max_seconds=1.0, cell_timeout=120, variants="", out_dir=out
-    )
+    cfg = BenchConfig(batches=(1, 256), threads=1, warmup=1, runs=5, max_seconds=1.0, cell_timeout=120)
     providers = ["cpu"] if HAS_GPU else ["cpu", "cuda", "tensorrt"]
     seen = []  # what a run cut short before each cell would leave behind
-    real_worker = bench._worker
+    real_worker = suite.run_worker
 
     def worker(*args, **kwargs):
         partial = out / "benchmark.partial.json"
         seen.append(len(json.loads(partial.read_text())["rows"]) if partial.is_file() else None)
         return real_worker(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "_worker", worker)
-    report = bench.run(tmp_path, providers, cfg)
+    monkeypatch.setattr(suite, "run_worker", worker)
+    result = suite.run(tmp_path, providers, cfg, out_dir=out)
     assert seen[0] is None and seen[1] == 2 and not (out / "benchmark.partial.json").exists()
-    cells = [(r["provider"], r["batch"], r["io_binding"]) for r in report["rows"]]
-    assert cells == [("cpu", 1, False), ("cpu", 256, False)]
-    assert all(r["parity_ok"] for r in report["rows"]) and report["profiles"]["stock_lstm:cpu"]["top_ops"]
+    measured = [(r["provider"], r["batch"], r["io_binding"]) for r in result["rows"]]
+    assert measured == [("cpu", 1, False), ("cpu", 256, False)]
+    assert all(r["parity_ok"] and r["parity_agreement"] == 1.0 for r in result["rows"])
+    assert result["profiles"]["fashion_mnist_cnn:cpu"]["top_ops"]
+    assert result["models"]["fashion_mnist_cnn"]["native_quality"] == 1.0  # the spec's accuracy on the targets
+    assert all(r["peak_rss_mb"] >= r["rss_before_load_mb"] > 0 for r in result["rows"])
     if HAS_GPU:
         return
-    notes = {(n["provider"], n["binding"]): n["reason"] for n in report["notes"]}
+    notes = {(n["provider"], n["binding"]): n["reason"] for n in result["notes"]}
     assert set(notes) == {("cuda", "host"), ("cuda", "io_binding"), ("cuda", "cuda_graph"), ("tensorrt", "io_binding")}
     assert notes["cuda", "host"].startswith("ProviderUnavailable: CUDAExecutionProvider requested for fp32.onnx")
     assert notes["cuda", "cuda_graph"].endswith("(its first ONNX cell; not started again)")
-    assert "stock_lstm:cuda" not in report["profiles"]  # nor profiled on a provider that did not load
-    report["targets"] = bench.targets(report)
-    text = bench.markdown(report)
-    assert "| stock_lstm | onnx_fp32 | cuda (I/O binding, CUDA graph) | ProviderUnavailable" in text
-    table = bench.readme_table(report)  # a provider without rows gets no column
+    assert "fashion_mnist_cnn:cuda" not in result["profiles"]  # nor profiled on a provider that did not load
+    result["targets"] = report.targets(result)
+    text = report.markdown(result)
+    assert "| fashion_mnist_cnn | onnx_fp32 | cuda (I/O binding, CUDA graph) | ProviderUnavailable" in text
+    table = report.readme_table(result)  # a provider without rows gets no column
     assert "| model | variant | CPU b=1 | CPU b=256 | parity |" in table and "CUDA" not in table.split("\n\n")[1]
+
+
+def test_a_cells_parity_is_judged_by_the_models_spec(tmp_path):
+    from mlops_onnx.models import load_spec
+
+    bundle = tiny_bundle(tmp_path)
+    spec = load_spec("fashion_mnist_cnn")
+    reference = np.load(bundle / "reference.npy")
+    assert suite.parity_fields(spec, bundle, "onnx_fp32", reference.copy())["parity_ok"]
+    moved = reference.copy()
+    moved[0] = 0.0
+    moved[0, (reference[0].argmax() + 1) % 3] = 10.0  # one of 256 labels changes
+    fp32 = suite.parity_fields(spec, bundle, "onnx_fp32", moved)
+    assert not fp32["parity_ok"] and fp32["parity_agreement"] == 255 / 256
+    assert any("max abs diff" in reason for reason in fp32["parity_reasons"])
+    # a quantized variant may move a label: 99.6 % agreement, accuracy 0.4 points down are within its rules
+    assert suite.parity_fields(spec, bundle, "onnx_int8_static", moved)["parity_ok"]
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this machine has a GPU: CUDA would load")
+def test_the_nightly_gpu_benchmark_is_skipped_with_the_reason_without_cuda(tmp_path):
+    from mlops_onnx.benchmarks.nightly import gpu_report
+
+    bundle = tiny_bundle(tmp_path)
+    cfg = BenchConfig(batches=(1,), threads=1, warmup=1, runs=5, max_seconds=1.0)
+    result = gpu_report(bundle, cfg, tmp_path / "benchmark_gpu.json")  # a fresh interpreter, as the GPU task runs it
+    assert result["status"] == "skipped" and "rows" not in result
+    assert result["reason"].startswith("GPU not used: CUDAExecutionProvider requested for fp32.onnx")

@@ -46,6 +46,25 @@ def test_decision_and_retention_settings_have_defaults_and_name_bad_values(setti
         settings_env(MLOPS_FORCE_RETRAIN="0", MLOPS_PROMOTION_ALPHA="1.5")
 
 
+def test_benchmark_settings_have_one_default_each_and_name_bad_values(settings_env):
+    full = settings_env(MLOPS_PROFILE="full")
+    assert full.bench_max_seconds == 10.0 and full.bench_runs == 200 and full.bench_warmup == 20
+    assert full.bench_nightly_batches == (1, 64) and full.bench_batches == (1, 8, 64, 256)
+    assert full.bench_providers == ("cpu", "cuda", "tensorrt") and full.bench_dir == full.home / "bench"
+    custom = settings_env(MLOPS_BENCH_BATCHES="1, 32", MLOPS_BENCH_PROVIDERS="CPU,cuda", MLOPS_BENCH_PROBE_CALLS="0")
+    assert (
+        custom.bench_batches == (1, 32) and custom.bench_providers == ("cpu", "cuda") and custom.bench_probe_calls == 1
+    )
+    for name, value, expected in (
+        ("MLOPS_BENCH_NIGHTLY_BATCHES", "1,x", "expected comma-separated batch sizes"),
+        ("MLOPS_BENCH_BATCHES", "0,8", "expected batch sizes of at least 1"),
+        ("MLOPS_BENCH_PROVIDERS", "cpu,gpu", "expected some of cpu, cuda, tensorrt"),
+    ):
+        with pytest.raises(SettingsError, match=f"{name}=.*{expected}"):
+            settings_env(**{name: value})
+        settings_env(**{name: ""})
+
+
 def test_the_code_version_is_the_commit_plus_a_source_hash_when_the_tree_is_not_clean(
     settings_env, monkeypatch, tmp_path
 ):

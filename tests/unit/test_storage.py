@@ -78,11 +78,6 @@ def test_the_next_task_gets_urls_and_reads_its_own_copy(storage_url, tmp_path):
     (worker_b.local / "model_fp32.onnx").write_bytes(b"onnx")
     assert worker_b.push() == ["model_fp32.onnx"]  # what it pulled is not uploaded again
 
-    worker_c = RunFiles(local=tmp_path / "c", remote=remote, local_only=frozenset({"reports/local.json"}))
-    worker_c.pull()
-    (worker_c.local / "reports" / "local.json").write_text(str(worker_c.local))
-    assert worker_c.push() == [] and "reports/local.json" not in remote.files()
-
 
 def test_snapshots_round_trip_through_the_storage(storage_url, tmp_path):
     store_a = SnapshotStore(f"{storage_url}/snapshots", cache_dir=tmp_path / "a")

@@ -66,6 +66,12 @@ class ModelSpec(ABC):
     onnx_input_name: str
 
     gate_hard_limit: float | None = None  # a bound no configuration may loosen (stocks: MASE ≤ 1.0)
+    framework: str  # "torch" or "keras": what runs the native model (named in benchmark rows)
+    checkpoint_name: str  # the native model's file in a run's folder, as `train` writes it
+    # Benchmark target: ONNX fp32 at least this many times faster than the native path at batch 1 on the
+    # CPU; measured against `speedup_baseline`, or against the fastest native path when that is None.
+    speedup_target: float
+    speedup_baseline: str | None = None
 
     def gate_min(self, settings: Settings) -> float:
         """The gate threshold: MLOPS_GATE_<MODEL> when set, else the spec's default, never past the hard limit."""

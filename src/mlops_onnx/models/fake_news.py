@@ -287,6 +287,9 @@ class FakeNewsSpec(ModelSpec):
     parity_rules = ParityRules(quality_name="f1")
     variants = ("int8_dynamic", "fp16")
     onnx_input_name = "tokens"
+    framework = "keras"
+    checkpoint_name = "model.keras"
+    speedup_target = 10.0
 
     def train_config(self, settings: Settings) -> FakeNewsConfig:
         return profile_config(

@@ -112,6 +112,10 @@ class FashionSpec(ModelSpec):
     parity_rules = ParityRules(quality_name="accuracy")
     variants = ("int8_static", "int8_dynamic", "fp16")
     onnx_input_name = "image"
+    framework = "torch"
+    checkpoint_name = "model.pt"
+    speedup_target = 3.0
+    speedup_baseline = "native_eager"  # issue 9's target for the CNN: ONNX fp32 vs PyTorch eager
 
     def train_config(self, settings: Settings) -> FashionConfig:
         return profile_config(

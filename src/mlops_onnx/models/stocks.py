@@ -289,6 +289,9 @@ class StockSpec(ModelSpec):
     )
     variants = ("int8_dynamic", "fp16")
     onnx_input_name = "window"
+    framework = "keras"
+    checkpoint_name = "model.keras"
+    speedup_target = 10.0
 
     def train_config(self, settings: Settings) -> StockConfig:
         cfg = profile_config(

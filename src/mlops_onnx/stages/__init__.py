@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 
 EVERY_FILE = None  # `reads=EVERY_FILE`: the stage reads the whole run folder (the gate registers it)
 
-# The GPU benchmark's input: the state with this machine's paths, for its subprocess; never pushed.
-GPU_STATE_FILE = "reports/gpu_benchmark_input.json"
-
 
 class StageSkipped(RuntimeError):
     """The stage has nothing to do here (e.g. no GPU); the DAG marks the task skipped."""
@@ -45,7 +42,6 @@ def run_files(settings: Settings, ctx: RunContext):
     return RunFiles(
         local=settings.work_dir / ctx.dag_id / ctx.safe_run_id,
         remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id),
-        local_only=frozenset({GPU_STATE_FILE}),
     )
 
 

@@ -2,51 +2,40 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from mlops_onnx.stages import GPU_STATE_FILE, StageSkipped, mlflow_run, stage, write_report
+from mlops_onnx.settings import get_settings
+from mlops_onnx.stages import StageSkipped, mlflow_run, stage
 from mlops_onnx.tracking import RunContext
 
 
 @stage(reads=("checkpoint", "onnx_fp32", "passing_variants", "preprocessing", "evaluation_files"))
 def benchmark_gpu(spec, ctx: RunContext, state: dict) -> dict:
     """The same benchmark on CUDA (and TensorRT when it loads), in a fresh interpreter; skipped without a GPU."""
+    import shutil
+    import tempfile
+
     import mlflow
 
-    from mlops_onnx.benchmark import metrics_from
+    from mlops_onnx.benchmarks.bundle import BenchConfig, bundle_from_state
+    from mlops_onnx.benchmarks.nightly import gpu_report
+    from mlops_onnx.benchmarks.timing import metrics_from
 
-    state_path = write_report(state, Path(GPU_STATE_FILE).name, state)
+    settings = get_settings()
     out = Path(state["workdir"]) / "reports" / "benchmark_gpu.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops_onnx.benchmark",
-            "--model",
-            spec.name,
-            "--state",
-            str(state_path),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if proc.returncode != 0:
-        # The gate does not need GPU numbers: a broken GPU run is reported, not fatal to the night.
-        report = {"status": "failed", "reason": f"GPU benchmark failed ({proc.returncode}): {proc.stderr[-400:]}"}
-    else:
-        report = json.loads(out.read_text())
+    with tempfile.TemporaryDirectory(prefix=f"bench-gpu-{spec.name}-") as tmp:
+        bundle = Path(tmp) / "bundle"
+        bundle_from_state(spec, state, settings, bundle)
+        report = gpu_report(bundle, BenchConfig.nightly(settings), Path(tmp) / "benchmark_gpu.json")
+        if report["status"] == "ok":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(tmp) / "benchmark_gpu.json", out)
     with mlflow_run(state):
         if report["status"] != "ok":
             mlflow.set_tag("bench_gpu_status", report["reason"][:500])
         else:
             mlflow.log_artifact(str(out), "reports")
-            mlflow.log_metrics(metrics_from(report))
+            mlflow.log_metrics(metrics_from(report["rows"]))
             mlflow.set_tag("bench_gpu_status", "ok")
     if report["status"] != "ok":
         raise StageSkipped(report["reason"])

@@ -1,0 +1,5 @@
+import sys
+
+from mlops_onnx.benchmarks.cli import main
+
+sys.exit(main())

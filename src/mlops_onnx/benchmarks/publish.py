@@ -1,0 +1,110 @@
+"""The benchmark's outputs: `benchmark.json` and `benchmark.md`, PNG charts, the README's table, one MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlops_onnx.benchmarks.report import markdown, readme_table, short_label, targets, update_readme
+
+
+def charts(report: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    models = [m for m in report["models"] if any(r["model"] == m for r in report["rows"])]
+    if not models:
+        return paths
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        rows = [r for r in report["rows"] if r["model"] == model and r["batch"] == 1]
+        names = [f"{r['variant'].replace('native_', 'n:').replace('onnx_', '')}\n{short_label(r)}" for r in rows]
+        ax.bar(
+            names,
+            [r["p50_ms"] for r in rows],
+            color=["#999" if r["variant"].startswith("native") else "#2a7" for r in rows],
+        )
+        ax.set_yscale("log")
+        ax.set_title(f"{model}: p50 latency, batch 1")
+        ax.set_ylabel("ms (log)")
+        ax.tick_params(axis="x", labelsize=7, rotation=60)
+    fig.tight_layout()
+    paths.append(out_dir / "benchmark_latency_b1.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in report["rows"]:
+            if r["model"] == model:
+                key = f"{r['variant']} ({short_label(r)})"
+                series.setdefault(key, []).append((r["batch"], r["throughput_per_s"]))
+        for key, points in series.items():
+            ax.plot(*zip(*sorted(points), strict=True), marker="o", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{model}: throughput")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("items/s (log)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    paths.append(out_dir / "benchmark_throughput.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def log_to_mlflow(report: dict, files: list[Path]) -> str | None:
+    import mlflow
+
+    from mlops_onnx import tracking
+    from mlops_onnx.settings import get_settings
+
+    tracking.configure(get_settings())
+    mlflow.set_experiment("benchmarks")
+    metrics = {}
+    for r in report["rows"]:
+        key = f"{r['model']}.{r['variant']}.{short_label(r, '.')}.b{r['batch']}"
+        metrics |= {
+            f"{key}.p50_ms": r["p50_ms"],
+            f"{key}.p99_ms": r["p99_ms"],
+            f"{key}.throughput_per_s": r["throughput_per_s"],
+            f"{key}.peak_rss_mb": r["peak_rss_mb"] or 0.0,
+        }
+    for t in report["targets"]:
+        if t.get("ratio") is not None:
+            metrics[f"target.{t['model']}.{'speedup' if 'native' in t['target'] else 'serving_vs_fp32'}"] = t["ratio"]
+    tags = {f"version.{m}": str(i.get("registered_version")) for m, i in report["models"].items()}
+    tags |= {"cpu_model": report["machine"]["cpu_model"][:250], "gpu": str(report["machine"].get("gpu"))[:250]}
+    with mlflow.start_run(run_name=f"bench-{report['generated_at']}", tags=tags) as run:
+        mlflow.log_params(report["settings"])
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path))
+    return run.info.run_id
+
+
+def report_main(report: dict, out_dir: Path, readme: bool, mlflow_log: bool) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["targets"] = targets(report)
+    json_path = out_dir / "benchmark.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    md_path = out_dir / "benchmark.md"
+    md_path.write_text(markdown(report))
+    files = [json_path, md_path, *charts(report, out_dir)]
+    if readme and update_readme(readme_table(report)):
+        print("[bench] README performance table updated", flush=True)
+    if mlflow_log:
+        run_id = log_to_mlflow(report, files)
+        print(f"[bench] logged to MLflow experiment 'benchmarks', run {run_id}", flush=True)
+    for t in report["targets"]:
+        print(
+            f"[bench] target {t['model']}: {t['target']}: {t.get('ratio', '–')} "
+            f"{ {True: 'met', False: 'MISSED', None: 'not measured'}[t['met']] } ({t['detail']})",
+            flush=True,
+        )
+    print(f"[bench] wrote {', '.join(str(p) for p in files)}", flush=True)
+    return report
