@@ -3,8 +3,9 @@
 A run that passes the absolute gate (validation, fp32 parity, the primary metric's threshold) meets
 the current champion head to head on tonight's test rows (`decisions`); it is registered either way,
 as `champion` when it won (or there was none) and as `challenger` otherwise, and its run and version
-say why in one sentence. A version carries the ONNX fp32 model (mlflow.onnx flavor, signature, input
-example), the variants that passed parity, the reports, and tags that trace it to its fingerprint
+say why in one sentence. A version's model directory is self-contained: the ONNX fp32 model (mlflow.onnx
+flavor, signature, input example), its preprocessing files and the serving variant's ONNX file
+(`serving.artifacts`); its run keeps the variants that passed parity and the reports; tags trace it to its fingerprint
 (data hash, code version, config hash) and Airflow run. Registration is idempotent per Airflow run
 and per logical date (unless forced): a retried or re-run task, or the whole night re-run under a
 new Airflow run id, finds the version it created before instead of adding another.
@@ -77,14 +78,16 @@ def _existing_version(client, name: str, run_id: str, ctx: RunContext, forced: b
     return client.get_model_version(name, versions[0].version) if versions else None
 
 
-def _log_model(spec, state: dict) -> str:
-    """Log the fp32 ONNX model, the passing variants and the reports into the DAG run; return the model URI."""
+def _log_model(spec, state: dict, variant: str) -> str:
+    """Log the fp32 ONNX model with its preprocessing files and the serving variant (`variant`) in its model
+    directory, and the passing variants and the reports into the DAG run; return the model URI."""
     import mlflow
     import numpy as np
     import onnx
     from mlflow.models import infer_signature
 
     from mlops_onnx.runtime import make_session
+    from mlops_onnx.serving.artifacts import attach_serving_files
 
     fp32 = Path(state["onnx_fp32"])
     session = make_session(fp32)
@@ -105,13 +108,19 @@ def _log_model(spec, state: dict) -> str:
             f"onnxruntime-gpu=={metadata.version('onnxruntime-gpu')}",
         ],
     )
+    serving = Path(state["onnx_fp32"] if variant == "fp32" else state["passing_variants"][variant])
+    if serving.with_suffix(".opt.onnx").is_file():  # ONNX Runtime's optimised graph, saved once at export
+        serving = serving.with_suffix(".opt.onnx")
+    preprocessing = [Path(p) for p in state.get("preprocessing", [])]
+    metrics = mlflow.get_run(state["mlflow_run_id"]).data.metrics
+    attach_serving_files(info.model_id, variant, serving, preprocessing, metrics)
     for path in state.get("passing_variants", {}).values():
         mlflow.log_artifact(path, "variants")
     for path in [fp32, *map(Path, state.get("passing_variants", {}).values())]:
-        if path.with_suffix(".opt.onnx").is_file():  # ONNX Runtime's optimised graph, loaded by serving
+        if path.with_suffix(".opt.onnx").is_file():
             mlflow.log_artifact(str(path.with_suffix(".opt.onnx")), "optimized")
-    for path in state.get("preprocessing", []):
-        mlflow.log_artifact(path, "model/preprocessing")
+    for path in preprocessing:  # also in the run, where versions registered before kept them
+        mlflow.log_artifact(str(path), "model/preprocessing")
     reports = Path(state["workdir"]) / "reports"
     for report in sorted(reports.glob("*.json")):
         mlflow.log_artifact(str(report), "reports")
@@ -222,23 +231,18 @@ def head_to_head(spec, client, champion, state: dict, settings: Settings):
     """Tonight's fp32 model and the champion's, each with its own preprocessing, on tonight's test rows."""
     import tempfile
 
-    import mlflow
-
     from mlops_onnx.runtime import input_dtype, make_session, run_batched
+    from mlops_onnx.serving.artifacts import flavor_onnx
     from mlops_onnx.snapshots import SnapshotStore
 
     snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
     workdir = Path(state["workdir"])
     with tempfile.TemporaryDirectory(prefix=f"champion-{spec.name}-v{champion.version}-") as tmp:
         folder = Path(tmp)
-        model_dir = Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{spec.name}/{champion.version}", dst_path=str(folder / "model")
-            )
-        )
         preprocessing = version_preprocessing(client, champion, folder)
+        model_dir = folder / "model"
         if state.get("preprocessing") and preprocessing is None:
-            raise ValueError(f"champion v{champion.version} has no preprocessing files (model/preprocessing/)")
+            raise ValueError(f"champion v{champion.version} has no preprocessing files (preprocessing/)")
         rows = spec.evaluation_data(snapshot, settings, workdir)
         # Without preprocessing files of its own (fashion) the champion reads exactly tonight's inputs.
         champion_rows = (
@@ -249,7 +253,7 @@ def head_to_head(spec, client, champion, state: dict, settings: Settings):
         outputs = {}
         for name, path, inputs in (
             ("candidate", state["onnx_fp32"], rows.inputs),
-            ("champion", next(model_dir.rglob("*.onnx")), champion_rows.inputs),
+            ("champion", flavor_onnx(model_dir), champion_rows.inputs),
         ):
             session = make_session(path, "cpu", threads=0)
             outputs[name] = run_batched(session, inputs.astype(input_dtype(session), copy=False))
@@ -257,9 +261,20 @@ def head_to_head(spec, client, champion, state: dict, settings: Settings):
 
 
 def version_preprocessing(client, version, folder: Path) -> Path | None:
-    """The version's preprocessing files (a tokenizer, a scaler) downloaded into `folder`; None if it has none."""
-    from mlops_onnx.serving.artifacts import run_file
+    """The folder of the version's preprocessing files (a tokenizer, a scaler): `preprocessing/` of its model
+    directory, downloaded into `folder / "model"`; None if it has none. A version registered before model
+    directories held them has them in its run, under `model/preprocessing/`."""
+    import mlflow
 
+    from mlops_onnx.serving.artifacts import PREPROCESSING, run_file
+
+    model_dir = folder / "model"
+    if not (model_dir / "MLmodel").is_file():
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(model_dir))
+        )
+    if (model_dir / PREPROCESSING).is_dir() and any((model_dir / PREPROCESSING).iterdir()):
+        return model_dir / PREPROCESSING
     if not client.list_artifacts(version.run_id, "model/preprocessing"):
         return None
     return run_file(version, "model/preprocessing", folder)
@@ -298,7 +313,7 @@ def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason:
     score = state["metrics"][spec.primary_metric]
     variant = serving_variant(state)
     with mlflow.start_run(run_id=state["mlflow_run_id"]):
-        model_uri = _log_model(spec, state)
+        model_uri = _log_model(spec, state, variant)
         tags = {
             "data_hash": state["snapshot"],
             **state.get("fingerprint", {}),

@@ -76,6 +76,17 @@ class Settings:
     unpause: str = "all"  # MLOPS_UNPAUSE: DAGs `make up` unpauses: all, none, or comma-separated DAG ids
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
     code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
+    # The fake-news API (`mlops_onnx.serving`); the README's serving section describes each.
+    serve_model: str | None = None  # registered model the API serves (None: catalog.SERVING_API_MODEL)
+    serve_alias: str = "champion"  # the alias it follows
+    serve_poll_seconds: float = 30.0  # how often each worker reads the alias (0: only at start and on /reload)
+    serve_threads: int = 1  # ONNX Runtime intra-op threads per worker
+    serve_max_items: int = 64  # articles per request
+    serve_max_bytes: int = 1 << 20  # request body, declared or streamed: 413 as soon as it is passed
+    serve_max_text_chars: int = 100_000  # characters of one article's text
+    serve_batching: bool = False  # micro-batching: concurrent requests share one ONNX Runtime call
+    serve_batch_wait_ms: float = 2.0  # micro-batching: how long a batch waits for more requests
+    serve_batch_max_items: int = 32  # micro-batching: most articles in one ONNX Runtime call
 
     @property
     def snapshots_dir(self) -> str:
@@ -203,6 +214,16 @@ def get_settings() -> Settings:
         unpause=os.environ.get("MLOPS_UNPAUSE", "all").strip(),
         mlflow_ui_url=(os.environ.get("MLOPS_MLFLOW_UI_URL", "").strip() or "http://127.0.0.1:5000").rstrip("/"),
         code_version=os.environ.get("MLOPS_CODE_VERSION", "").strip() or None,
+        serve_model=os.environ.get("MLOPS_SERVE_MODEL", "").strip() or None,
+        serve_alias=os.environ.get("MLOPS_SERVE_ALIAS", "").strip() or "champion",
+        serve_poll_seconds=max(0.0, _float("MLOPS_SERVE_POLL_SECONDS", 30.0)),
+        serve_threads=max(0, _int("MLOPS_SERVE_THREADS", 1)),
+        serve_max_items=max(1, _int("MLOPS_SERVE_MAX_ITEMS", 64)),
+        serve_max_bytes=max(1, _int("MLOPS_SERVE_MAX_BYTES", 1 << 20)),
+        serve_max_text_chars=max(1, _int("MLOPS_SERVE_MAX_TEXT_CHARS", 100_000)),
+        serve_batching=_flag("MLOPS_SERVE_BATCHING"),
+        serve_batch_wait_ms=max(0.0, _float("MLOPS_SERVE_BATCH_WAIT_MS", 2.0)),
+        serve_batch_max_items=max(1, _int("MLOPS_SERVE_BATCH_MAX_ITEMS", 32)),
     )
 
 

@@ -1,6 +1,8 @@
 """The fake-news API against a real ONNX model in a real (temporary) MLflow registry."""
 
 import secrets
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -9,7 +11,10 @@ from conftest import mlflow_client
 from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 
-from mlops_onnx.serving.app import MAX_ITEMS, ModelHolder, create_app
+from mlops_onnx import registry
+from mlops_onnx.serving.app import ModelHolder, create_app
+from mlops_onnx.serving.artifacts import attach_serving_files
+from mlops_onnx.settings import Settings
 from mlops_onnx.text import Tokenizer, clean_text
 
 NAME = "fake_news_rnn"
@@ -41,37 +46,50 @@ def tiny_classifier(scale: float) -> onnx.ModelProto:
     return model
 
 
-def register(home, folder, scale: float, alias: str = "champion") -> str:
+METRICS = {"test_f1": 0.95, "parity_fp32_max_abs_diff": 1e-7, "bench_cpu_onnx_fp32_b1_p50_ms": 0.2}
+
+
+def register(home, folder, scale: float, alias: str = "champion", broken: bool = False) -> str:
+    """A self-contained version as `registry._register` makes one: the tokenizer and the serving variant (here
+    an int8 file, or, `broken`, a file ONNX Runtime cannot read) in its model directory; nothing in its run."""
     import mlflow
 
     client = mlflow_client(home)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = Tokenizer.fit([clean_text("", t) for t in TEXTS], vocab_size=50, sequence_length=8)
     path = tokenizer.save(folder / "tokenizer.json")
-    with mlflow.start_run() as run:
-        mlflow.log_metrics({"test_f1": 0.95, "parity_fp32_max_abs_diff": 1e-7, "bench_cpu_onnx_fp32_b1_p50_ms": 0.2})
+    serving = folder / "model_int8_dynamic.opt.onnx"
+    if broken:
+        serving.write_bytes(b"not an onnx graph" * 64)
+    else:
+        onnx.save(tiny_classifier(scale), str(serving))
+    with mlflow.start_run():
+        mlflow.log_metrics(METRICS)
         info = mlflow.onnx.log_model(
             tiny_classifier(scale),
             name="model",
             save_as_external_data=False,
             onnx_execution_providers=["CPUExecutionProvider"],
+            pip_requirements=["onnx", "onnxruntime"],  # not inferred: that spawns a Python process per model
         )
-        mlflow.log_artifact(str(path), "model/preprocessing")
+        attach_serving_files(info.model_id, "int8_dynamic", serving, [path], METRICS)
     version = mlflow.register_model(
-        info.model_uri, NAME, tags={"serving_variant": "fp32", "data_hash": "ab" * 32, "parity_status": "passed"}
+        info.model_uri,
+        NAME,
+        tags={"serving_variant": "int8_dynamic", "data_hash": "ab" * 32, "parity_status": "passed"},
     )
     client.set_registered_model_alias(NAME, alias, version.version)
-    assert run.info.run_id
     return str(version.version)
 
 
 @pytest.fixture
 def api(settings_env):
-    settings = settings_env()
+    """(MLOPS_HOME, start): start(**settings) runs the app in-process on the settings of that moment."""
+    settings = settings_env(MLOPS_SERVE_POLL_SECONDS="0")
     clients = []
 
-    def start():
-        client = TestClient(create_app(ModelHolder(NAME), poll_seconds=0))
+    def start(**values: str) -> TestClient:
+        client = TestClient(create_app(ModelHolder(NAME, settings_env(MLOPS_SERVE_POLL_SECONDS="0", **values))))
         client.__enter__()
         clients.append(client)
         return client
@@ -86,7 +104,9 @@ def test_no_champion_is_503_with_a_clear_message(api):
     client = start()
     response = client.post("/predict", json={"title": "x", "text": "some text"})
     assert response.status_code == 503 and "no fake_news_rnn@champion" in response.json()["detail"]
-    assert client.get("/health").json()["model_loaded"] is False
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert health.json()["model_loaded"] is False
 
 
 def test_predicts_one_article_and_a_batch(api, tmp_path):
@@ -100,6 +120,32 @@ def test_predicts_one_article_and_a_batch(api, tmp_path):
     assert len(batch["predictions"]) == 3
     info = client.get("/model").json()
     assert info["version"] == version and info["data_hash"] == "ab" * 32 and info["metrics"]["test_f1"] == 0.95
+    assert info["serving_variant"] == "int8_dynamic"
+    assert client.get("/health").json() == {
+        "status": "ok",
+        "model_loaded": True,
+        "version": version,
+        "pid": info["pid"],
+        "detail": None,
+    }
+
+
+def test_a_version_is_served_from_its_model_directory_alone(api, tmp_path):
+    """The helper logs nothing into the run: serving and the champion comparison read the model directory."""
+    import mlflow
+
+    home, start = api
+    register(home, tmp_path, scale=0.5)
+    client = mlflow_client(home)
+    version = client.get_model_version_by_alias(NAME, "champion")
+    assert client.list_artifacts(version.run_id) == []
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path / "dir")))
+    files = {str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file()}
+    assert {"preprocessing/tokenizer.json", "serving/model_int8_dynamic.opt.onnx", "serving/serving.json"} <= files
+    preprocessing = registry.version_preprocessing(client, version, tmp_path / "champion")
+    assert preprocessing == tmp_path / "champion" / "model" / "preprocessing"
+    assert (preprocessing / "tokenizer.json").is_file()
+    assert start().post("/predict", json={"text": "markets rose"}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -110,7 +156,7 @@ def test_predicts_one_article_and_a_batch(api, tmp_path):
         ({"title": "t", "text": 42}, "string"),
         ({"title": "t"}, "text"),
         ({"articles": []}, "empty"),
-        ({"articles": [{"text": "ok"}] * (MAX_ITEMS + 1)}, str(MAX_ITEMS)),
+        ({"articles": [{"text": "ok"}] * (Settings.serve_max_items + 1)}, str(Settings.serve_max_items)),
         ({"articles": [{"text": "ok", "subject": "politicsNews"}]}, "extra"),
     ],
 )
@@ -127,7 +173,7 @@ def test_oversized_body_is_rejected(api, tmp_path):
     response = start().post(
         "/predict", content=b'{"text": "' + b"a" * (2 << 20) + b'"}', headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 422 and "exceeds" in response.json()["detail"]
+    assert response.status_code == 413 and "exceeds" in response.json()["detail"]
 
 
 RELOAD_TOKEN = secrets.token_urlsafe(16)
@@ -135,9 +181,8 @@ RELOAD_TOKEN = secrets.token_urlsafe(16)
 
 def test_hot_reload_when_the_champion_moves(api, tmp_path, settings_env):
     home, start = api
-    settings_env(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
     register(home, tmp_path / "v1", scale=0.5)
-    client = start()
+    client = start(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
     before = client.post("/predict", json={"text": "markets rose"}).json()["predictions"][0]
     register(home, tmp_path / "v2", scale=-3.0)
     reloaded = client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"})
@@ -155,11 +200,54 @@ def test_reload_needs_the_token_and_is_off_without_one(api, tmp_path, settings_e
     off = client.post("/reload")
     assert off.status_code == 404 and "MLOPS_SERVE_RELOAD_TOKEN" in off.json()["detail"]
 
-    settings_env(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
+    client = start(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)  # read once, when the app is created
+    assert client.get("/health").json()["version"] == "2"
+    register(home, tmp_path / "v3", scale=2.0)
     missing = client.post("/reload")
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert client.post("/reload", headers={"Authorization": RELOAD_TOKEN}).status_code == 401  # no scheme
     assert client.post("/reload", headers={"Authorization": "Bearer wrong-token"}).status_code == 403
-    assert client.get("/health").json()["version"] == "1"  # none of them reloaded
+    assert client.get("/health").json()["version"] == "2"  # none of them reloaded
     accepted = client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"})
-    assert accepted.status_code == 200 and accepted.json()["version"] == "2"
+    assert accepted.status_code == 200 and accepted.json()["version"] == "3"
+
+
+def test_health_is_degraded_while_a_champion_that_cannot_load_waits(api, tmp_path):
+    home, start = api
+    register(home, tmp_path / "v1", scale=0.5)
+    client = start(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
+    auth = {"Authorization": f"Bearer {RELOAD_TOKEN}"}
+    register(home, tmp_path / "v2", scale=-3.0, broken=True)  # the alias moves to files ONNX Runtime refuses
+    reloaded = client.post("/reload", headers=auth).json()
+    assert reloaded["reloaded"] is False and reloaded["version"] == "1"
+
+    health = client.get("/health")
+    assert health.status_code == 503
+    body = health.json()
+    assert (body["status"], body["serving_version"]) == ("degraded", "1")
+    assert body["reason"].startswith("Could not load fake_news_rnn v2 (now @champion): ")
+    assert body["reason"].endswith("still serving v1.") and "\n" not in body["reason"]
+    served = client.post("/predict", json={"text": "markets rose"}).json()["predictions"][0]
+    assert served["version"] == "1"
+
+    register(home, tmp_path / "v3", scale=2.0)
+    assert client.post("/reload", headers=auth).json() == {"reloaded": True, "version": "3", "detail": None}
+    assert client.get("/health").status_code == 200 and client.get("/health").json()["status"] == "ok"
+
+
+def test_reloads_leave_no_temporary_folders(api, tmp_path, monkeypatch):
+    home, start = api
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where tempfile (and MLflow through it) writes
+    register(home, tmp_path / "v1", scale=0.5)
+    register(home, tmp_path / "v2", scale=-3.0, broken=True)  # a failed load must not leave one either
+    register(home, tmp_path / "v3", scale=2.0)
+    client = start(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
+    settled = sorted(p.name for p in scratch.iterdir())
+    mlflow = mlflow_client(home)
+    for version in ["1", "2", "3"] * 3:
+        mlflow.set_registered_model_alias(NAME, "champion", version)
+        client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"})
+    assert client.get("/model").json()["version"] == "3"
+    assert sorted(p.name for p in scratch.iterdir()) == settled

@@ -1,8 +1,83 @@
-"""Files of a registered version, fetched from MLflow: the serving variant and what sits beside it."""
+"""Files of a registered version: what its MLflow model directory holds, and how they are fetched.
+
+A version registered by `registry._register` is self-contained: its model directory (`models:/<name>/<n>`)
+holds, beside the fp32 ONNX flavor, `preprocessing/` (the tokenizer or scaler the inputs need) and
+`serving/` (the ONNX file of the serving variant the gate chose, and `serving.json` naming it), so
+serving needs nothing but the model URI. `run_file` still reads a run's own artifacts (reports).
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+SERVING_MANIFEST = "serving/serving.json"
+PREPROCESSING = "preprocessing"
+
+
+@dataclass(frozen=True)
+class ServingFiles:
+    """A version's model directory, downloaded: the serving variant and its preprocessing files."""
+
+    model_dir: Path
+    variant: str
+    onnx: Path
+    preprocessing: Path
+    metrics: dict[str, float]
+
+
+def attach_serving_files(
+    model_id: str, variant: str, onnx_path: Path, preprocessing: list[Path], metrics: dict[str, float]
+) -> None:
+    """Add `preprocessing/` and `serving/` to the logged model `model_id` (before it is registered)."""
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="serving-files-") as tmp:
+        staging = Path(tmp)
+        for path in preprocessing:
+            (staging / PREPROCESSING).mkdir(exist_ok=True)
+            shutil.copy2(path, staging / PREPROCESSING / Path(path).name)
+        (staging / "serving").mkdir()
+        shutil.copy2(onnx_path, staging / "serving" / Path(onnx_path).name)
+        manifest = {
+            "variant": variant,
+            "onnx": f"serving/{Path(onnx_path).name}",
+            "preprocessing": sorted(f"{PREPROCESSING}/{Path(p).name}" for p in preprocessing),
+            "metrics": {k: float(v) for k, v in sorted(metrics.items())},
+        }
+        (staging / SERVING_MANIFEST).write_text(json.dumps(manifest, indent=2))
+        MlflowClient().log_model_artifacts(model_id, str(staging))
+
+
+def download_version(name: str, version: str, folder: Path) -> ServingFiles:
+    """`models:/<name>/<version>` into `folder`, read through its `serving/serving.json`."""
+    import mlflow
+
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(folder)))
+    manifest_path = model_dir / SERVING_MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"{name} v{version} has no {SERVING_MANIFEST} in its model directory: it was registered before "
+            "versions carried their serving files; register it again (a forced nightly run) to serve it"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    return ServingFiles(
+        model_dir=model_dir,
+        variant=manifest["variant"],
+        onnx=model_dir / manifest["onnx"],
+        preprocessing=model_dir / PREPROCESSING,
+        metrics=manifest.get("metrics", {}),
+    )
+
+
+def flavor_onnx(model_dir: Path) -> Path:
+    """The fp32 ONNX file of the model directory's onnx flavor (the variants beside it are other files)."""
+    from mlflow.models import Model
+
+    return Path(model_dir) / Model.load(str(model_dir)).flavors["onnx"]["data"]
 
 
 def serving_onnx(name: str, version, folder: Path) -> tuple[Path, str]:
@@ -18,7 +93,7 @@ def serving_onnx(name: str, version, folder: Path) -> tuple[Path, str]:
         pass
     if variant == "fp32":
         model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}", dst_path=str(folder)))
-        return next(model_dir.rglob("*.onnx")), variant
+        return flavor_onnx(model_dir), variant
     return run_file(version, f"variants/model_{variant}.onnx", folder), variant
 
 
