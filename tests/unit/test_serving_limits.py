@@ -1,17 +1,23 @@
 """The fake-news API refuses oversized input before it reaches the model: a body over
-MLOPS_SERVE_MAX_BYTES (declared, or streamed without a length), more than MLOPS_SERVE_MAX_ITEMS
-articles, or a text over MLOPS_SERVE_MAX_TEXT_CHARS."""
+MLOPS_SERVE_MAX_BYTES (declared, or streamed without a length, refused while it arrives), more than
+MLOPS_SERVE_MAX_ITEMS articles, or a text over MLOPS_SERVE_MAX_TEXT_CHARS."""
+
+import asyncio
 
 from test_serving import api, register  # noqa: F401 (the fixture and the registry helper)
 
-from mlops_onnx.serving.app import MAX_BYTES, MAX_ITEMS, MAX_TEXT_CHARS
+from mlops_onnx.serving.limits import BodyLimit
+from mlops_onnx.settings import Settings
+
+MAX_BYTES, MAX_ITEMS, MAX_TEXT_CHARS = Settings.serve_max_bytes, Settings.serve_max_items, Settings.serve_max_text_chars
+CHUNK = 1 << 16
 
 
 def chunks():
-    """A body over the limit sent without a Content-Length (chunked): the limit holds on what arrives."""
+    """A body over the limit sent without a Content-Length (chunked)."""
     yield b'{"text": "'
-    for _ in range(MAX_BYTES // 65536 + 1):
-        yield b"a" * 65536
+    for _ in range(MAX_BYTES // CHUNK + 1):
+        yield b"a" * CHUNK
     yield b'"}'
 
 
@@ -22,14 +28,55 @@ def test_oversized_bodies_batches_and_texts_are_refused(api, tmp_path):  # noqa:
     json_body = {"Content-Type": "application/json"}
 
     streamed = client.post("/predict", content=chunks(), headers=json_body)
-    assert streamed.status_code == 422 and "exceeds" in streamed.json()["detail"]
+    assert streamed.status_code == 413 and f"body exceeds {MAX_BYTES} bytes" in streamed.json()["detail"]
     declared = client.post(
         "/predict", content=b'{"text": "short"}', headers={**json_body, "Content-Length": str(MAX_BYTES + 1)}
     )
-    assert declared.status_code == 422 and f"{MAX_BYTES + 1} bytes exceeds {MAX_BYTES}" in declared.json()["detail"]
+    assert declared.status_code == 413 and f"{MAX_BYTES + 1} bytes exceeds {MAX_BYTES}" in declared.json()["detail"]
 
     batch = client.post("/predict", json={"articles": [{"text": "ok"}] * (MAX_ITEMS + 1)})
     assert batch.status_code == 422 and str(MAX_ITEMS) in str(batch.json()["detail"])
     assert client.post("/predict", json={"articles": [{"text": "ok"}] * MAX_ITEMS}).status_code == 200
     long_text = client.post("/predict", json={"text": "a" * (MAX_TEXT_CHARS + 1)})
     assert long_text.status_code == 422 and str(MAX_TEXT_CHARS) in str(long_text.json()["detail"])
+    small = start(MLOPS_SERVE_MAX_BYTES="64")  # the limit is a setting
+    assert small.post("/predict", json={"text": "x" * 80}).status_code == 413
+
+
+def test_a_100_mb_chunked_body_is_refused_after_the_limit_without_reading_the_rest():
+    """The ASGI receive loop as a server drives it: 64 KiB messages of a 100 MB body. The limit answers 413
+    once MAX_BYTES have passed; the app behind it never runs and the rest is never asked for."""
+    total, received, sent = 100 * 1024 * 1024, [], []
+
+    async def receive():
+        received.append(CHUNK)
+        return {"type": "http.request", "body": b"a" * CHUNK, "more_body": sum(received) < total}
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not see an oversized body")
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [(b"transfer-encoding", b"chunked")]}
+    asyncio.run(BodyLimit(app, MAX_BYTES)(scope, receive, send))
+    assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
+    assert sum(received) == (MAX_BYTES // CHUNK + 1) * CHUNK  # stopped at the first chunk past the limit
+    assert b"the rest left unread" in sent[1]["body"]
+
+
+def test_a_body_within_the_limit_reaches_the_app_whole():
+    parts = [b'{"text": ', b'"hello"}']
+    seen = []
+
+    async def receive():
+        return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+
+    async def send(message):
+        raise AssertionError("nothing is refused")
+
+    asyncio.run(BodyLimit(app, MAX_BYTES)({"type": "http", "headers": []}, receive, send))
+    assert seen == [{"type": "http.request", "body": b'{"text": "hello"}', "more_body": False}]
