@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 
-.PHONY: system-packages setup demo bench test test-fast lint lock summary clean-state up down status serve dashboard
+.PHONY: system-packages setup demo bench test test-fast lint lock summary clean-state up down status serve dashboard loadtest
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ status:
 
 serve: setup
 	$(VENV)/bin/uvicorn mlops_onnx.serving.app:app --host $${MLOPS_BIND_HOST:-127.0.0.1} --port $${MLOPS_SERVE_PORT:-8000}
+
+# After `make demo`: the API in uvicorn on loopback under 1, 8 and 32 concurrent clients (20 s each) on
+# the champion of $MLOPS_HOME; writes reports/loadtest.{json,md}. Options: make loadtest LOADTEST_ARGS='--duration 5'
+loadtest: setup
+	$(PY) -m mlops_onnx.serving.loadtest $(LOADTEST_ARGS)
 
 dashboard: setup
 	$(VENV)/bin/streamlit run src/mlops_onnx/serving/dashboard.py --server.headless true \
