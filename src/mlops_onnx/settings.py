@@ -84,8 +84,9 @@ class Settings:
     serve_max_items: int = 64  # articles per request
     serve_max_bytes: int = 1 << 20  # request body, declared or streamed: 413 as soon as it is passed
     serve_max_text_chars: int = 100_000  # characters of one article's text
-    serve_batching: bool = False  # micro-batching: concurrent requests share one ONNX Runtime call
-    serve_batch_wait_ms: float = 2.0  # micro-batching: how long a batch waits for more requests
+    # Micro-batching: requests that arrive while a call runs share the next one (measured: README, Serving).
+    serve_batching: bool = True
+    serve_batch_wait_ms: float = 0.0  # how long a batch waits for more requests beyond those already queued
     serve_batch_max_items: int = 32  # micro-batching: most articles in one ONNX Runtime call
 
     @property
@@ -221,15 +222,17 @@ def get_settings() -> Settings:
         serve_max_items=max(1, _int("MLOPS_SERVE_MAX_ITEMS", 64)),
         serve_max_bytes=max(1, _int("MLOPS_SERVE_MAX_BYTES", 1 << 20)),
         serve_max_text_chars=max(1, _int("MLOPS_SERVE_MAX_TEXT_CHARS", 100_000)),
-        serve_batching=_flag("MLOPS_SERVE_BATCHING"),
-        serve_batch_wait_ms=max(0.0, _float("MLOPS_SERVE_BATCH_WAIT_MS", 2.0)),
+        serve_batching=_flag("MLOPS_SERVE_BATCHING", default=True),
+        serve_batch_wait_ms=max(0.0, _float("MLOPS_SERVE_BATCH_WAIT_MS", 0.0)),
         serve_batch_max_items=max(1, _int("MLOPS_SERVE_BATCH_MAX_ITEMS", 32)),
     )
 
 
-def _flag(name: str) -> bool:
+def _flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

@@ -186,7 +186,7 @@ def test_the_serving_app_loads_the_champion_as_the_read_only_account(server, cha
     from mlops_onnx.serving.app import ModelHolder, create_app
 
     as_user("", "")  # nothing in the environment: the app logs in as `reader` with `make up`'s password
-    with TestClient(create_app(ModelHolder(NAME), poll_seconds=0)) as client:
+    with TestClient(create_app(ModelHolder(NAME))) as client:
         assert client.get("/health").json()["version"] == "1"
         prediction = client.post("/predict", json={"text": "markets rose on tuesday"}).json()["predictions"][0]
     assert prediction["version"] == "1"
