@@ -54,9 +54,6 @@ PIPELINES: dict[str, Pipeline] = {
     )
 }
 
-# The registered model whose champion the fake-news API (`mlops_onnx.serving.app`) serves; MLOPS_SERVE_MODEL overrides.
-SERVING_API_MODEL = "fake_news_rnn"
-
 
 def served_model(app: str) -> str:
     """The model whose champion `app` ("api" or "dashboard") serves."""

@@ -77,7 +77,7 @@ class Settings:
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
     code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
     # The fake-news API (`mlops_onnx.serving`); the README's serving section describes each.
-    serve_model: str | None = None  # registered model the API serves (None: catalog.SERVING_API_MODEL)
+    serve_model: str | None = None  # registered model the API serves (None: catalog.served_model("api"))
     serve_alias: str = "champion"  # the alias it follows
     serve_poll_seconds: float = 30.0  # how often each worker reads the alias (0: only at start and on /reload)
     serve_threads: int = 1  # ONNX Runtime intra-op threads per worker

@@ -3,10 +3,13 @@ concurrent clients; the report has one row per level with every column, and no r
 
 import json
 
+import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA
 from test_serving import register
 
 from mlops_onnx.serving import loadtest
+
+pytestmark = pytest.mark.slow  # a real uvicorn subprocess: make test, not make test-fast
 
 
 def test_loadtest_reports_throughput_latency_and_memory_per_level(settings_env, tmp_path):

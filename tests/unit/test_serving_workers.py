@@ -19,6 +19,8 @@ from mlops_onnx.settings import Settings
 
 TOKEN = "workers-test-token"
 
+pytestmark = pytest.mark.slow  # a real uvicorn subprocess: make test, not make test-fast
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

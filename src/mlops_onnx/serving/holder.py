@@ -81,11 +81,11 @@ class ModelHolder:
     """The live model, replaced only by a complete new one."""
 
     def __init__(self, name: str | None = None, settings: Settings | None = None) -> None:
-        from mlops_onnx.catalog import SERVING_API_MODEL
+        from mlops_onnx.catalog import served_model
         from mlops_onnx.settings import get_settings
 
         self.settings = settings or get_settings()
-        self.name = name or self.settings.serve_model or SERVING_API_MODEL
+        self.name = name or self.settings.serve_model or served_model("api")
         self.alias = self.settings.serve_alias
         self.signal = signal_file(self.settings, self.name, self.alias)
         self.current: LoadedModel | None = None

@@ -147,7 +147,7 @@ def markdown(report: dict) -> str:
 
 
 def run(duration: float, levels: list[int], out: Path, data_dir: Path | None, port: int | None = None) -> dict:
-    from mlops_onnx.catalog import SERVING_API_MODEL
+    from mlops_onnx.catalog import served_model
 
     settings = get_settings()
     port = port or _free_port()
@@ -161,7 +161,7 @@ def run(duration: float, levels: list[int], out: Path, data_dir: Path | None, po
         server.terminate()
         server.wait(timeout=30)
     report = {
-        "model": served.get("name", settings.serve_model or SERVING_API_MODEL),
+        "model": served.get("name", settings.serve_model or served_model("api")),
         "version": served.get("version"),
         "serving_variant": served.get("serving_variant"),
         "batching": settings.serve_batching,
