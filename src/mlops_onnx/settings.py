@@ -76,18 +76,20 @@ class Settings:
     unpause: str = "all"  # MLOPS_UNPAUSE: DAGs `make up` unpauses: all, none, or comma-separated DAG ids
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
     code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
-    # The fake-news API (`mlops_onnx.serving`); the README's serving section describes each.
-    serve_model: str | None = None  # registered model the API serves (None: catalog.served_model("api"))
-    serve_alias: str = "champion"  # the alias it follows
-    serve_poll_seconds: float = 30.0  # how often each worker reads the alias (0: only at start and on /reload)
-    serve_threads: int = 1  # ONNX Runtime intra-op threads per worker
-    serve_max_items: int = 64  # articles per request
-    serve_max_bytes: int = 1 << 20  # request body, declared or streamed: 413 as soon as it is passed
-    serve_max_text_chars: int = 100_000  # characters of one article's text
-    # Micro-batching: requests that arrive while a call runs share the next one (measured: README, Serving).
+    # The fake-news API (`mlops_onnx.serving`), read once when the app is created; README, Serving.
+    serve_model: str | None = None  # MLOPS_SERVE_MODEL: the registered model served (None: catalog.served_model("api"))
+    serve_alias: str = "champion"  # MLOPS_SERVE_ALIAS: the alias it follows
+    serve_poll_seconds: float = (
+        30.0  # MLOPS_SERVE_POLL_SECONDS: each worker reads the alias (0: start and /reload only)
+    )
+    serve_threads: int = 1  # MLOPS_SERVE_THREADS: ONNX Runtime intra-op threads per worker
+    serve_max_items: int = 64  # MLOPS_SERVE_MAX_ITEMS: articles per request
+    serve_max_bytes: int = 1 << 20  # MLOPS_SERVE_MAX_BYTES: request body, declared or streamed (413 once passed)
+    serve_max_text_chars: int = 100_000  # MLOPS_SERVE_MAX_TEXT_CHARS: characters of one article's text
+    # MLOPS_SERVE_BATCHING: requests that arrive while an ONNX Runtime call runs share the next one (measured on)
     serve_batching: bool = True
-    serve_batch_wait_ms: float = 0.0  # how long a batch waits for more requests beyond those already queued
-    serve_batch_max_items: int = 32  # micro-batching: most articles in one ONNX Runtime call
+    serve_batch_wait_ms: float = 0.0  # MLOPS_SERVE_BATCH_WAIT_MS: how long a batch waits beyond what is queued
+    serve_batch_max_items: int = 32  # MLOPS_SERVE_BATCH_MAX_ITEMS: most articles in one ONNX Runtime call
 
     @property
     def snapshots_dir(self) -> str:
