@@ -7,6 +7,7 @@ from conftest import mlflow_client
 from onnx import TensorProto, helper
 
 from mlops_onnx.serving import dashboard
+from mlops_onnx.serving.artifacts import attach_serving_files
 from mlops_onnx.snapshots import SnapshotStore
 from mlops_onnx.timeseries import FEATURES, FeatureScaler
 
@@ -74,7 +75,9 @@ def registry(settings_env, tmp_path):
                 save_as_external_data=False,
                 onnx_execution_providers=["CPUExecutionProvider"],
             )
-            mlflow.log_artifact(str(scaler_path), "model/preprocessing")
+            onnx_path = tmp_path / "model_fp32.onnx"
+            onnx.save(drift_model(drift), str(onnx_path))
+            attach_serving_files(info.model_id, "fp32", onnx_path, [scaler_path], {"val_mase": val_mase})
         version = mlflow.register_model(
             info.model_uri, "stock_lstm", tags={"serving_variant": "fp32", "data_hash": snapshot.content_hash}
         )

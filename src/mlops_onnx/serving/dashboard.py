@@ -21,14 +21,12 @@ from mlops_onnx.catalog import PIPELINES, served_model
 
 MODEL_NAME = served_model("dashboard")
 DAG_ID = PIPELINES[MODEL_NAME].dag_id
-PREPROCESSING = "model/preprocessing/stock_preprocessing.json"
 VERSION_METRICS = {
     "val_mase": "val MASE",
     "test_mase": "test MASE",
     "test_mae": "test MAE",
     "naive_test_mae": "naive test MAE",
     "bench_cpu_onnx_fp32_b1_p50_ms": "ONNX fp32 p50 b=1 (ms)",
-    "bench_cpu_native_eager_b1_p50_ms": "Keras eager p50 b=1 (ms)",
     "size_onnx_fp32_bytes": "ONNX fp32 size (bytes)",
 }
 
@@ -61,35 +59,40 @@ def load_champion(client, name: str = MODEL_NAME) -> Champion | None:
 
 
 def load_version(client, name: str, version_number: str) -> Champion:
+    """A registered version from its self-contained model directory (serving variant and scaler); which
+    tickers it trained on and which files passed validation come from its run's reports."""
     from mlflow.exceptions import MlflowException
 
+    from mlops_onnx.models.stocks import PREPROCESSING_FILE
     from mlops_onnx.runtime import make_session
-    from mlops_onnx.serving.artifacts import run_file, serving_onnx
+    from mlops_onnx.serving.artifacts import download_version, run_file
     from mlops_onnx.timeseries import FeatureScaler
 
     version = client.get_model_version(name, version_number)
-    folder = Path(tempfile.mkdtemp(prefix=f"{name}-v{version.version}-"))
-    onnx_path, variant = serving_onnx(name, version, folder)
-    scaler_path = run_file(version, PREPROCESSING, folder)
-    try:
-        used = json.loads(run_file(version, "reports/stock_tickers.json", folder).read_text())
-        tickers_used = [Path(f).name.split(".")[0] for f in used.get("files", [])]
-    except (MlflowException, OSError):
-        tickers_used = []
-    try:
-        passing = set(json.loads(run_file(version, "reports/validation.json", folder).read_text())["passing_files"])
-    except (MlflowException, OSError, KeyError):
-        passing = None
-    return Champion(
-        version=str(version.version),
-        variant=variant,
-        session=make_session(onnx_path),
-        scaler=FeatureScaler.from_json(scaler_path),
-        window=int(json.loads(scaler_path.read_text())["window"]),
-        data_hash=version.tags.get("data_hash", ""),
-        tickers_used=tickers_used,
-        passing_files=passing,
-    )
+    with tempfile.TemporaryDirectory(prefix=f"{name}-v{version.version}-") as tmp:
+        folder = Path(tmp)
+        files = download_version(name, str(version.version), folder / "model")
+        scaler_path = files.preprocessing / PREPROCESSING_FILE
+        try:
+            used = json.loads(run_file(version, "reports/stock_tickers.json", folder).read_text())
+            tickers_used = [Path(f).name.split(".")[0] for f in used.get("files", [])]
+        except (MlflowException, OSError):
+            tickers_used = []
+        try:
+            report = json.loads(run_file(version, "reports/validation.json", folder).read_text())
+            passing = set(report["passing_files"])
+        except (MlflowException, OSError, KeyError):
+            passing = None
+        return Champion(
+            version=str(version.version),
+            variant=files.variant,
+            session=make_session(files.onnx),
+            scaler=FeatureScaler.from_json(scaler_path),
+            window=int(json.loads(scaler_path.read_text())["window"]),
+            data_hash=version.tags.get("data_hash", ""),
+            tickers_used=tickers_used,
+            passing_files=passing,
+        )
 
 
 def ticker_files(snapshot_path: Path, passing: set[str] | None = None) -> dict[str, Path]:
@@ -133,6 +136,10 @@ def versions_table(client, name: str = MODEL_NAME) -> pd.DataFrame:
             "serving variant": version.tags.get("serving_variant", ""),
         }
         row.update({label: metrics.get(key) for key, label in VERSION_METRICS.items()})
+        # The nightly benchmark times only the fastest native path (tf.function, predict or eager).
+        native = client.get_run(version.run_id).data.tags.get("bench_cpu_native_path") if version.run_id else None
+        row["native path"] = native or ""
+        row["native p50 b=1 (ms)"] = metrics.get(f"bench_cpu_{native}_b1_p50_ms") if native else None
         rows.append(row)
     return pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame()
 
