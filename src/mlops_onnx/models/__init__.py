@@ -2,8 +2,10 @@
 
 A spec says how to validate its dataset, train, export to ONNX, feed ONNX Runtime and score
 outputs; everything else (snapshots, quantized variants, parity, benchmarks, the gate, MLflow)
-is shared and lives outside this package. Specs import torch/tensorflow at module level, so they
-are loaded lazily, inside tasks, through `load_spec`.
+is shared and lives outside this package. Specs import torch and TensorFlow only inside the
+functions that need them (tasks that only read data or ONNX files never pay for that import), and
+are loaded through `load_spec`. The two Keras specs share their compile, fit, epoch timer and
+export in `keras_native`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ SPEC_MODULES = {
     "fake_news_rnn": "mlops_onnx.models.fake_news",
     "stock_lstm": "mlops_onnx.models.stocks",
 }
+
+# One opset for every export: the newest tf2onnx 1.17 supports (torch's dynamo exporter takes 18 and up).
+ONNX_OPSET = 18
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 Predictor = Callable[[np.ndarray], np.ndarray]
