@@ -42,7 +42,7 @@ def data_folder(tmp_path_factory):
 
         from mlops_onnx.sources.synthetic_news import generate_liar, generate_news
 
-        quick = SimpleNamespace(profile="quick")
+        quick = SimpleNamespace(synthetic_size="small")
         generate_news(folder, np.random.default_rng(0), quick)
         generate_liar(folder / "aux" / "liar", np.random.default_rng(1), quick)
     return folder

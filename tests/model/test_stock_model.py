@@ -20,7 +20,9 @@ from mlops_onnx.variants import build_variants, graph_op_types
 def trained(tmp_path_factory):
     """Validate and train the quick profile on the real sample (or a synthetic archive), like the DAG does."""
     folder = tmp_path_factory.mktemp("stock-model")
-    settings = replace(get_settings(), profile="quick", home=folder / "home", stock_tickers=None)
+    settings = replace(
+        get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
+    )
     if HAS_SHARED_DATA:
         data = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
     else:
