@@ -19,7 +19,7 @@ from mlops_onnx.settings import Settings
 from mlops_onnx.sources import SourceError
 
 # (train, test) images per MLOPS_SYNTHETIC_SIZE; `full` is the real dataset's size.
-FASHION_ROWS = {"small": (2000, 500), "demo": (3000, 1000), "full": (60000, 10000)}
+FASHION_ROWS = {"small": (2000, 500), "demo": (2000, 1000), "full": (60000, 10000)}
 # Each class's look-alike (T-shirt/shirt, pullover/coat, dress/coat, sandal/sneaker/ankle boot, bag/coat): an
 # image is its class's silhouette blended with up to MAX_BLEND of its look-alike's, so near the top of that
 # range the two are hard to tell apart, as in the real Fashion-MNIST.
