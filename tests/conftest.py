@@ -142,7 +142,8 @@ def exported_cnn(tmp_path_factory):
     """An untrained, seeded FashionCNN checkpoint and its real `torch.onnx` export."""
     import torch
 
-    from mlops_onnx.models.fashion import SPEC, FashionCNN
+    from mlops_onnx.models.fashion import SPEC
+    from mlops_onnx.models.fashion_net import FashionCNN
 
     folder = tmp_path_factory.mktemp("cnn")
     torch.manual_seed(0)

@@ -20,6 +20,8 @@ DATA_SOURCES = ("kaggle", "local", "synthetic")
 ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
 BENCH_PROVIDERS = ("cpu", "cuda", "tensorrt")
+# Synthetic data sizes: `small` for tests, `demo` for a first `make demo` in minutes, `full` at the real datasets' size.
+SYNTHETIC_SIZES = ("small", "demo", "full")
 # The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
 DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
@@ -41,7 +43,7 @@ class Settings:
     profile: str
     epochs: int | None
     max_train_rows: int | None
-    max_test_rows: int | None
+    max_test_rows: int | None  # test rows (fashion: images; fake news: articles)
     max_train_batches: int | None  # per epoch (fashion): a smoke run on full-size data without a full epoch
     gate_overrides: dict[str, float]  # MLOPS_GATE_<MODEL>=value, e.g. MLOPS_GATE_FASHION_MNIST_CNN=0.9
     stock_max_tickers: int | None  # train on at most this many passing tickers (0 = all that pass)
@@ -57,7 +59,7 @@ class Settings:
     bench_cell_timeout_seconds: float  # `make bench`: one cell (a fresh interpreter) is stopped after this
     seed: int
     stock_tickers: tuple[str, ...] | None  # None = every ticker that passes validation
-    stock_min_tickers: int | None  # fewest tickers that must pass validation (None = the model's default)
+    stock_min_tickers: int  # validation: fewest ticker files that must pass for the snapshot to pass
     task_retries: int  # Airflow retries of every task (a failure a retry cannot fix fails at once)
     retry_delay_seconds: float  # first retry delay; doubles on each further retry (exponential backoff)
     memory_budget_mb: float | None  # peak RSS a task may use before the run is flagged (None = no budget)
@@ -90,6 +92,13 @@ class Settings:
     serve_batching: bool = True
     serve_batch_wait_ms: float = 0.0  # MLOPS_SERVE_BATCH_WAIT_MS: how long a batch waits beyond what is queued
     serve_batch_max_items: int = 32  # MLOPS_SERVE_BATCH_MAX_ITEMS: most articles in one ONNX Runtime call
+    max_test_days: int | None = None  # stocks: the first test days per ticker only (None = all)
+    synthetic_size: str = "demo"  # one of SYNTHETIC_SIZES; default `small` with the quick profile, else `demo`
+    # Validation thresholds: what a dataset file must hold to pass, whatever the training profile.
+    fashion_min_train_rows: int = 1000  # rows of fashion-mnist_train.csv
+    fashion_min_test_rows: int = 200  # rows of fashion-mnist_test.csv
+    news_min_rows: int = 200  # rows of Fake.csv and of True.csv
+    stock_min_rows: int = 250  # rows of a ticker file (about a trading year); shorter files are quarantined
 
     @property
     def snapshots_dir(self) -> str:
@@ -199,7 +208,7 @@ def get_settings() -> Settings:
         bench_cell_timeout_seconds=_float("MLOPS_BENCH_CELL_TIMEOUT_SECONDS", 600.0) or 600.0,
         seed=_int("MLOPS_SEED", 42) or 0,
         stock_tickers=_tickers(os.environ.get("MLOPS_STOCK_TICKERS", "")),
-        stock_min_tickers=_int("MLOPS_STOCK_MIN_TICKERS", None),
+        stock_min_tickers=max(1, _int("MLOPS_STOCK_MIN_TICKERS", 3) or 1),
         task_retries=max(0, _int("MLOPS_TASK_RETRIES", 2) or 0),
         retry_delay_seconds=max(1.0, _float("MLOPS_RETRY_DELAY_SECONDS", 30.0) or 1.0),
         memory_budget_mb=_float("MLOPS_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB) or None,
@@ -227,7 +236,20 @@ def get_settings() -> Settings:
         serve_batching=_flag("MLOPS_SERVE_BATCHING", default=True),
         serve_batch_wait_ms=max(0.0, _float("MLOPS_SERVE_BATCH_WAIT_MS", 0.0)),
         serve_batch_max_items=max(1, _int("MLOPS_SERVE_BATCH_MAX_ITEMS", 32)),
+        max_test_days=_int("MLOPS_MAX_TEST_DAYS", None),
+        synthetic_size=_choice("MLOPS_SYNTHETIC_SIZE", "small" if quick else "demo", SYNTHETIC_SIZES),
+        fashion_min_train_rows=max(1, _int("MLOPS_FASHION_MIN_TRAIN_ROWS", 1000) or 1),
+        fashion_min_test_rows=max(1, _int("MLOPS_FASHION_MIN_TEST_ROWS", 200) or 1),
+        news_min_rows=max(1, _int("MLOPS_NEWS_MIN_ROWS", 200) or 1),
+        stock_min_rows=max(1, _int("MLOPS_STOCK_MIN_ROWS", 250) or 1),
     )
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}; expected one of {', '.join(choices)}")
+    return value
 
 
 def _flag(name: str, default: bool = False) -> bool:

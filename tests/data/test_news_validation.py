@@ -27,7 +27,7 @@ def sample(tmp_path_factory):
 
         from mlops_onnx.sources.synthetic_news import generate_news
 
-        generate_news(folder, np.random.default_rng(0), SimpleNamespace(profile="quick"))
+        generate_news(folder, np.random.default_rng(0), SimpleNamespace(synthetic_size="small"))
     return folder
 
 
@@ -139,7 +139,7 @@ def test_synthetic_files_have_the_real_quirks_pass_and_repeat_per_seed(tmp_path)
 
     from mlops_onnx.sources.synthetic_news import generate_liar, generate_news
 
-    quick = SimpleNamespace(profile="quick")
+    quick = SimpleNamespace(synthetic_size="small")
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
         generate_news(tmp_path / run, np.random.default_rng(7), quick)

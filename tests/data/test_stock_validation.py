@@ -79,7 +79,7 @@ def test_a_few_zero_volume_days_do_not_quarantine_a_file():
 
 
 def quick_settings():
-    return replace(get_settings(), profile="quick")
+    return replace(get_settings(), profile="quick", synthetic_size="small")
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,14 @@ pytestmark = pytest.mark.e2e
 STAGES = ("ingest", "validate", "train", "export", "benchmark_cpu")
 FULL_SIZE = {  # model -> settings for full-size data
     # 50 batches of the epoch: memory is set by the data held (all 54,000 training images), not the steps.
-    "fashion_mnist_cnn": {"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_MAX_TRAIN_BATCHES": "50"},
+    "fashion_mnist_cnn": {
+        "MLOPS_DATA_SOURCE": "synthetic",
+        "MLOPS_SYNTHETIC_SIZE": "full",
+        "MLOPS_MAX_TRAIN_BATCHES": "50",
+    },
     "stock_lstm": {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(SHARED_DATA)}
     if HAS_SHARED_DATA
-    else {"MLOPS_DATA_SOURCE": "synthetic"},
+    else {"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_SYNTHETIC_SIZE": "full"},
 }
 
 

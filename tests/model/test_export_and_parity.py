@@ -5,6 +5,7 @@ import onnx
 import pytest
 from conftest import mlflow_client, perturbed_copy, run_stage
 
+from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.runtime import make_session
 from mlops_onnx.stages import ParityError
 from mlops_onnx.tracking import RunContext
@@ -16,6 +17,7 @@ def test_export_has_named_io_and_a_dynamic_batch_axis(exported_cnn):
     _, path = exported_cnn
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == ONNX_OPSET  # as tf2onnx's
     assert [i.name for i in model.graph.input] == ["image"]
     assert [o.name for o in model.graph.output] == ["logits"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
+from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.models.fake_news import (
     SPEC,
     FakeNewsConfig,
@@ -42,7 +43,7 @@ def data_folder(tmp_path_factory):
 
         from mlops_onnx.sources.synthetic_news import generate_liar, generate_news
 
-        quick = SimpleNamespace(profile="quick")
+        quick = SimpleNamespace(synthetic_size="small")
         generate_news(folder, np.random.default_rng(0), quick)
         generate_liar(folder / "aux" / "liar", np.random.default_rng(1), quick)
     return folder
@@ -177,7 +178,7 @@ def test_export_is_one_fused_lstm_with_a_dynamic_batch(trained):
     _, _, _, onnx_path, _ = trained
     model = onnx.load(str(onnx_path))
     onnx.checker.check_model(model, full_check=True)
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == ONNX_OPSET
     (tokens,) = model.graph.input
     assert tokens.name == "tokens" and tokens.type.tensor_type.elem_type == onnx.TensorProto.INT32
     assert tokens.type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis

@@ -5,9 +5,11 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA
 
+from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.models.stocks import PREPROCESSING_FILE, QUICK, SPEC, TICKERS_FILE, load_tickers
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.settings import get_settings
@@ -20,7 +22,9 @@ from mlops_onnx.variants import build_variants, graph_op_types
 def trained(tmp_path_factory):
     """Validate and train the quick profile on the real sample (or a synthetic archive), like the DAG does."""
     folder = tmp_path_factory.mktemp("stock-model")
-    settings = replace(get_settings(), profile="quick", home=folder / "home", stock_tickers=None)
+    settings = replace(
+        get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
+    )
     if HAS_SHARED_DATA:
         data = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
     else:
@@ -108,6 +112,8 @@ def test_the_saved_scaler_is_json_fitted_on_training_rows(trained):
 def test_export_is_a_fused_lstm_with_a_dynamic_batch(trained):
     ops = graph_op_types(trained["onnx"])
     assert "LSTM" in ops and not ops & {"Loop", "Scan"}, sorted(ops)
+    opsets = onnx.load(str(trained["onnx"])).opset_import
+    assert max(o.version for o in opsets if o.domain in ("", "ai.onnx")) == ONNX_OPSET
     session = make_session(trained["onnx"])
     shape = session.get_inputs()[0].shape
     assert session.get_inputs()[0].name == "window" and not isinstance(shape[0], int)

@@ -115,3 +115,38 @@ def test_serving_settings_have_defaults_and_name_bad_values(settings_env):
         settings_env(MLOPS_SERVE_MAX_BYTES="1MB")
     with pytest.raises(SettingsError, match="MLOPS_SERVE_BATCHING='sometimes'"):
         settings_env(MLOPS_SERVE_MAX_BYTES="", MLOPS_SERVE_BATCHING="sometimes")
+
+
+def test_validation_thresholds_and_synthetic_size_do_not_follow_the_training_profile(settings_env):
+    thresholds = ("fashion_min_train_rows", "fashion_min_test_rows", "news_min_rows", "stock_min_rows")
+    quick, full = settings_env(MLOPS_PROFILE="quick"), settings_env(MLOPS_PROFILE="full")
+    assert [getattr(quick, name) for name in thresholds] == [getattr(full, name) for name in thresholds]
+    assert (quick.stock_min_tickers, full.stock_min_tickers) == (3, 3)
+    assert settings_env(MLOPS_STOCK_MIN_ROWS="400", MLOPS_NEWS_MIN_ROWS="50").stock_min_rows == 400
+    assert (quick.synthetic_size, full.synthetic_size) == ("small", "demo")
+    assert settings_env(MLOPS_PROFILE="full", MLOPS_SYNTHETIC_SIZE="full").synthetic_size == "full"
+    with pytest.raises(SettingsError, match="MLOPS_SYNTHETIC_SIZE='huge'"):
+        settings_env(MLOPS_SYNTHETIC_SIZE="huge")
+
+
+def test_stock_test_days_have_their_own_setting(settings_env):
+    from mlops_onnx.models.fashion import SPEC as FASHION
+    from mlops_onnx.models.stocks import SPEC as STOCKS
+
+    settings = settings_env(MLOPS_SYNTHETIC_SIZE="", MLOPS_MAX_TEST_ROWS="300", MLOPS_MAX_TEST_DAYS="20")
+    assert (settings.max_test_rows, settings.max_test_days) == (300, 20)
+    assert STOCKS.train_config(settings).max_test_days == 20
+    assert FASHION.train_config(settings).max_test_rows == 300
+    assert STOCKS.train_config(settings_env(MLOPS_MAX_TEST_DAYS="")).max_test_days is None
+
+
+def test_importing_the_specs_loads_neither_tensorflow_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlops_onnx.models.stocks, mlops_onnx.models.fake_news, mlops_onnx.models.fashion\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'torch', 'tf2onnx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

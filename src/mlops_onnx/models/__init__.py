@@ -2,8 +2,10 @@
 
 A spec says how to validate its dataset, train, export to ONNX, feed ONNX Runtime and score
 outputs; everything else (snapshots, quantized variants, parity, benchmarks, the gate, MLflow)
-is shared and lives outside this package. Specs are loaded lazily, inside tasks, through `load_spec`,
-from the module the catalog (`mlops_onnx.catalog`) names for each model.
+is shared and lives outside this package. Specs import torch and TensorFlow only inside the
+functions that need them (tasks that only read data or ONNX files never pay for that import), and
+are loaded through `load_spec` from the module the catalog (`mlops_onnx.catalog`) names for each
+model. The two Keras specs share their compile, fit, epoch timer and export in `keras_native`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.validation import ValidationReport
 
-ONNX_OPSET = 20  # every export (torch.onnx and tf2onnx) writes this opset
+# One opset for every export: the newest tf2onnx 1.17 supports (torch's dynamo exporter takes 18 and up).
+ONNX_OPSET = 18
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 Predictor = Callable[[np.ndarray], np.ndarray]

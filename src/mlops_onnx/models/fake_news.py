@@ -20,8 +20,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +35,6 @@ from mlops_onnx.text import Tokenizer, clean_text
 from mlops_onnx.validation import ValidationReport
 from mlops_onnx.validation.fake_news import CLASS_FILES, NewsRules, has_content, parse_dates, read_news_csv
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -65,7 +62,6 @@ class FakeNewsConfig:
     max_train_rows: int | None = None
     max_test_rows: int | None = None
     max_liar_rows: int | None = None
-    min_rows: int = 1000  # per class file, checked by validation
     seed: int = 42
 
 
@@ -78,27 +74,21 @@ QUICK = FakeNewsConfig(
     max_train_rows=1500,
     max_test_rows=400,
     max_liar_rows=500,
-    min_rows=200,
 )
 
 
 def build_model(cfg: FakeNewsConfig):
-    import keras
-    from keras import layers
+    from mlops_onnx.models.keras_native import load_keras
 
+    keras = load_keras()
+    layers = keras.layers
     tokens = keras.Input(shape=(cfg.sequence_length,), dtype="int32", name="tokens")
     x = layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")(tokens)
     x = layers.SpatialDropout1D(cfg.embedding_dropout)(x)
     x = layers.LSTM(cfg.lstm_units, name="lstm")(x)  # no mask_zero: keeps ONNX's fused LSTM op
     x = layers.Dropout(cfg.dropout)(x)
     fake = layers.Dense(1, activation="sigmoid", name="fake_probability")(x)
-    model = keras.Model(tokens, fake, name="fake_news_rnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clipnorm),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return keras.Model(tokens, fake, name="fake_news_rnn")
 
 
 # --- data: one function builds the splits, for train and for evaluation alike ------------------
@@ -304,11 +294,11 @@ class FakeNewsSpec(ModelSpec):
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         from mlops_onnx.validation.fake_news import validate_snapshot
 
-        rules = NewsRules(min_rows=self.train_config(settings).min_rows)
+        rules = NewsRules(min_rows=settings.news_min_rows)
         return validate_snapshot(snapshot.path, snapshot.content_hash, rules)
 
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
-        import keras
+        from mlops_onnx.models.keras_native import compile_and_fit, load_keras
 
         cfg = self.train_config(settings)
         splits = split_articles(snapshot.path, cfg)
@@ -316,36 +306,26 @@ class FakeNewsSpec(ModelSpec):
         tokenizer_path = tokenizer.save(workdir / TOKENIZER_FILE)
         x_train, x_val = tokenizer.encode(splits.train["clean"]), tokenizer.encode(splits.val["clean"])
 
-        keras.utils.set_random_seed(cfg.seed)
+        load_keras().utils.set_random_seed(cfg.seed)
         model = build_model(cfg)
-        started = {}
-
-        def epoch_end(epoch: int, logs: dict) -> None:
-            on_epoch(
-                epoch + 1,
-                {
-                    "train_loss": logs["loss"],
-                    "train_accuracy": logs["accuracy"],
-                    "val_loss": logs["val_loss"],
-                    "val_accuracy": logs["val_accuracy"],
-                    "epoch_seconds": time.perf_counter() - started["epoch"],
-                },
-            )
-
-        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-        history = model.fit(
-            x_train,
-            label_array(splits.train),
-            validation_data=(x_val, label_array(splits.val)),
+        history = compile_and_fit(
+            model,
+            (x_train, label_array(splits.train)),
+            (x_val, label_array(splits.val)),
+            learning_rate=cfg.learning_rate,
+            clipnorm=cfg.clipnorm,
+            loss="binary_crossentropy",
+            metrics=("accuracy",),
             epochs=cfg.epochs,
+            patience=cfg.patience,
             batch_size=cfg.batch_size,
-            verbose=0,
-            callbacks=[
-                stopper,
-                keras.callbacks.LambdaCallback(
-                    on_epoch_begin=lambda epoch, logs: started.update(epoch=time.perf_counter()), on_epoch_end=epoch_end
-                ),
-            ],
+            on_epoch=on_epoch,
+            logged={
+                "train_loss": "loss",
+                "train_accuracy": "accuracy",
+                "val_loss": "val_loss",
+                "val_accuracy": "val_accuracy",
+            },
         )
         checkpoint = workdir / "model.keras"
         model.save(checkpoint)
@@ -375,7 +355,7 @@ class FakeNewsSpec(ModelSpec):
                 "test_rows": float(len(test)),
             }
         )
-        params = {k: v for k, v in asdict(cfg).items() if k != "min_rows"}
+        params = asdict(cfg)
         params.update(
             {
                 "recurrent_layer": "LSTM",
@@ -390,20 +370,11 @@ class FakeNewsSpec(ModelSpec):
             checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params, preprocessing=[tokenizer_path]
         )
 
-    def _load(self, checkpoint: Path):
-        import keras
-
-        return keras.models.load_model(checkpoint)
-
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
-        import tensorflow as tf
-        import tf2onnx
-
+        from mlops_onnx.models.keras_native import export_keras_onnx
         from mlops_onnx.variants import LOOP_OPS, graph_op_types
 
-        model = self._load(checkpoint)
-        signature = [tf.TensorSpec((None, model.input_shape[1]), tf.int32, name=self.onnx_input_name)]
-        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
+        export_keras_onnx(checkpoint, out_path, self.onnx_input_name, "int32")
         ops = graph_op_types(out_path)
         recurrent = sorted(ops & ({"LSTM", "GRU", "RNN"} | LOOP_OPS))
         log.warning(

@@ -11,11 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from mlops_onnx.datasets import FASHION_MNIST
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
+from mlops_onnx.models import ONNX_OPSET, EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -24,7 +22,6 @@ from mlops_onnx.validation.fashion import PIXEL_COLUMNS, validate_snapshot
 
 TRAIN_FILE, TEST_FILE = FASHION_MNIST.file_patterns
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # Fashion-MNIST training-set statistics
 
 
 @dataclass(frozen=True)
@@ -38,40 +35,10 @@ class FashionConfig:
     max_train_rows: int | None = None
     max_test_rows: int | None = None
     max_train_batches: int | None = None  # per epoch; None = the whole training split
-    min_rows: tuple[tuple[str, int], ...] = ((TRAIN_FILE, 1000), (TEST_FILE, 200))
     seed: int = 42
 
 
 QUICK = FashionConfig(epochs=3, max_train_rows=1500, max_test_rows=600)
-
-
-class FashionCNN(nn.Module):
-    def __init__(self, classes: int = 10) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.BatchNorm2d(32),
-            nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(0.3),
-            nn.Linear(64 * 7 * 7, 128),
-            nn.ReLU(),
-            nn.Dropout(0.3),
-            nn.Linear(128, classes),
-        )
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = (image / 255.0 - PIXEL_MEAN) / PIXEL_STD
-        return self.classifier(self.features(x))
 
 
 def load_split(snapshot: Snapshot, name: str, max_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,20 +55,6 @@ def image_ids(images: np.ndarray) -> np.ndarray:
     import hashlib
 
     return np.array([hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest() for image in images])
-
-
-def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 512):
-    model.eval()
-    losses, logits = [], []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch):
-            out = model(images[i : i + batch])
-            logits.append(out)
-            losses.append(nn.functional.cross_entropy(out, labels[i : i + batch], reduction="sum"))
-    all_logits = torch.cat(logits)
-    loss = float(torch.stack(losses).sum()) / len(images)
-    accuracy = float((all_logits.argmax(1) == labels).float().mean())
-    return loss, accuracy, all_logits.numpy()
 
 
 class FashionSpec(ModelSpec):
@@ -129,12 +82,15 @@ class FashionSpec(ModelSpec):
         )
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
-        cfg = self.train_config(settings)
-        return validate_snapshot(
-            snapshot.path, snapshot.content_hash, list(FASHION_MNIST.file_patterns), dict(cfg.min_rows)
-        )
+        min_rows = {TRAIN_FILE: settings.fashion_min_train_rows, TEST_FILE: settings.fashion_min_test_rows}
+        return validate_snapshot(snapshot.path, snapshot.content_hash, list(FASHION_MNIST.file_patterns), min_rows)
 
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
+        import torch
+        from torch import nn
+
+        from mlops_onnx.models.fashion_net import FashionCNN, evaluate
+
         cfg = self.train_config(settings)
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -167,7 +123,7 @@ class FashionSpec(ModelSpec):
                 total_loss += loss.item() * len(batch)
                 correct += int((logits.argmax(1) == target).sum())
                 seen += len(batch)
-            val_loss, val_accuracy, _ = _evaluate(model, x_val, y_val)
+            val_loss, val_accuracy, _ = evaluate(model, x_val, y_val)
             epochs_run = epoch
             on_epoch(
                 epoch,
@@ -191,9 +147,7 @@ class FashionSpec(ModelSpec):
         torch.save(model.state_dict(), checkpoint)
 
         test_images, test_labels = load_split(snapshot, TEST_FILE, cfg.max_test_rows)
-        test_loss, test_accuracy, logits = _evaluate(
-            model, torch.from_numpy(test_images), torch.from_numpy(test_labels)
-        )
+        test_loss, test_accuracy, logits = evaluate(model, torch.from_numpy(test_images), torch.from_numpy(test_labels))
         from mlops_onnx.reporting import classification_report_artifacts
 
         metrics, artifacts = classification_report_artifacts(
@@ -210,22 +164,29 @@ class FashionSpec(ModelSpec):
                 "test_rows": float(len(test_images)),
             }
         )
-        params = {k: v for k, v in asdict(cfg).items() if k != "min_rows"}
+        params = asdict(cfg)
         params["parameters"] = sum(p.numel() for p in model.parameters())
         return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params)
 
-    def _load(self, checkpoint: Path) -> FashionCNN:
+    def _load(self, checkpoint: Path):
+        import torch
+
+        from mlops_onnx.models.fashion_net import FashionCNN
+
         model = FashionCNN()
         model.load_state_dict(torch.load(checkpoint, weights_only=True))
         return model.eval()
 
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
+        import torch
+
         model = self._load(checkpoint)
         example = torch.zeros(2, 1, 28, 28)
         program = torch.onnx.export(
             model,
             (example,),
             dynamo=True,
+            opset_version=ONNX_OPSET,
             input_names=[self.onnx_input_name],
             output_names=["logits"],
             dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
@@ -247,10 +208,12 @@ class FashionSpec(ModelSpec):
     def native_predictors(
         self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
     ) -> dict[str, Predictor]:
+        import torch
+
         torch.set_num_threads(settings.bench_threads)
         model = self._load(checkpoint).to(device)
 
-        def runner(module: nn.Module) -> Predictor:
+        def runner(module: torch.nn.Module) -> Predictor:
             def predict(inputs: np.ndarray) -> np.ndarray:
                 with torch.inference_mode():
                     return module(torch.from_numpy(inputs).to(device)).cpu().numpy()

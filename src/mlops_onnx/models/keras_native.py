@@ -1,17 +1,90 @@
-"""Native inference for the Keras specs (fake news, stocks): eager call and `predict`, same threads as ONNX Runtime."""
+"""What the Keras specs (fake news, stocks) share: one compile-and-fit with the epoch timer, one ONNX
+export (tf2onnx at `ONNX_OPSET`), and native inference (eager call and `predict`, as many threads as
+ONNX Runtime gets). TensorFlow is imported inside each function, never when this module loads.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mlops_onnx.models import Predictor
+from mlops_onnx.models import ONNX_OPSET, EpochCallback, Predictor
 from mlops_onnx.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def load_keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ info logs in task output
+    import keras
+
+    return keras
+
+
+def epoch_timer(on_epoch: EpochCallback, logged: dict[str, str]):
+    """A Keras callback passing each epoch's logs (our metric name -> Keras log name) and its wall time to
+    `on_epoch`, numbered from 1."""
+    keras = load_keras()
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            metrics = {name: float(logs[key]) for name, key in logged.items()}
+            on_epoch(epoch + 1, {**metrics, "epoch_seconds": time.perf_counter() - self.started})
+
+    return EpochTimer()
+
+
+def compile_and_fit(
+    model,
+    train: Any,
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    learning_rate: float,
+    loss: str,
+    epochs: int,
+    patience: int,
+    on_epoch: EpochCallback,
+    logged: dict[str, str],
+    metrics: tuple[str, ...] = (),
+    clipnorm: float | None = None,
+    batch_size: int | None = None,
+):
+    """Adam, early stopping on the validation loss (the best weights restored) and the epoch timer.
+    `train` is `(inputs, targets)` or a `keras.utils.PyDataset` of batches; returns the Keras history."""
+    keras = load_keras()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm), loss=loss, metrics=list(metrics))
+    inputs, targets = train if isinstance(train, tuple) else (train, None)
+    return model.fit(
+        inputs,
+        targets,
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+            epoch_timer(on_epoch, logged),
+        ],
+    )
+
+
+def export_keras_onnx(checkpoint: Path, out_path: Path, input_name: str, input_dtype: str) -> None:
+    """tf2onnx of a saved .keras model with one input named `input_name` and a dynamic batch axis."""
+    keras = load_keras()
+    import tensorflow as tf
+    import tf2onnx
+
+    model = keras.models.load_model(checkpoint)
+    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.as_dtype(input_dtype), name=input_name)]
+    tf2onnx.convert.from_keras(model, input_signature=signature, opset=ONNX_OPSET, output_path=str(out_path))
 
 
 def keras_predictors(
@@ -21,8 +94,7 @@ def keras_predictors(
     with `compiled`, `native_compiled`: the call traced once by `tf.function` for any batch size."""
     if device != "cpu":  # tensorflow-cpu: the Keras models have no GPU to run on here
         return {}
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    keras = load_keras()
     import tensorflow as tf
 
     try:  # as many threads as ONNX Runtime gets in the benchmark; possible only before TF's first op

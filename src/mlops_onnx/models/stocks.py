@@ -22,8 +22,6 @@ worse than naive on the test days; validation picked the weights and is never th
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,24 +29,20 @@ import numpy as np
 
 from mlops_onnx.datasets import STOCKS
 from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
+from mlops_onnx.models.stock_splits import (
+    dm_vs_naive,
+    per_ticker_metrics,
+    plot_forecasts,
+    row_ids,
+    split_data,
+    split_periods,
+)
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
-from mlops_onnx.timeseries import (
-    FEATURES,
-    WARMUP,
-    FeatureScaler,
-    TickerSeries,
-    forecast_metrics,
-    load_series,
-    windows,
-)
+from mlops_onnx.timeseries import FEATURES, FeatureScaler, TickerSeries, forecast_metrics, load_series, windows
 from mlops_onnx.validation import ValidationReport, load_report
 from mlops_onnx.validation.stocks import StockChecks, ticker_of, validate_stocks
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ info logs in task output
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 PREPROCESSING_FILE = "stock_preprocessing.json"
 TICKERS_FILE = "stock_tickers.json"
@@ -61,11 +55,10 @@ class StockConfig:
     # validation and test). Rows added later are test rows; moving a boundary is a config change.
     val_start: str = "2015-11-11"
     test_start: str = "2016-11-11"
-    max_test_days: int | None = None  # per ticker, the first test days only (MLOPS_MAX_TEST_ROWS); None = all
+    max_test_days: int | None = None  # per ticker, the first test days only (MLOPS_MAX_TEST_DAYS); None = all
     max_train_windows: int = 2500  # per ticker, the most recent before validation (about ten years)
     min_train_windows: int = 500  # a ticker with fewer before `val_start` is left out of training (and listed)
     max_tickers: int | None = 100  # longest histories first; None = every eligible ticker
-    min_tickers: int = 5  # validation fails below this many passing tickers
     units: int = 32
     dropout: float = 0.1
     epochs: int = 30
@@ -76,12 +69,6 @@ class StockConfig:
     plot_tickers: int = 3
     seed: int = 42
 
-    @property
-    def min_rows(self) -> int:
-        """Rows a ticker file needs at least: feature warm-up, one window, the training windows and a
-        validation and a test day (whether its dates cover the splits is checked when it is loaded)."""
-        return WARMUP + self.window + self.min_train_windows + 2
-
 
 QUICK = StockConfig(
     window=20,
@@ -90,7 +77,6 @@ QUICK = StockConfig(
     max_train_windows=300,
     min_train_windows=100,
     max_tickers=8,
-    min_tickers=3,
     units=16,
     epochs=3,
     patience=2,
@@ -98,8 +84,11 @@ QUICK = StockConfig(
 )
 
 
-def build_model(cfg: StockConfig, target_scale: float) -> keras.Model:
+def build_model(cfg: StockConfig, target_scale: float):
     """Plain `LSTM` (no recurrent dropout, no masking) so tf2onnx emits one fused ONNX `LSTM` op."""
+    from mlops_onnx.models.keras_native import load_keras
+
+    keras = load_keras()
     inputs = keras.Input((cfg.window, len(FEATURES)), name="window")
     x = keras.layers.LSTM(cfg.units, name="lstm")(inputs)
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
@@ -107,67 +96,6 @@ def build_model(cfg: StockConfig, target_scale: float) -> keras.Model:
     x = keras.layers.Dense(1, kernel_initializer="zeros", name="scaled_return")(x)
     outputs = keras.layers.Rescaling(target_scale, name="log_return")(x)  # train in ~unit scale, output returns
     return keras.Model(inputs, outputs, name="stock_lstm")
-
-
-class WindowBatches(keras.utils.PyDataset):
-    """Shuffled training batches gathered from per-ticker feature rows: windows are never materialised."""
-
-    def __init__(
-        self, series: list[TickerSeries], scaler: FeatureScaler, window: int, batch_size: int, seed: int
-    ) -> None:
-        super().__init__()
-        offsets = np.cumsum([0] + [len(s.features) for s in series])
-        self.features = np.concatenate([scaler.transform(s.features) for s in series])
-        self.origins = np.concatenate([s.origins["train"] + o for s, o in zip(series, offsets)])
-        self.targets = np.concatenate([s.targets("train") for s in series]).astype(np.float32)
-        self.window, self.batch_size = window, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(self.origins))
-
-    def __len__(self) -> int:
-        return -(-len(self.origins) // self.batch_size)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return windows(self.features, self.origins[picked], self.window), self.targets[picked, None]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.origins))
-
-
-@dataclass
-class SplitData:
-    """One split's windows over every ticker, with what price-level metrics need."""
-
-    inputs: np.ndarray  # float32 [n, window, features], scaled
-    targets: np.ndarray  # float32 [n], next-day log returns
-    close_now: np.ndarray
-    close_next: np.ndarray
-    dates: np.ndarray  # the date of each forecast's target day
-    tickers: np.ndarray
-    predicted: np.ndarray | None = None  # the model's log returns, once predicted
-
-
-def split_data(series: list[TickerSeries], scaler: FeatureScaler, window: int, split: str) -> SplitData:
-    parts = []
-    for s in series:
-        t = s.origins[split]
-        parts.append(
-            (
-                windows(scaler.transform(s.features), t, window),
-                s.targets(split).astype(np.float32),
-                s.close[t],
-                s.close[t + 1],
-                s.dates[t + 1],
-                np.full(len(t), s.ticker),
-            )
-        )
-    return SplitData(*(np.concatenate(column) for column in zip(*parts)))
-
-
-def row_ids(data: SplitData) -> np.ndarray:
-    """`ticker:YYYY-MM-DD` of the day forecast: the same row on every night."""
-    return np.array([f"{t}:{str(d)[:10]}" for t, d in zip(data.tickers, data.dates)])
 
 
 def select_files(report: dict, tickers: tuple[str, ...] | None) -> list[str]:
@@ -208,71 +136,6 @@ def load_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> list
     return [load_ticker(snapshot, f, cfg) for f in files]
 
 
-def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[Path]:
-    """Test-period close vs the model's and the naive forecast, and actual vs predicted returns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    for ticker in tickers:
-        rows = data.tickers == ticker
-        predicted_close = data.close_now[rows] * np.exp(data.predicted[rows])
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(2, 1))
-        top.plot(data.dates[rows], data.close_next[rows], label="actual close", color="black", linewidth=1.2)
-        top.plot(data.dates[rows], predicted_close, label="LSTM forecast", color="tab:blue", linewidth=1)
-        top.plot(
-            data.dates[rows],
-            data.close_now[rows],
-            label="naive (yesterday's close)",
-            color="tab:orange",
-            linewidth=0.8,
-            linestyle="--",
-        )
-        top.set_ylabel("close")
-        top.set_title(f"{ticker}: next-day close forecast, test period")
-        top.legend(loc="best", fontsize=8)
-        bottom.bar(data.dates[rows], data.targets[rows], color="lightgray", label="actual log return")
-        bottom.plot(data.dates[rows], data.predicted[rows], color="tab:blue", linewidth=1, label="predicted")
-        bottom.set_ylabel("log return")
-        bottom.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        path = workdir / f"forecast_{ticker}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def split_periods(series: list[TickerSeries]) -> dict[str, dict[str, list[str]]]:
-    """First and last forecast-origin date of each split, per ticker."""
-    return {
-        s.ticker: {split: [str(s.dates[o[0]])[:10], str(s.dates[o[-1]])[:10]] for split, o in s.origins.items()}
-        for s in series
-    }
-
-
-def dm_vs_naive(data: SplitData) -> float:
-    """Diebold–Mariano p-value of the model against the naive forecast on the same days (scaled absolute errors)."""
-    from mlops_onnx.stats import diebold_mariano
-    from mlops_onnx.timeseries import daily_loss_differential, scaled_errors
-
-    model, naive = scaled_errors(data.close_now, data.close_next, data.predicted, data.tickers)
-    return diebold_mariano(daily_loss_differential(data.dates, model, naive).to_numpy()).p_value
-
-
-def per_ticker_metrics(data: SplitData) -> dict[str, dict[str, float]]:
-    return {
-        str(ticker): {
-            **forecast_metrics(data.close_now[rows], data.close_next[rows], data.predicted[rows], "test"),
-            "test_days": int(rows.sum()),
-        }
-        for ticker in np.unique(data.tickers)
-        for rows in [data.tickers == ticker]
-    }
-
-
 class StockSpec(ModelSpec):
     name = "stock_lstm"
     dataset = STOCKS
@@ -300,8 +163,7 @@ class StockSpec(ModelSpec):
             QUICK,
             epochs="epochs",
             max_train_windows="max_train_rows",
-            max_test_days="max_test_rows",
-            min_tickers="stock_min_tickers",
+            max_test_days="max_test_days",
         )
         if settings.stock_max_tickers is not None:  # 0: every ticker that passes validation
             cfg = replace(cfg, max_tickers=settings.stock_max_tickers or None)
@@ -311,13 +173,15 @@ class StockSpec(ModelSpec):
         return {**super().resolved_config(settings), "stock_tickers": list(settings.stock_tickers or [])}
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
-        cfg = self.train_config(settings)
-        checks = StockChecks(min_rows=cfg.min_rows, min_passing=cfg.min_tickers)
+        checks = StockChecks(min_rows=settings.stock_min_rows, min_passing=settings.stock_min_tickers)
         return validate_stocks(snapshot.path, snapshot.content_hash, snapshot.files, checks, settings.stock_tickers)
 
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
+        from mlops_onnx.models.keras_native import compile_and_fit, load_keras
+        from mlops_onnx.models.stock_splits import window_batches
+
         cfg = self.train_config(settings)
-        keras.utils.set_random_seed(cfg.seed)
+        load_keras().utils.set_random_seed(cfg.seed)
         eligible = select_files(load_report(workdir), settings.stock_tickers)
         chosen, left_out = choose_tickers(snapshot, eligible, cfg)
         if not chosen:
@@ -328,34 +192,21 @@ class StockSpec(ModelSpec):
             )
         files, series = list(chosen), list(chosen.values())
         scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
-        batches = WindowBatches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
+        batches = window_batches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
         val = split_data(series, scaler, cfg.window, "val")
         target_scale = float(np.std(batches.targets))
 
         model = build_model(cfg, target_scale)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mae")
-        epoch_started = [time.perf_counter()]
-
-        def log_epoch(epoch: int, logs: dict) -> None:
-            on_epoch(
-                epoch + 1,
-                {
-                    "train_loss": float(logs["loss"]),
-                    "val_loss": float(logs["val_loss"]),
-                    "epoch_seconds": time.perf_counter() - epoch_started[0],
-                },
-            )
-            epoch_started[0] = time.perf_counter()
-
-        history = model.fit(
+        history = compile_and_fit(
+            model,
             batches,
-            validation_data=(val.inputs, val.targets[:, None]),
+            (val.inputs, val.targets[:, None]),
+            learning_rate=cfg.learning_rate,
+            loss="mae",
             epochs=cfg.epochs,
-            verbose=0,
-            callbacks=[
-                keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
-                keras.callbacks.LambdaCallback(on_epoch_end=log_epoch),
-            ],
+            patience=cfg.patience,
+            on_epoch=on_epoch,
+            logged={"train_loss": "loss", "val_loss": "val_loss"},
         )
         checkpoint = workdir / "model.keras"
         model.save(checkpoint)
@@ -426,12 +277,9 @@ class StockSpec(ModelSpec):
         )
 
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
-        import tf2onnx
+        from mlops_onnx.models.keras_native import export_keras_onnx
 
-        model = keras.models.load_model(checkpoint)
-        _, window, features = model.input_shape
-        signature = [tf.TensorSpec((None, window, features), tf.float32, name=self.onnx_input_name)]
-        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(out_path))
+        export_keras_onnx(checkpoint, out_path, self.onnx_input_name, "float32")
 
     def evaluation_data(
         self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None

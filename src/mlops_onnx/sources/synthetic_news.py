@@ -4,8 +4,10 @@ Same schema and the same quirks as the real files: Reuters datelines and curly a
 True texts only, subjects that differ by class, several date formats (one cell holding a URL),
 trailing spaces, an exact duplicate article with another subject and date, a single-space text, a
 title with leading spaces, an embedded newline. The classes are learnable from the words
-themselves (class-specific vocabularies mixed into shared ones), so a model trained on cleaned
-text passes the gate as it does on real data. Deterministic per seed.
+themselves (a few class-specific words mixed into shared ones), so a model trained on cleaned
+text passes the gate as it does on real data, but not perfectly: a short article holds few telling
+words, and a few articles are written in the other class's style (`STYLE_SWAP`), as some real
+articles read like the other kind. Deterministic per seed; `MLOPS_SYNTHETIC_SIZE` picks the size.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import numpy as np
 
 from mlops_onnx.settings import Settings
 
-NEWS_ROWS = {"full": (2500, 2400), "quick": (320, 300)}  # (Fake.csv, True.csv)
-LIAR_ROWS = {"full": (1200, 160), "quick": (240, 60)}  # (train.tsv, valid.tsv)
+NEWS_ROWS = {"small": (320, 300), "demo": (1200, 1100), "full": (2500, 2400)}  # (Fake.csv, True.csv)
+LIAR_ROWS = {"small": (240, 60), "demo": (600, 100), "full": (1200, 160)}  # (train.tsv, valid.tsv)
+TITLE_SHARE, BODY_SHARE = 0.15, 0.06  # chance that a word comes from the class's own vocabulary
+STYLE_SWAP = 0.03  # share of articles written with the other class's words
 
 
 def _vocabulary(words: str) -> list[str]:
@@ -77,11 +81,16 @@ def _date_text(day: date, style: int) -> str:
     ]
 
 
+def _style(rng: np.random.Generator, own: list[str], other: list[str]) -> list[str]:
+    return other if rng.random() < STYLE_SWAP else own
+
+
 def _fake_article(rng: np.random.Generator) -> list[str]:
-    title = " ".join(_words(rng, int(rng.integers(6, 13)), FAKE_WORDS, 0.4)).title()
+    words = _style(rng, FAKE_WORDS, TRUE_WORDS)
+    title = " ".join(_words(rng, int(rng.integers(6, 13)), words, TITLE_SHARE)).title()
     if rng.random() < 0.3:
         title += " (VIDEO)"
-    body = _sentences(_words(rng, int(rng.integers(40, 160)), FAKE_WORDS, 0.3), rng)
+    body = _sentences(_words(rng, int(rng.integers(40, 160)), words, BODY_SHARE), rng)
     body = body.replace(" trump ", " Trump s ")  # the fake sites' scrape lost its apostrophes
     if rng.random() < 0.1:
         body = "21st Century Wire says " + body
@@ -92,8 +101,9 @@ def _fake_article(rng: np.random.Generator) -> list[str]:
 
 
 def _true_article(rng: np.random.Generator) -> list[str]:
-    title = " ".join(_words(rng, int(rng.integers(6, 13)), TRUE_WORDS, 0.4)).capitalize()
-    body = _sentences(_words(rng, int(rng.integers(40, 160)), TRUE_WORDS, 0.3), rng)
+    words = _style(rng, TRUE_WORDS, FAKE_WORDS)
+    title = " ".join(_words(rng, int(rng.integers(6, 13)), words, TITLE_SHARE)).capitalize()
+    body = _sentences(_words(rng, int(rng.integers(40, 160)), words, BODY_SHARE), rng)
     body = body.replace(" trump ", " Trump\u2019s ")  # Reuters keeps its (curly) apostrophes
     body = f"{CITIES[int(rng.integers(0, len(CITIES)))]} (Reuters) - {body}"
     day = _date_text(_day(rng), 0) + " "  # the real True.csv dates end with a space
@@ -108,7 +118,7 @@ def _write_csv(path: Path, rows: list[list[str]]) -> None:
 
 
 def generate_news(dest: Path, rng: np.random.Generator, settings: Settings) -> dict:
-    n_fake, n_true = NEWS_ROWS[settings.profile]
+    n_fake, n_true = NEWS_ROWS[settings.synthetic_size]
     fake = [_fake_article(rng) for _ in range(n_fake - 1)]
     true = [_true_article(rng) for _ in range(n_true)]
     # The real files' quirks, once each.
@@ -145,7 +155,7 @@ def _liar_row(rng: np.random.Generator, index: int) -> list[str]:
 def generate_liar(dest: Path, rng: np.random.Generator, settings: Settings) -> dict:
     rows = {}
     start = 1
-    for name, n in zip(("train.tsv", "valid.tsv"), LIAR_ROWS[settings.profile]):
+    for name, n in zip(("train.tsv", "valid.tsv"), LIAR_ROWS[settings.synthetic_size]):
         lines = ["\t".join(_liar_row(rng, start + i)) for i in range(n)]
         (dest / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
         rows[name] = n

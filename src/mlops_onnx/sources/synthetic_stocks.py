@@ -4,7 +4,8 @@ Good tickers are geometric random walks over business days ending on the archive
 with volatility clustering (GARCH(1,1)) and a weak day-to-day momentum in returns, so a forecaster
 has a little to learn, as on real data. Beside them, the archive's bad-file kinds, each in its own
 file: a 0-byte file, a single-row file, impossible prices (Low > High, a price ≤ 0), an illiquid
-ticker with many Volume=0 days and a history too short for the model. Deterministic per seed.
+ticker with many Volume=0 days and a history too short for the model. Deterministic per seed;
+`MLOPS_SYNTHETIC_SIZE` picks how many tickers and days.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ HEADER = "Date,Open,High,Low,Close,Volume,OpenInt"
 LAST_DATE = "2017-11-10"
 STOCKS = ("acme", "bolt", "cobl", "dyna", "echo", "flux", "grid", "hale", "iris", "jolt", "kite", "lumo")
 ETFS = ("mkt", "bond", "gold", "tech")
-# profile -> (stock tickers, ETF tickers, business days of history)
-SIZES = {"full": (12, 4, 3000), "quick": (6, 2, 700)}
+# MLOPS_SYNTHETIC_SIZE -> (stock tickers, ETF tickers, business days of history)
+SIZES = {"small": (6, 2, 700), "demo": (8, 2, 3000), "full": (12, 4, 3000)}
 BAD_FILES = {
     "Stocks/empt.us.txt": "0-byte file, no header",
     "Stocks/solo.us.txt": "a single data row",
@@ -93,7 +94,7 @@ def _bad_files(dest: Path, rng: np.random.Generator) -> None:
 
 
 def generate_stocks(dest: Path, rng: np.random.Generator, settings: Settings) -> dict:
-    stocks, etfs, days = SIZES[settings.profile]
+    stocks, etfs, days = SIZES[settings.synthetic_size]
     tickers = [f"Stocks/{t}.us.txt" for t in STOCKS[:stocks]] + [f"ETFs/{t}.us.txt" for t in ETFS[:etfs]]
     for name in tickers:
         write_ticker(dest / name, random_walk(rng, days))
