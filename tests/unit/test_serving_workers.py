@@ -3,6 +3,7 @@ One `POST /reload` reaches one worker; the reload signal in MLOPS_HOME brings th
 alias poll is off here, so only the signal can). A 100 MB chunked body is cut off after the limit."""
 
 import os
+import secrets
 import select
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from test_serving import NAME, register
 
 from mlops_onnx.settings import Settings
 
-TOKEN = "workers-test-token"
+TOKEN = secrets.token_urlsafe(16)
 
 pytestmark = pytest.mark.slow  # a real uvicorn subprocess: make test, not make test-fast
 

@@ -64,7 +64,11 @@ def log_to_mlflow(report: dict, files: list[Path]) -> str | None:
     from mlops_onnx.settings import get_settings
 
     tracking.configure(get_settings())
-    mlflow.set_experiment("benchmarks")
+    # The experiment by id, not mlflow.set_experiment: that sets a process-wide default (and MLFLOW_EXPERIMENT_ID)
+    # every later run of this process would inherit.
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("benchmarks")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("benchmarks")
     metrics = {}
     for r in report["rows"]:
         key = f"{r['model']}.{r['variant']}.{short_label(r, '.')}.b{r['batch']}"
@@ -79,7 +83,7 @@ def log_to_mlflow(report: dict, files: list[Path]) -> str | None:
             metrics[f"target.{t['model']}.{'speedup' if 'native' in t['target'] else 'serving_vs_fp32'}"] = t["ratio"]
     tags = {f"version.{m}": str(i.get("registered_version")) for m, i in report["models"].items()}
     tags |= {"cpu_model": report["machine"]["cpu_model"][:250], "gpu": str(report["machine"].get("gpu"))[:250]}
-    with mlflow.start_run(run_name=f"bench-{report['generated_at']}", tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench-{report['generated_at']}", tags=tags) as run:
         mlflow.log_params(report["settings"])
         mlflow.log_metrics(metrics)
         for path in files:
