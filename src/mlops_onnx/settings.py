@@ -88,8 +88,9 @@ class Settings:
     serve_max_items: int = 64  # MLOPS_SERVE_MAX_ITEMS: articles per request
     serve_max_bytes: int = 1 << 20  # MLOPS_SERVE_MAX_BYTES: request body, declared or streamed (413 once passed)
     serve_max_text_chars: int = 100_000  # MLOPS_SERVE_MAX_TEXT_CHARS: characters of one article's text
-    # MLOPS_SERVE_BATCHING: requests that arrive while an ONNX Runtime call runs share the next one (measured on)
-    serve_batching: bool = True
+    # MLOPS_SERVE_BATCHING: requests that arrive while an ONNX Runtime call runs share the next one (off: no
+    # measured gain at 32 clients on an otherwise idle machine; README, Load test)
+    serve_batching: bool = False
     serve_batch_wait_ms: float = 0.0  # MLOPS_SERVE_BATCH_WAIT_MS: how long a batch waits beyond what is queued
     serve_batch_max_items: int = 32  # MLOPS_SERVE_BATCH_MAX_ITEMS: most articles in one ONNX Runtime call
     max_test_days: int | None = None  # stocks: the first test days per ticker only (None = all)
@@ -233,7 +234,7 @@ def get_settings() -> Settings:
         serve_max_items=max(1, _int("MLOPS_SERVE_MAX_ITEMS", 64)),
         serve_max_bytes=max(1, _int("MLOPS_SERVE_MAX_BYTES", 1 << 20)),
         serve_max_text_chars=max(1, _int("MLOPS_SERVE_MAX_TEXT_CHARS", 100_000)),
-        serve_batching=_flag("MLOPS_SERVE_BATCHING", default=True),
+        serve_batching=_flag("MLOPS_SERVE_BATCHING"),
         serve_batch_wait_ms=max(0.0, _float("MLOPS_SERVE_BATCH_WAIT_MS", 0.0)),
         serve_batch_max_items=max(1, _int("MLOPS_SERVE_BATCH_MAX_ITEMS", 32)),
         max_test_days=_int("MLOPS_MAX_TEST_DAYS", None),

@@ -54,7 +54,7 @@ def test_the_batching_api_answers_like_the_plain_one(api, tmp_path):  # noqa: F8
     bodies = [{"title": f"title {i}", "text": TEXTS[i % 3] + f" number {i}"} for i in range(16)]
     plain = start(MLOPS_SERVE_BATCHING="0")
     expected = plain.post("/predict", json={"articles": bodies}).json()["predictions"]
-    client = start(MLOPS_SERVE_BATCH_WAIT_MS="20", MLOPS_SERVE_BATCH_MAX_ITEMS="8")  # batching is on by default
+    client = start(MLOPS_SERVE_BATCHING="1", MLOPS_SERVE_BATCH_WAIT_MS="20", MLOPS_SERVE_BATCH_MAX_ITEMS="8")
     with ThreadPoolExecutor(8) as pool:
         batched = list(pool.map(lambda b: client.post("/predict", json=b).json()["predictions"][0], bodies))
     assert batched == expected and len({p["probability_fake"] for p in batched}) > 1

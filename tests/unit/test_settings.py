@@ -108,9 +108,9 @@ def test_serving_settings_have_defaults_and_name_bad_values(settings_env):
     settings = settings_env()
     assert (settings.serve_model, settings.serve_alias, settings.serve_poll_seconds) == (None, "champion", 30.0)
     assert (settings.serve_max_items, settings.serve_max_bytes, settings.serve_max_text_chars) == (64, 1 << 20, 100_000)
-    assert (settings.serve_batching, settings.serve_batch_wait_ms, settings.serve_batch_max_items) == (True, 0.0, 32)
-    assert settings_env(MLOPS_SERVE_BATCHING="0", MLOPS_SERVE_MAX_BYTES="4096").serve_max_bytes == 4096
-    assert get_settings().serve_batching is False
+    assert (settings.serve_batching, settings.serve_batch_wait_ms, settings.serve_batch_max_items) == (False, 0.0, 32)
+    assert settings_env(MLOPS_SERVE_BATCHING="1", MLOPS_SERVE_MAX_BYTES="4096").serve_max_bytes == 4096
+    assert get_settings().serve_batching is True
     with pytest.raises(SettingsError, match="MLOPS_SERVE_MAX_BYTES='1MB'"):
         settings_env(MLOPS_SERVE_MAX_BYTES="1MB")
     with pytest.raises(SettingsError, match="MLOPS_SERVE_BATCHING='sometimes'"):
