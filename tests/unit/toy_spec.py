@@ -59,6 +59,9 @@ class ToySpec(ModelSpec):
     parity_rules = ParityRules(quality_name="accuracy")
     variants = ("int8_dynamic",)
     onnx_input_name = "features"
+    framework = "numpy"  # what runs the native model, named in benchmark rows
+    checkpoint_name = "toy.npz"
+    speedup_target = 1.0  # ONNX fp32 vs the fastest native path, at batch 1 on the CPU
 
     def train_config(self, settings) -> ToyConfig:
         return replace(ToyConfig(), seed=settings.seed)
@@ -95,7 +98,7 @@ class ToySpec(ModelSpec):
             bias -= cfg.learning_rate * gradient.sum(0)
             if step % 100 == 0:
                 on_epoch(step // 100, {"train_accuracy": float(np.mean(logits.argmax(1) == labels[~test]))})
-        checkpoint = workdir / "toy.npz"
+        checkpoint = workdir / self.checkpoint_name
         np.savez(checkpoint, weights=weights, bias=bias)
         accuracy = float(np.mean((inputs[test] @ weights + bias).argmax(1) == labels[test]))
         return TrainResult(checkpoint, {"test_accuracy": accuracy}, params={"steps": cfg.steps})
