@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def prune(spec, ctx: RunContext, settings: Settings, now: float | None = None) -> dict[str, int]:
     from mlflow import MlflowClient
 
-    from mlops_onnx.snapshots import SnapshotStore
+    from mlops_onnx.stages import snapshot_store
     from mlops_onnx.storage import Storage
 
     tracking.configure(settings)
@@ -51,7 +51,7 @@ def prune(spec, ctx: RunContext, settings: Settings, now: float | None = None) -
         if folder.is_dir() and folder.name not in protected and folder.stat().st_mtime < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
 
-    store = SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots")
+    store = snapshot_store(settings)
     last_good = store.last_good_hash(spec.dataset.name)
     in_use = {v.tags.get("data_hash") for v in kept} | {last_good}
     removed_snapshots = 0

@@ -128,11 +128,9 @@ def write_bundle(
 def bundle_from_state(spec, state: dict, settings: Settings, folder: Path) -> dict:
     """The nightly bundle of a DAG run: tonight's test inputs, checkpoint, ONNX fp32 and the variants that
     passed parity. No reference: the `parity` task already compared them on the whole test split."""
-    from mlops_onnx.snapshots import SnapshotStore
+    from mlops_onnx.stages import snapshot_store
 
-    snapshot = SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots").get(
-        spec.dataset.name, state["snapshot"]
-    )
+    snapshot = snapshot_store(settings).get(spec.dataset.name, state["snapshot"])
     rows = spec.evaluation_data(snapshot, settings, Path(state["workdir"]))
     onnx_files = {"fp32": Path(state["onnx_fp32"])} | {
         name: Path(path) for name, path in state.get("passing_variants", {}).items()

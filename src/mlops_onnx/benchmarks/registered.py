@@ -110,7 +110,7 @@ def version_bundle(settings: Settings, client, candidate: Candidate, folder: Pat
     the test split of the data it was trained on (its snapshot), encoded with its own preprocessing."""
     from mlops_onnx.benchmarks.bundle import write_bundle
     from mlops_onnx.models import load_spec
-    from mlops_onnx.snapshots import SnapshotStore
+    from mlops_onnx.stages import snapshot_store
 
     spec, version = load_spec(candidate.model), candidate.version
     downloads = folder.parent / f"{folder.name}.files"
@@ -121,9 +121,7 @@ def version_bundle(settings: Settings, client, candidate: Candidate, folder: Pat
         raise LookupError(f"the run of version {version.version} published no {spec.checkpoint_name}")
     onnx_files = version_onnx_files(client, candidate.model, version, downloads / "onnx")
     preprocessing = version_preprocessing(client, version, downloads / "preprocessing")
-    snapshot = SnapshotStore(settings.snapshots_dir, settings.work_dir / "snapshots").get(
-        spec.dataset.name, version.tags["data_hash"]
-    )
+    snapshot = snapshot_store(settings).get(spec.dataset.name, version.tags["data_hash"])
     rows = spec.evaluation_data(snapshot, settings, workdir, preprocessing)
     run = client.get_run(version.run_id)
     return write_bundle(
