@@ -53,13 +53,22 @@ def settings_env(monkeypatch, tmp_path):
 
 
 def run_stage(name: str, model: str, ctx, *upstream: dict) -> dict:
-    """Call a pipeline stage directly, as the DAG's task does: `mlops_onnx.stages.<name>` with the model's spec."""
+    """Call a pipeline stage directly, as the DAG's task does: `mlops_onnx.stages.<name>` with the spec of the
+    state's candidate architecture (the default candidate's before `candidates`). The gate is handed one
+    candidate's state as the DAG hands it the night's state and every candidate's."""
     import importlib
 
     from mlops_onnx.models import load_spec
 
     stage = getattr(importlib.import_module(f"mlops_onnx.stages.{name}"), name)
-    return stage(load_spec(model), ctx, *upstream)
+    state = {k: v for part in upstream for k, v in part.items()}
+    if name == "gate_and_register" and "candidate_results" not in state:
+        spec = load_spec(model, state.get("architecture"))
+        night = {**state, "mlflow_run_id": state.get("night_run_id", state["mlflow_run_id"])}
+        return stage(
+            load_spec(model), ctx, {**night, "candidate_results": [{**state, "architecture": spec.architecture}]}
+        )
+    return stage(load_spec(model, state.get("architecture")), ctx, *([state] if upstream else []))
 
 
 def free_port() -> int:
@@ -77,8 +86,8 @@ def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict
             "MLOPS_HOME": str(home),
             "MLOPS_PROFILE": "quick",
             # Small training runs: low bars for the classifiers. The stock gate stays MASE ≤ 1 (not configurable up).
-            "MLOPS_GATE_FASHION_MNIST_CNN": "0.5",
-            "MLOPS_GATE_FAKE_NEWS_RNN": "0.5",
+            "MLOPS_GATE_FASHION_MNIST_CLASSIFIER": "0.5",
+            "MLOPS_GATE_FAKE_NEWS_CLASSIFIER": "0.5",
             "MLOPS_BENCH_RUNS": "10",
             "MLOPS_BENCH_WARMUP": "2",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
@@ -122,10 +131,13 @@ def run_dag(
     return done
 
 
-def latest_run(client, model: str, index: int = 0):
-    """The newest MLflow run of a model's experiment (`index` 1: the one before it)."""
+def latest_run(client, model: str, index: int = 0, architecture: str | None = None):
+    """The newest night's MLflow run of a model's experiment (`index` 1: the one before it); with
+    `architecture`, that candidate's run of it."""
     experiment = client.get_experiment_by_name(model)
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[index]
+    query = "tags.run_kind = 'night'" if architecture is None else f"tags.architecture = '{architecture}'"
+    runs = client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"])
+    return runs[index]
 
 
 def mlflow_client(home: Path):

@@ -1,8 +1,10 @@
 """The one list of models: every nightly pipeline, as Airflow sees it; light enough to import at DAG-parse time.
 
-Everything heavy about a model lives in its spec (`spec_module`, a `ModelSpec` subclass named in the
-module's `SPEC`), loaded inside tasks by `models.load_spec`. Adding a model is a spec module and one
-entry here; the DAG, the pools, the MLflow accounts, the demo and the benchmarks all read this list.
+A pipeline is one task on one dataset, with one registered model named for the task and a list of
+candidate architectures. Everything heavy about a candidate lives in its spec (`spec_module`, a
+`ModelSpec` subclass named in the module's `SPEC`), loaded inside tasks by `models.load_spec`. Adding a
+model is a spec module and one entry here (a new task, or a new candidate of a task); the DAG, the
+pools, the MLflow accounts, the demo and the benchmarks all read this list.
 """
 
 from __future__ import annotations
@@ -15,40 +17,74 @@ NIGHTLY = "0 2 * * *"  # 02:00 UTC, every night
 
 
 @dataclass(frozen=True)
+class Candidate:
+    architecture: str  # the `architecture` tag of its MLflow runs and registered versions
+    spec_module: str  # the module whose `SPEC` is the candidate's spec
+
+
+@dataclass(frozen=True)
 class Pipeline:
-    model: str  # registered model name and MLflow experiment name
+    model: str  # registered model name and MLflow experiment name, named for the task
+    task: str  # MLOPS_CANDIDATES_<TASK> picks which candidates run (default: all of them)
     dag_id: str
     title: str
     dataset: DatasetSpec
-    spec_module: str  # the module whose `SPEC` is the model's spec
+    candidates: tuple[Candidate, ...]  # the first is the default (ingest and validate use its spec)
     schedule: str = NIGHTLY
     served_by: str | None = None  # the app that serves its champion: "api" (FastAPI) or "dashboard" (Streamlit)
+
+    def candidate(self, architecture: str | None = None) -> Candidate:
+        """The candidate of that architecture (None: the default one)."""
+        if architecture is None:
+            return self.candidates[0]
+        for candidate in self.candidates:
+            if candidate.architecture == architecture:
+                return candidate
+        known = ", ".join(c.architecture for c in self.candidates)
+        raise KeyError(f"{self.model} has no candidate architecture {architecture!r}; its candidates: {known}")
+
+    def active(self, settings) -> tuple[str, ...]:
+        """The architectures that run tonight: MLOPS_CANDIDATES_<TASK> (comma-separated), else all."""
+        chosen = settings.candidates.get(self.task)
+        if not chosen:
+            return tuple(c.architecture for c in self.candidates)
+        unknown = [a for a in chosen if a not in {c.architecture for c in self.candidates}]
+        if unknown:
+            known = ", ".join(c.architecture for c in self.candidates)
+            raise ValueError(
+                f"MLOPS_CANDIDATES_{self.task.upper()} names {', '.join(unknown)}, which {self.model} does not "
+                f"have; its candidates: {known}"
+            )
+        return tuple(dict.fromkeys(chosen))
 
 
 PIPELINES: dict[str, Pipeline] = {
     p.model: p
     for p in (
         Pipeline(
-            "fashion_mnist_cnn",
+            "fashion_mnist_classifier",
+            "fashion",
             "fashion_mnist_nightly",
-            "Fashion-MNIST PyTorch CNN",
+            "Fashion-MNIST classifier",
             FASHION_MNIST,
-            "mlops_onnx.models.fashion",
+            (Candidate("cnn", "mlops_onnx.models.fashion"),),
         ),
         Pipeline(
-            "fake_news_rnn",
+            "fake_news_classifier",
+            "fake_news",
             "fake_news_nightly",
-            "Fake-news Keras RNN classifier",
+            "Fake-news classifier",
             FAKE_NEWS,
-            "mlops_onnx.models.fake_news",
+            (Candidate("lstm", "mlops_onnx.models.fake_news"),),
             served_by="api",
         ),
         Pipeline(
-            "stock_lstm",
+            "stock_forecaster",
+            "stocks",
             "stock_forecast_nightly",
-            "Stock price Keras LSTM forecaster",
+            "Stock price forecaster",
             STOCKS,
-            "mlops_onnx.models.stocks",
+            (Candidate("lstm", "mlops_onnx.models.stocks"),),
             served_by="dashboard",
         ),
     )

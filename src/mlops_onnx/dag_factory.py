@@ -29,7 +29,9 @@ from airflow.sdk import (
     dag,
     get_current_context,
     task,
+    task_group,
 )
+from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_onnx.catalog import PIPELINES, Pipeline, registry_pool
 from mlops_onnx.links import model_url
@@ -69,13 +71,14 @@ def default_args() -> dict:
     }
 
 
-def _call(pipeline: Pipeline, stage: Callable[..., dict], *upstream: dict) -> dict:
-    """Run `stage` for the pipeline's model as this task: the spec, the run context and the merged upstream state."""
+def _call(pipeline: Pipeline, stage: Callable[..., dict], *upstream: dict):
+    """Run `stage` as this task: with the spec of the state's candidate architecture (the task's default
+    candidate before the candidates split), the run context and the merged upstream state."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from mlops_onnx.models import load_spec
     from mlops_onnx.sources import SourceError
-    from mlops_onnx.stages import ParityError, StageSkipped
+    from mlops_onnx.stages import NoCandidate, ParityError, StageSkipped
     from mlops_onnx.tracking import RunContext
     from mlops_onnx.validation import DataValidationError
 
@@ -92,29 +95,46 @@ def _call(pipeline: Pipeline, stage: Callable[..., dict], *upstream: dict) -> di
     state = {k: v for part in upstream for k, v in part.items()}
     _push_links(context["ti"], pipeline.model, state)  # also on a failed task, where the reason is
     name = stage.__name__
-    spec = load_spec(pipeline.model)
-    print(f"[{pipeline.model}] ▶ {name} started", flush=True)
+    architecture = state.get("architecture")
+    spec = load_spec(pipeline.model, architecture)
+    label = f"{pipeline.model}/{architecture}" if architecture else pipeline.model
+    print(f"[{label}] ▶ {name} started", flush=True)
     started = time.perf_counter()
     try:
         result = stage(spec, ctx, *([state] if upstream else []))
     except StageSkipped as exc:
-        print(f"[{pipeline.model}] ⏭ {name} skipped after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
+        print(f"[{label}] ⏭ {name} skipped after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
         raise AirflowSkipException(str(exc)) from exc
-    except (DataValidationError, ParityError) as exc:
-        print(f"[{pipeline.model}] ✗ {name} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
-        raise AirflowFailException(str(exc)) from exc
-    except SourceError as exc:
-        print(f"[{pipeline.model}] ✗ {name} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
-        if not exc.retryable:  # missing or rejected credentials, a missing folder: a retry cannot help
+    except Exception as exc:
+        print(f"[{label}] ✗ {name} failed after {time.perf_counter() - started:.1f}s: {exc}", flush=True)
+        if architecture:  # the gate and the MLflow UI say why this candidate dropped out
+            _record_candidate(state, {"candidate_status": "failed", "failed_stage": name, "failure_reason": exc})
+        if isinstance(exc, DataValidationError | ParityError | NoCandidate) or (
+            isinstance(exc, SourceError) and not exc.retryable
+        ):  # bad data, an export that does not match, missing credentials: a retry cannot help
             raise AirflowFailException(str(exc)) from exc
         raise
-    print(f"[{pipeline.model}] ✓ {name} finished in {time.perf_counter() - started:.1f}s", flush=True)
-    _push_links(context["ti"], pipeline.model, result)
-    if result.get("snapshot_new"):  # the asset view shows when the dataset last changed, and to what
-        context["outlet_events"][snapshot_alias(pipeline)].add(
-            snapshot_asset(pipeline), extra={"snapshot": result["snapshot"], "source": result["data_source"]}
-        )
+    print(f"[{label}] ✓ {name} finished in {time.perf_counter() - started:.1f}s", flush=True)
+    if architecture:
+        _record_candidate(state, {"candidate_status": f"passed {name}"})
+    if isinstance(result, dict):
+        _push_links(context["ti"], pipeline.model, result)
+        if result.get("snapshot_new"):  # the asset view shows when the dataset last changed, and to what
+            context["outlet_events"][snapshot_alias(pipeline)].add(
+                snapshot_asset(pipeline), extra={"snapshot": result["snapshot"], "source": result["data_source"]}
+            )
     return result
+
+
+def _record_candidate(state: dict, tags: dict) -> None:
+    """Status tags on the candidate's MLflow run; never fails the task (MLflow being down fails it anyway)."""
+    from mlops_onnx import tracking
+
+    try:
+        tracking.configure(get_settings())
+        tracking.set_run_tags(state["mlflow_run_id"], tags)
+    except Exception as exc:  # a status tag is not worth a failed task
+        print(f"could not tag the candidate's MLflow run: {exc}", flush=True)
 
 
 def _push_links(ti, model: str, state: dict) -> None:
@@ -178,19 +198,23 @@ def nightly_dag(model: str):
 
 `ingest` snapshots the dataset (content-hashed, atomic) from the configured source (an event on the
 `{snapshot_asset(pipeline).name}` asset when the snapshot is new), `validate` runs its Great Expectations
-suite, writes a drift report against `last_good` and moves `last_good` only on success. `train` first
-compares the run's fingerprint (data hash, code version, config hash) with earlier runs: **when nothing
-changed since a run that got through the gate, `train` and everything after it is skipped** (tick
-*Force retrain* in the trigger form to train anyway). Otherwise it fits the native model (per-epoch
-curves in MLflow), `export` writes ONNX fp32, `quantize` builds the variants, `parity` compares every
-variant with the native model on the whole test split, `benchmark_cpu`/`benchmark_gpu` measure latency,
-and `gate_and_register` registers **`{pipeline.model}`** in MLflow only if every check passed;
-`champion` moves only when the new model beats it **on the same test rows, by a paired test**
-(McNemar for classifiers, Diebold–Mariano for the forecaster). `prune` keeps the registry and the storage
-bounded.
+suite, writes a drift report against `last_good` and moves `last_good` only on success. `candidates`
+lists tonight's candidate architectures ({", ".join(c.architecture for c in pipeline.candidates)}; set
+`MLOPS_CANDIDATES_{pipeline.task.upper()}` to run fewer), and each runs the `candidate` group as its own
+mapped task instances: `train` first compares the candidate's fingerprint (data hash, code version, config
+hash) with earlier runs: **when nothing changed since a run that got through the gate, it and everything
+after it is skipped** (tick *Force retrain* in the trigger form to train anyway). Otherwise it fits the
+native model (per-epoch curves in MLflow), `export` writes ONNX fp32, `quantize` builds the variants,
+`parity` compares every variant with the native model on the whole test split, `benchmark_cpu`/
+`benchmark_gpu` measure latency. A candidate that fails a stage stops there; the others go on.
+`gate_and_register` takes the best candidate that passed every check and registers it as
+**`{pipeline.model}`** (tag `architecture`); `champion` moves only when it beats the champion, whatever its
+architecture, **on the same test rows, by a paired test** (McNemar for classifiers, Diebold–Mariano for
+the forecaster). `prune` keeps the registry and the storage bounded.
 
-MLflow experiment: `{pipeline.model}` (one MLflow run per DAG run, tagged with this run id);
-each task has an **MLflow run** and an **MLflow model** extra link.
+MLflow experiment: `{pipeline.model}`: one MLflow run per DAG run (data, validation, decision) with one
+nested run per candidate (tag `architecture`); each task has an **MLflow run** and an **MLflow model**
+extra link.
 Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)}).
 """,
     )
@@ -207,50 +231,67 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
 
             return _call(pipeline, stage, state)
 
-        @pipeline_task(execution_timeout=timedelta(hours=2))
-        def train(state: dict) -> dict:
-            from mlops_onnx.stages.train import train as stage
-
-            return _call(pipeline, stage, state)
-
         @pipeline_task()
-        def export(state: dict) -> dict:
-            from mlops_onnx.stages.export import export as stage
+        def candidates(state: dict) -> list[dict]:
+            from mlops_onnx.stages.candidates import candidates as stage
 
             return _call(pipeline, stage, state)
 
-        @pipeline_task()
-        def quantize(state: dict) -> dict:
-            from mlops_onnx.stages.quantize import quantize as stage
+        # One instance of each task per candidate architecture (dynamic task mapping): a candidate that fails
+        # a stage stops there, the others go on.
+        @task_group
+        def candidate(state: dict):
+            @pipeline_task(execution_timeout=timedelta(hours=2))
+            def train(state: dict) -> dict:
+                from mlops_onnx.stages.train import train as stage
 
-            return _call(pipeline, stage, state)
+                return _call(pipeline, stage, state)
 
-        @pipeline_task()
-        def parity(state: dict) -> dict:
-            from mlops_onnx.stages.parity import parity as stage
+            @pipeline_task()
+            def export(state: dict) -> dict:
+                from mlops_onnx.stages.export import export as stage
 
-            return _call(pipeline, stage, state)
+                return _call(pipeline, stage, state)
 
-        @pipeline_task()
-        def benchmark_cpu(state: dict) -> dict:
-            from mlops_onnx.stages.benchmark_cpu import benchmark_cpu as stage
+            @pipeline_task()
+            def quantize(state: dict) -> dict:
+                from mlops_onnx.stages.quantize import quantize as stage
 
-            return _call(pipeline, stage, state)
+                return _call(pipeline, stage, state)
 
-        # Retries too: a GPU failure is reported and skipped inside the stage; what fails the task is MLflow.
-        @pipeline_task(pool="gpu", queue="gpu")
-        def benchmark_gpu(state: dict) -> dict:
-            from mlops_onnx.stages.benchmark_gpu import benchmark_gpu as stage
+            @pipeline_task()
+            def parity(state: dict) -> dict:
+                from mlops_onnx.stages.parity import parity as stage
 
-            return _call(pipeline, stage, state)
+                return _call(pipeline, stage, state)
 
-        # The GPU benchmark is optional (skipped without CUDA); when `train` skipped an unchanged night,
-        # both benchmarks are skipped and so is the gate.
-        @pipeline_task(trigger_rule="none_failed_min_one_success", pool=registry_pool(pipeline.model))
-        def gate_and_register(state: dict) -> dict:
+            @pipeline_task()
+            def benchmark_cpu(state: dict) -> dict:
+                from mlops_onnx.stages.benchmark_cpu import benchmark_cpu as stage
+
+                return _call(pipeline, stage, state)
+
+            # Retries too: a GPU failure is reported and skipped inside the stage; what fails the task is MLflow.
+            @pipeline_task(pool="gpu", queue="gpu")
+            def benchmark_gpu(state: dict) -> dict:
+                from mlops_onnx.stages.benchmark_gpu import benchmark_gpu as stage
+
+                return _call(pipeline, stage, state)
+
+            checked = parity(quantize(export(train(state))))
+            gpu_benchmarks.append(benchmark_gpu(checked))
+            return benchmark_cpu(checked)
+
+        # Runs once every candidate is done, whichever way: it registers the best candidate that got through
+        # (when there is one) and says why the others did not; it fails when the data did not get through or
+        # every candidate failed, and skips when every candidate was unchanged since a run that got through.
+        @pipeline_task(trigger_rule="all_done", pool=registry_pool(pipeline.model))
+        def gate_and_register(results, state: dict | None) -> dict:
             from mlops_onnx.stages.gate_and_register import gate_and_register as stage
 
-            return _call(pipeline, stage, state)
+            if state is None:
+                raise AirflowFailException("the data did not get through ingest and validate: nothing to gate")
+            return _call(pipeline, stage, state, {"candidate_results": _results(results)})
 
         # A teardown: runs after every night, skipped or failed, and never decides the run's state.
         @pipeline_task()
@@ -259,9 +300,21 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
 
             return _call(pipeline, stage)
 
-        checked = parity(quantize(export(train(validate(ingest())))))
-        gate = gate_and_register(benchmark_cpu(checked))
-        benchmark_gpu(checked) >> gate
+        gpu_benchmarks: list = []
+        validated = validate(ingest())
+        benchmarked = candidate.expand(state=candidates(validated))
+        gate = gate_and_register(benchmarked, validated)
+        gpu_benchmarks[0] >> gate
         gate >> prune().as_teardown()
 
     return nightly()
+
+
+def _results(results) -> list[dict]:
+    """The candidates' final states as a list: Airflow hands over the one state itself when only one
+    mapped instance returned a value, and None when none did."""
+    if results is None:
+        return []
+    if isinstance(results, dict):
+        return [results]
+    return [r for r in results if r]

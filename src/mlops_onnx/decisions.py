@@ -17,14 +17,16 @@ import pandas as pd
 
 from mlops_onnx.stats import PairedTest, mcnemar_exact
 
-FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, SKIPPED = (
+FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, SKIPPED, NOT_CHOSEN = (
     "first_champion",
     "promoted",
     "kept_champion",
     "rejected",
     "skipped_unchanged",
+    "not_chosen",  # passed the gate, but another candidate of the same night scored better
 )
-DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED)  # a run that got through the gate, one way or the other
+# A run that got through the gate, one way or the other: the same data, code and config would decide the same.
+DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, NOT_CHOSEN)
 
 
 @dataclass

@@ -65,7 +65,8 @@ def measured(stage: Callable[..., dict]) -> Callable[..., dict]:
             try:
                 result = stage(model, ctx, *args)
             finally:
-                state = result if result is not None else (args[0] if args else {})
+                # The run of the state handed on (a candidate's, from `train` on), else of the one received.
+                state = result if isinstance(result, dict) else (args[0] if args else {})
                 _log(state.get("mlflow_run_id"), stage.__name__, time.perf_counter() - started, memory)
         return result
 

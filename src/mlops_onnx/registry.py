@@ -228,9 +228,11 @@ def _decide(spec, client, champion, state: dict, settings: Settings, exclude: st
 
 
 def head_to_head(spec, client, champion, state: dict, settings: Settings):
-    """Tonight's fp32 model and the champion's, each with its own preprocessing, on tonight's test rows."""
+    """Tonight's fp32 model and the champion's, each with its own architecture's inputs and preprocessing, on
+    tonight's test rows (every candidate of a task emits the same outputs: logits, a probability, a return)."""
     import tempfile
 
+    from mlops_onnx.models import load_spec
     from mlops_onnx.runtime import input_dtype, make_session, run_batched
     from mlops_onnx.serving.artifacts import flavor_onnx
     from mlops_onnx.snapshots import SnapshotStore
@@ -244,9 +246,13 @@ def head_to_head(spec, client, champion, state: dict, settings: Settings):
         if state.get("preprocessing") and preprocessing is None:
             raise ValueError(f"champion v{champion.version} has no preprocessing files (preprocessing/)")
         rows = spec.evaluation_data(snapshot, settings, workdir)
-        # Without preprocessing files of its own (fashion) the champion reads exactly tonight's inputs.
+        # The champion's inputs as its own architecture reads them (a version from before candidates existed
+        # is of the task's default architecture), encoded with its own preprocessing files, if any.
+        champion_spec = load_spec(spec.name, champion.tags.get("architecture"))
         champion_rows = (
-            rows if preprocessing is None else spec.evaluation_data(snapshot, settings, workdir, preprocessing)
+            rows
+            if preprocessing is None and champion_spec is spec
+            else champion_spec.evaluation_data(snapshot, settings, workdir, preprocessing)
         )
         if list(rows.ids) != list(champion_rows.ids):
             raise ValueError("the champion's inputs were built for other rows than tonight's test split")
@@ -322,6 +328,7 @@ def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason:
             "airflow_dag_id": ctx.dag_id,
             "airflow_run_id": ctx.run_id,
             "parity_status": "passed",
+            "architecture": spec.architecture,
             "serving_variant": variant,
             spec.primary_metric: f"{score:.6f}",
             "variants_passed": ",".join(sorted(state.get("passing_variants", {}))) or "none",

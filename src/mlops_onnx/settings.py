@@ -45,7 +45,9 @@ class Settings:
     max_train_rows: int | None
     max_test_rows: int | None  # test rows (fashion: images; fake news: articles)
     max_train_batches: int | None  # per epoch (fashion): a smoke run on full-size data without a full epoch
-    gate_overrides: dict[str, float]  # MLOPS_GATE_<MODEL>=value, e.g. MLOPS_GATE_FASHION_MNIST_CNN=0.9
+    gate_overrides: dict[str, float]  # MLOPS_GATE_<MODEL>=value, e.g. MLOPS_GATE_FASHION_MNIST_CLASSIFIER=0.9
+    # MLOPS_CANDIDATES_<TASK>=arch,arch: the candidate architectures a task trains (unset: all of them)
+    candidates: dict[str, tuple[str, ...]]
     stock_max_tickers: int | None  # train on at most this many passing tickers (0 = all that pass)
     bench_threads: int
     bench_runs: int
@@ -196,6 +198,7 @@ def get_settings() -> Settings:
         max_test_rows=_int("MLOPS_MAX_TEST_ROWS", None),
         max_train_batches=_int("MLOPS_MAX_TRAIN_BATCHES", None),
         gate_overrides=_gate_overrides(),
+        candidates=_candidates(),
         stock_max_tickers=_int("MLOPS_STOCK_MAX_TICKERS", None),
         bench_threads=_int("MLOPS_BENCH_THREADS", 1) or 1,
         bench_runs=_int("MLOPS_BENCH_RUNS", 30 if quick else 200) or 1,
@@ -279,6 +282,18 @@ def _gate_overrides() -> dict[str, float]:
         for name in sorted(os.environ)
         if name.startswith(prefix) and os.environ[name].strip()
     }
+
+
+def _candidates() -> dict[str, tuple[str, ...]]:
+    """`MLOPS_CANDIDATES_<TASK>`: the architectures each task trains, e.g. MLOPS_CANDIDATES_FASHION=cnn."""
+    prefix = "MLOPS_CANDIDATES_"
+    chosen = {}
+    for name in sorted(os.environ):
+        if name.startswith(prefix) and os.environ[name].strip():
+            chosen[name.removeprefix(prefix).lower()] = tuple(
+                a.strip().lower() for a in os.environ[name].split(",") if a.strip()
+            )
+    return chosen
 
 
 def _batches(name: str, default: tuple[int, ...]) -> tuple[int, ...]:

@@ -166,9 +166,15 @@ class RunFiles:
         self._before = self._inventory()
         return names
 
-    def push(self) -> list[str]:
-        """Upload every file that is new or changed since `pull`."""
-        changed = [name for name, stamp in self._inventory().items() if self._before.get(name) != stamp]
+    def push(self, under: str = "") -> list[str]:
+        """Upload every file that is new or changed since `pull` (`under`: in that folder of the run only,
+        e.g. a candidate's, while other candidates write theirs beside it)."""
+        prefix = under.strip("/") + "/" if under.strip("/") else ""
+        changed = [
+            name
+            for name, stamp in self._inventory().items()
+            if self._before.get(name) != stamp and name.startswith(prefix)
+        ]
         for name in changed:
             self.remote.upload(self.local / name, name)
         self._before = self._inventory()

@@ -108,8 +108,12 @@ def experiment_id(model: str, settings: Settings) -> str:
         return experiment.experiment_id
 
 
-def find_run(model: str, ctx: RunContext, settings: Settings) -> str | None:
-    """The MLflow run id of this DAG run, or None before `ingest` created it."""
+NIGHT, CANDIDATE = "night", "candidate"  # the `run_kind` tag: a DAG run's run, or one candidate's in it
+
+
+def find_run(model: str, ctx: RunContext, settings: Settings, architecture: str | None = None) -> str | None:
+    """The MLflow run id of this DAG run (with `architecture`: of that candidate's run, nested under it),
+    or None before it was created."""
     from mlflow import MlflowClient
 
     configure(settings)
@@ -118,34 +122,49 @@ def find_run(model: str, ctx: RunContext, settings: Settings) -> str | None:
     if experiment is None:
         return None
     query = f"tags.airflow_dag_id = '{ctx.dag_id}' and tags.airflow_run_id = '{ctx.run_id}'"
+    if architecture is None:
+        query += f" and tags.run_kind = '{NIGHT}'"
+    else:
+        query += f" and tags.run_kind = '{CANDIDATE}' and tags.architecture = '{architecture}'"
     runs = client.search_runs(
         [experiment.experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time ASC"]
     )
     return runs[0].info.run_id if runs else None
 
 
-def find_or_create_run(model: str, ctx: RunContext, settings: Settings) -> str:
-    """The MLflow run id of this DAG run, creating the run on first use."""
+def find_or_create_run(
+    model: str, ctx: RunContext, settings: Settings, architecture: str | None = None, parent_run_id: str | None = None
+) -> str:
+    """The MLflow run id of this DAG run, creating the run on first use. The night's run holds the data
+    (snapshot, validation, drift) and the decision; each candidate architecture has its own run nested
+    under it (training, ONNX, parity, benchmarks), tagged `architecture`."""
     from mlflow import MlflowClient
 
-    existing = find_run(model, ctx, settings)
+    existing = find_run(model, ctx, settings, architecture)
     if existing:
         return existing
     client = MlflowClient()
     exp = experiment_id(model, settings)
-    run = client.create_run(
-        exp,
-        run_name=f"{ctx.dag_id}__{ctx.safe_run_id}",
-        tags={
-            "airflow_dag_id": ctx.dag_id,
-            "airflow_run_id": ctx.run_id,
-            "model": model,
-            "git_commit": code_version(),
-            "mlflow.source.name": ctx.dag_id,
-        }
-        | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {}),
-    )
-    return run.info.run_id
+    name = f"{ctx.dag_id}__{ctx.safe_run_id}" + (f"__{architecture}" if architecture else "")
+    tags = {
+        "airflow_dag_id": ctx.dag_id,
+        "airflow_run_id": ctx.run_id,
+        "model": model,
+        "git_commit": code_version(),
+        "mlflow.source.name": ctx.dag_id,
+        "run_kind": NIGHT if architecture is None else CANDIDATE,
+    }
+    if architecture is not None:
+        tags |= {"architecture": architecture, "mlflow.parentRunId": parent_run_id}
+    if ctx.logical_date:
+        tags["airflow_logical_date"] = ctx.logical_date
+    return client.create_run(exp, run_name=name, tags=tags).info.run_id
+
+
+def get_run_tags(run_id: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient().get_run(run_id).data.tags)
 
 
 def set_run_tags(run_id: str, tags: dict[str, object]) -> None:

@@ -8,17 +8,10 @@ from conftest import REPO_ROOT
 
 from mlops_onnx.catalog import NIGHTLY, PIPELINES, airflow_pools, registry_pool
 
-EXPECTED_TASKS = {
-    "ingest",
-    "validate",
-    "train",
-    "export",
-    "quantize",
-    "parity",
-    "benchmark_cpu",
-    "benchmark_gpu",
-    "gate_and_register",
-    "prune",
+# Per candidate architecture (one mapped instance each): the `candidate` task group.
+CANDIDATE_TASKS = ("train", "export", "quantize", "parity", "benchmark_cpu", "benchmark_gpu")
+EXPECTED_TASKS = {"ingest", "validate", "candidates", "gate_and_register", "prune"} | {
+    f"candidate.{name}" for name in CANDIDATE_TASKS
 }
 
 
@@ -53,13 +46,18 @@ def test_nightly_shape(dagbag, pipeline):
     for task in dag.tasks:  # every task talks to MLflow: every task retries, with doubling delays
         assert task.retries == 2 and task.retry_exponential_backoff == 2.0
         assert task.retry_delay.total_seconds() == 30 and task.max_retry_delay.total_seconds() == 600
-    gpu = dag.get_task("benchmark_gpu")
+    gpu = dag.get_task("candidate.benchmark_gpu")
     assert gpu.pool == "gpu" and gpu.queue == "gpu"
+    group = dag.task_group_dict["candidate"]
+    assert type(group).__name__ == "MappedTaskGroup"  # expanded over the `candidates` task's list at run time
+    assert dag.get_task("candidate.train").upstream_task_ids == {"candidates"}
+    assert dag.get_task("candidates").upstream_task_ids == {"validate"}
     gate = dag.get_task("gate_and_register")
-    assert gate.trigger_rule == "none_failed_min_one_success"  # skipped when train skipped an unchanged night
+    # After every candidate, whichever way it went: a failed candidate does not stop the others' registration.
+    assert gate.trigger_rule == "all_done"
     assert gate.pool == registry_pool(pipeline.model) and gate.pool_slots == 1
     assert (registry_pool(pipeline.model), 1) in {(name, slots) for name, slots, _ in airflow_pools()}
-    assert gate.upstream_task_ids == {"benchmark_cpu", "benchmark_gpu"}
+    assert gate.upstream_task_ids == {"candidate.benchmark_cpu", "candidate.benchmark_gpu", "validate"}
     assert dag.get_task("validate").upstream_task_ids == {"ingest"}
     prune = dag.get_task("prune")  # after every night, never deciding the run's state
     assert prune.is_teardown and prune.upstream_task_ids == {"gate_and_register"}

@@ -56,7 +56,7 @@ def test_trigger_in_airflow_ui_and_find_the_model_in_mlflow_ui(tmp_path):
         MLOPS_UNPAUSE="none",
         # The UI and its links are tested here, not the model: one epoch on 600 of the (deliberately hard)
         # synthetic images reaches about 0.4 accuracy, so the gate sits at 0.2 (chance is 0.1).
-        MLOPS_GATE_FASHION_MNIST_CNN="0.2",
+        MLOPS_GATE_FASHION_MNIST_CLASSIFIER="0.2",
         MLOPS_EPOCHS="1",
         MLOPS_MAX_TRAIN_ROWS="600",
         MLOPS_MAX_TEST_ROWS="300",
@@ -110,7 +110,7 @@ def test_trigger_in_airflow_ui_and_find_the_model_in_mlflow_ui(tmp_path):
             page.screenshot(path=str(SHOTS / "3-mlflow-run.png"))
 
             # The scheduled run that unpausing starts may register first: this run's version is in the link.
-            match = re.search(r"/#/models/fashion_mnist_cnn/versions/(\d+)$", model_url)
+            match = re.search(r"/#/models/fashion_mnist_classifier/versions/(\d+)$", model_url)
             assert match, model_url
             page.goto(model_url)
             page.get_by_text(f"Version {match.group(1)}").first.wait_for(timeout=60000)

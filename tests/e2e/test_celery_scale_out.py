@@ -36,7 +36,7 @@ from test_services import free_port
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "fashion_mnist_nightly"
-MODEL = "fashion_mnist_cnn"
+MODEL = "fashion_mnist_classifier"
 WORKERS = {"worker-a": "default", "worker-b": "default,gpu"}
 BUCKET = "mlops-scale-out"
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379

@@ -11,7 +11,7 @@ import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA, mlflow_client, pipeline_env, run_dag
 
 pytestmark = pytest.mark.e2e
-DAG_ID, MODEL = "fake_news_nightly", "fake_news_rnn"
+DAG_ID, MODEL = "fake_news_nightly", "fake_news_classifier"
 VARIANTS = ("fp32", "int8_dynamic", "fp16")
 NEWS = SHARED_DATA / "fake-and-real-news-dataset"
 

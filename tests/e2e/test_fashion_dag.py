@@ -8,7 +8,7 @@ import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA, mlflow_client, pipeline_env, run_dag
 
 pytestmark = pytest.mark.e2e
-DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_cnn"
+DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_classifier"
 VARIANTS = ("fp32", "int8_static", "int8_dynamic", "fp16")
 
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA, latest_run, mlflow_client, pipeline_env, run_dag
 
 pytestmark = pytest.mark.e2e
-DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_cnn"
+DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_classifier"
 TRAIN, TEST = "fashion-mnist_train.csv", "fashion-mnist_test.csv"
 SKIPPED_AFTER_TRAIN = {"train", "export", "quantize", "parity", "benchmark_cpu", "benchmark_gpu", "gate_and_register"}
 
@@ -77,7 +77,7 @@ def nights(tmp_path_factory):
     assert done.returncode == 0, done.stdout[-3000:]
     runs[3], runs["events_3"] = latest_run(client, MODEL), asset_events(home)
     runs["champion_after_3"] = client.get_model_version_by_alias(MODEL, "champion")
-    weak = {**env, "MLOPS_EPOCHS": "1", "MLOPS_MAX_TRAIN_ROWS": "300", "MLOPS_GATE_FASHION_MNIST_CNN": "0.1"}
+    weak = {**env, "MLOPS_EPOCHS": "1", "MLOPS_MAX_TRAIN_ROWS": "300", "MLOPS_GATE_FASHION_MNIST_CLASSIFIER": "0.1"}
     done = run_dag(DAG_ID, weak, conf={"force_retrain": True})
     assert done.returncode == 0, done.stdout[-3000:]
     runs[4] = latest_run(client, MODEL)

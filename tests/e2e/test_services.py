@@ -75,7 +75,7 @@ def test_up_twice_then_down(tmp_path):
         search = f"{mlflow}/api/2.0/mlflow/experiments/search?max_results=5"
         assert requests.get(search, timeout=30).status_code == 401
         viewer = requests.get(search, auth=("viewer", mlflow_passwords["viewer"]), timeout=30)
-        assert viewer.status_code == 200 and "fashion_mnist_cnn" in viewer.text  # created by the setup
+        assert viewer.status_code == 200 and "fashion_mnist_classifier" in viewer.text  # created by the setup
         # only the MLflow server's own process holds the admin password; Airflow's (and their tasks) do not
         holders = [
             name

@@ -15,7 +15,7 @@ import pytest
 from conftest import HAS_SHARED_DATA, mlflow_client, pipeline_env, run_dag
 
 pytestmark = pytest.mark.e2e
-DAG_ID, MODEL = "stock_forecast_nightly", "stock_lstm"
+DAG_ID, MODEL = "stock_forecast_nightly", "stock_forecaster"
 # The bad files of the real sample (see ../shared/data/PROVENANCE.md) or of the synthetic archive.
 BAD_FILES = (
     {
@@ -150,7 +150,7 @@ def test_a_forecaster_that_beats_naive_is_registered_as_the_first_champion(tmp_p
 
 def test_a_model_that_misses_the_mase_threshold_is_rejected_and_not_registered(tmp_path):
     home = tmp_path / "strict"
-    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_GATE_STOCK_LSTM="0.0001"))
+    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_GATE_STOCK_FORECASTER="0.0001"))
     assert done.returncode == 0, done.stdout[-3000:]
     client = mlflow_client(home)
     run = latest_run(client)

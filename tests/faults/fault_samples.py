@@ -29,20 +29,22 @@ class Dataset:
 
 FASHION = Dataset(
     "fashion",
-    "fashion_mnist_cnn",
+    "fashion_mnist_classifier",
     "fashion_mnist_nightly",
     "fashionmnist",
     "fashionmnist",
     "fashion-mnist_train.csv",
     1000,
 )
-NEWS = Dataset("news", "fake_news_rnn", "fake_news_nightly", "fake_news", "fake-and-real-news-dataset", "Fake.csv", 250)
+NEWS = Dataset(
+    "news", "fake_news_classifier", "fake_news_nightly", "fake_news", "fake-and-real-news-dataset", "Fake.csv", 250
+)
 REAL_TICKERS = ("Stocks/aapl.us.txt", "Stocks/msft.us.txt", "Stocks/ibm.us.txt", "ETFs/spy.us.txt")
 SYNTHETIC_TICKERS = ("Stocks/acme.us.txt", "Stocks/bolt.us.txt", "Stocks/cobl.us.txt", "ETFs/mkt.us.txt")
 TICKERS = REAL_TICKERS if HAS_SHARED_DATA else SYNTHETIC_TICKERS
 STOCKS = Dataset(
     "stocks",
-    "stock_lstm",
+    "stock_forecaster",
     "stock_forecast_nightly",
     "stocks",
     "price-volume-data-for-all-us-stocks-etfs",

@@ -17,7 +17,7 @@ from conftest import free_port, pipeline_env, run_dag
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-FASHION_DAG, FASHION = "fashion_mnist_nightly", "fashion_mnist_cnn"
+FASHION_DAG, FASHION = "fashion_mnist_nightly", "fashion_mnist_classifier"
 
 
 def small_env(home: Path, **extra: str) -> dict[str, str]:
@@ -30,7 +30,7 @@ def small_env(home: Path, **extra: str) -> dict[str, str]:
             "MLOPS_EPOCHS": "1",
             "MLOPS_MAX_TRAIN_ROWS": "1000",
             "MLOPS_MAX_TEST_ROWS": "400",
-            "MLOPS_GATE_FASHION_MNIST_CNN": "0.2",
+            "MLOPS_GATE_FASHION_MNIST_CLASSIFIER": "0.2",
             "MLOPS_BENCH_RUNS": "5",
             "MLOPS_BENCH_WARMUP": "1",
             **extra,

@@ -24,7 +24,9 @@ def test_two_dag_runs_at_once_keep_their_files_apart_and_both_register(tmp_path)
     home = tmp_path / "home"
     runs = {  # logical date -> settings: a good nightly run and a poor manual one started beside it
         "2026-11-03T02:00:00+00:00": small_env(home, MLOPS_MAX_TRAIN_ROWS="2000", MLOPS_EPOCHS="2"),
-        "2026-11-03T02:05:00+00:00": small_env(home, MLOPS_MAX_TRAIN_ROWS="300", MLOPS_GATE_FASHION_MNIST_CNN="0.05"),
+        "2026-11-03T02:05:00+00:00": small_env(
+            home, MLOPS_MAX_TRAIN_ROWS="300", MLOPS_GATE_FASHION_MNIST_CLASSIFIER="0.05"
+        ),
     }
     env = next(iter(runs.values()))
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True)

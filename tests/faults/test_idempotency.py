@@ -48,7 +48,7 @@ def test_a_retried_registration_finds_its_version_and_leaves_its_aliases_alone(s
     from mlops_onnx.models.fashion import SPEC
     from mlops_onnx.tracking import RunContext
 
-    settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_GATE_FASHION_MNIST_CNN="0.5")
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_GATE_FASHION_MNIST_CLASSIFIER="0.5")
     (tmp_path / "reports").mkdir()
     state = {
         "validation": "passed",

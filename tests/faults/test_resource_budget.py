@@ -20,12 +20,12 @@ pytestmark = pytest.mark.e2e
 STAGES = ("ingest", "validate", "train", "export", "benchmark_cpu")
 FULL_SIZE = {  # model -> settings for full-size data
     # 50 batches of the epoch: memory is set by the data held (all 54,000 training images), not the steps.
-    "fashion_mnist_cnn": {
+    "fashion_mnist_classifier": {
         "MLOPS_DATA_SOURCE": "synthetic",
         "MLOPS_SYNTHETIC_SIZE": "full",
         "MLOPS_MAX_TRAIN_BATCHES": "50",
     },
-    "stock_lstm": {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(SHARED_DATA)}
+    "stock_forecaster": {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(SHARED_DATA)}
     if HAS_SHARED_DATA
     else {"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_SYNTHETIC_SIZE": "full"},
 }
@@ -58,7 +58,7 @@ def test_full_size_training_and_benchmark_stay_within_the_memory_budget(tmp_path
 
     run = latest_run(mlflow_client(home), model)
     metrics = run.data.metrics
-    if model == "fashion_mnist_cnn":
+    if model == "fashion_mnist_classifier":
         assert metrics["data_rows_fashion_mnist_train"] == 60000 and metrics["data_rows_fashion_mnist_test"] == 10000
         assert metrics["train_rows"] + metrics["val_rows"] == 60000 and metrics["test_rows"] == 10000
     else:
@@ -84,7 +84,7 @@ def test_a_stage_over_the_budget_is_flagged_in_mlflow(settings_env, caplog):
     def hungry(model, ctx, state):
         return state
 
-    hungry("fashion_mnist_cnn", None, {"mlflow_run_id": run.info.run_id})
+    hungry("fashion_mnist_classifier", None, {"mlflow_run_id": run.info.run_id})
     tags = mlflow_client(settings.home).get_run(run.info.run_id).data.tags
     assert tags["memory_budget_exceeded_hungry"].startswith("hungry peaked at ")
     assert tags["memory_budget_exceeded_hungry"].endswith("over the memory budget of 1 MB")

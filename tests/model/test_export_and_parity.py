@@ -10,7 +10,7 @@ from mlops_onnx.runtime import make_session
 from mlops_onnx.stages import ParityError
 from mlops_onnx.tracking import RunContext
 
-MODEL = "fashion_mnist_cnn"
+MODEL = "fashion_mnist_classifier"
 
 
 def test_export_has_named_io_and_a_dynamic_batch_axis(exported_cnn):

@@ -10,14 +10,21 @@ from mlops_onnx.tracking import RunContext
 
 pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
 
-STAGES = ("validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register")
+CANDIDATE_STAGES = ("train", "export", "quantize", "parity", "benchmark_cpu")
 
 
 @pytest.fixture
 def toy_in_the_catalog(monkeypatch):
     from mlops_onnx import catalog
 
-    entry = catalog.Pipeline(SPEC.name, "toy_points_nightly", "Toy points classifier", TOY_POINTS, "toy_spec")
+    entry = catalog.Pipeline(
+        SPEC.name,
+        "toy_points",
+        "toy_points_nightly",
+        "Toy points classifier",
+        TOY_POINTS,
+        (catalog.Candidate(SPEC.architecture, "toy_spec"),),
+    )
     monkeypatch.setitem(catalog.PIPELINES, SPEC.name, entry)
     return entry
 
@@ -28,16 +35,24 @@ def test_a_spec_module_and_a_catalog_entry_make_a_registered_champion(settings_e
         MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path / "data"), MLOPS_BENCH_RUNS="10", MLOPS_BENCH_WARMUP="1"
     )
     ctx = RunContext(toy_in_the_catalog.dag_id, "night-1")
-    state = run_stage("ingest", SPEC.name, ctx)
-    for stage in STAGES:
-        state = run_stage(stage, SPEC.name, ctx, state)
+    night = run_stage("validate", SPEC.name, ctx, run_stage("ingest", SPEC.name, ctx))
+    (candidate,) = run_stage("candidates", SPEC.name, ctx, night)
+    for stage in CANDIDATE_STAGES:
+        candidate = run_stage(stage, SPEC.name, ctx, candidate)
+    state = run_stage("gate_and_register", SPEC.name, ctx, night, {"candidate_results": [candidate]})
     assert state["parity"]["fp32"] is True and state["metrics"]["test_accuracy"] > 0.8
     client = mlflow_client(settings.home)
     champion = client.get_model_version_by_alias(SPEC.name, "champion")
     assert str(champion.version) == str(state["version"]) == "1"
     assert champion.tags["data_hash"] == state["snapshot"] and champion.tags["airflow_run_id"] == "night-1"
+    assert champion.tags["architecture"] == SPEC.architecture
     run = client.get_run(state["mlflow_run_id"])
     assert run.data.tags["promotion_decision"] == "first_champion"
+    assert run.data.tags["architecture"] == SPEC.architecture
+    assert run.data.tags["mlflow.parentRunId"] == night["mlflow_run_id"]
+    night_tags = client.get_run(night["mlflow_run_id"]).data.tags
+    assert night_tags["chosen_architecture"] == SPEC.architecture
+    assert night_tags["promotion_decision"] == "first_champion"
     assert run.data.metrics["bench_cpu_onnx_fp32_b1_p50_ms"] > 0
 
 
@@ -48,7 +63,9 @@ def test_the_catalog_finds_the_spec_and_rejects_a_mismatch(toy_in_the_catalog, m
     assert load_spec(SPEC.name) is SPEC
     with pytest.raises(KeyError, match="the catalog has: .*toy_points_classifier"):
         load_spec("no_such_model")
-    wrong = catalog.Pipeline("other_name", "other_nightly", "Other", TOY_POINTS, "toy_spec")
+    wrong = catalog.Pipeline(
+        "other_name", "other", "other_nightly", "Other", TOY_POINTS, (catalog.Candidate("x", "toy_spec"),)
+    )
     monkeypatch.setitem(catalog.PIPELINES, "other_name", wrong)
     with pytest.raises(ValueError, match="toy_spec.SPEC is 'toy_points_classifier'"):
         load_spec("other_name")

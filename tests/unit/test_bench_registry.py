@@ -96,14 +96,14 @@ def registered_cnn(cnn_run):
 def test_make_bench_measures_the_registered_champion_from_the_registry_alone(registered_cnn, tmp_path):
     settings = registered_cnn
     out = tmp_path / "reports"
-    argv = ["all", "--models", f"{SPEC.name},stock_lstm", "--variants", "native_eager,onnx_fp32"]
+    argv = ["all", "--models", f"{SPEC.name},stock_forecaster", "--variants", "native_eager,onnx_fp32"]
     assert cli.main([*argv, "--out-dir", str(out), "--no-readme"]) == 0
 
     report = json.loads((out / "benchmark.json").read_text())
     cnn = report["models"][SPEC.name]
     assert cnn["registered_version"] == "1" and cnn["alias"] == "champion" and cnn["serving_variant"] == "fp32"
     assert cnn["speedup_target"] == SPEC.speedup_target and cnn["speedup_baseline"] == SPEC.speedup_baseline
-    assert "no registered version of stock_lstm" in report["models"]["stock_lstm"]["skipped"]
+    assert "no registered version of stock_forecaster" in report["models"]["stock_forecaster"]["skipped"]
     cpu = {(r["variant"], r["batch"]): r for r in report["rows"] if r["provider"] == "cpu"}
     assert set(cpu) == {("native_eager", 1), ("onnx_fp32", 1)}
     for row in cpu.values():

@@ -5,9 +5,9 @@ from mlops_onnx.cli import add_airflow_overhead
 
 # Each model's target as its spec sets it (`speedup_target`, `speedup_baseline`), kept in the report.
 TARGETS = {
-    "fashion_mnist_cnn": {"speedup_target": 3.0, "speedup_baseline": "native_eager"},
-    "fake_news_rnn": {"speedup_target": 10.0, "speedup_baseline": None},
-    "stock_lstm": {"speedup_target": 10.0, "speedup_baseline": None},
+    "fashion_mnist_classifier": {"speedup_target": 3.0, "speedup_baseline": "native_eager"},
+    "fake_news_classifier": {"speedup_target": 10.0, "speedup_baseline": None},
+    "stock_forecaster": {"speedup_target": 10.0, "speedup_baseline": None},
 }
 
 
@@ -55,42 +55,46 @@ def report(rows, serving=None, skipped=()):
 
 def test_targets_use_eager_for_the_cnn_and_the_fastest_keras_path():
     rows = [
-        row("fashion_mnist_cnn", "native_eager", 0.9),
-        row("fashion_mnist_cnn", "native_compiled", 0.3),
-        row("fashion_mnist_cnn", "onnx_fp32", 0.25),
-        row("fashion_mnist_cnn", "onnx_int8_static", 0.2),
-        row("stock_lstm", "native_eager", 80.0),
-        row("stock_lstm", "native_compiled", 0.5),
-        row("stock_lstm", "native_predict", 100.0),
-        row("stock_lstm", "onnx_fp32", 0.1),
-        row("stock_lstm", "onnx_int8_dynamic", 0.12),
+        row("fashion_mnist_classifier", "native_eager", 0.9),
+        row("fashion_mnist_classifier", "native_compiled", 0.3),
+        row("fashion_mnist_classifier", "onnx_fp32", 0.25),
+        row("fashion_mnist_classifier", "onnx_int8_static", 0.2),
+        row("stock_forecaster", "native_eager", 80.0),
+        row("stock_forecaster", "native_compiled", 0.5),
+        row("stock_forecaster", "native_predict", 100.0),
+        row("stock_forecaster", "onnx_fp32", 0.1),
+        row("stock_forecaster", "onnx_int8_dynamic", 0.12),
     ]
     r = report(
-        rows, serving={"fashion_mnist_cnn": "int8_static", "stock_lstm": "int8_dynamic"}, skipped=["fake_news_rnn"]
+        rows,
+        serving={"fashion_mnist_classifier": "int8_static", "stock_forecaster": "int8_dynamic"},
+        skipped=["fake_news_classifier"],
     )
     result = {(t["model"], "serving" if "serving" in t["target"] else "speedup"): t for t in bench.targets(r)}
-    cnn = result[("fashion_mnist_cnn", "speedup")]
+    cnn = result[("fashion_mnist_classifier", "speedup")]
     assert cnn["ratio"] == 3.6 and cnn["met"] and "native_eager" in cnn["target"]
-    lstm = result[("stock_lstm", "speedup")]  # against tf.function, the fastest Keras path, not eager
+    lstm = result[("stock_forecaster", "speedup")]  # against tf.function, the fastest Keras path, not eager
     assert lstm["ratio"] == 5.0 and lstm["met"] is False and "missed by 2.00×" in lstm["detail"]
-    not_measured = result[("fake_news_rnn", "speedup")]  # not measured: said, with why, not guessed
-    assert not_measured["met"] is None and "no registered version of fake_news_rnn" in not_measured["detail"]
-    assert ("fake_news_rnn", "serving") not in result
-    assert "Not measured: no registered version of fake_news_rnn." in bench.markdown(r | {"targets": bench.targets(r)})
-    assert result[("fashion_mnist_cnn", "serving")]["met"] is True
-    slower = result[("stock_lstm", "serving")]
+    not_measured = result[("fake_news_classifier", "speedup")]  # not measured: said, with why, not guessed
+    assert not_measured["met"] is None and "no registered version of fake_news_classifier" in not_measured["detail"]
+    assert ("fake_news_classifier", "serving") not in result
+    assert "Not measured: no registered version of fake_news_classifier." in bench.markdown(
+        r | {"targets": bench.targets(r)}
+    )
+    assert result[("fashion_mnist_classifier", "serving")]["met"] is True
+    slower = result[("stock_forecaster", "serving")]
     assert slower["met"] is False and "1.20× slower" in slower["detail"]
 
 
 def test_readme_table_is_replaced_between_the_markers_only(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\nrest\n")
-    r = report([row("stock_lstm", "onnx_fp32", 0.1), row("stock_lstm", "native_eager", 80.0)])
+    r = report([row("stock_forecaster", "onnx_fp32", 0.1), row("stock_forecaster", "native_eager", 80.0)])
     r["targets"] = bench.targets(r)
     assert bench.update_readme(bench.readme_table(r), readme)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{bench.README_END}\nrest\n") and "old table" not in text
-    assert "| stock_lstm | onnx_fp32 | 0.100 |" in text and "test cpu" in text
+    assert "| stock_forecaster | onnx_fp32 | 0.100 |" in text and "test cpu" in text
     plain = tmp_path / "other.md"
     plain.write_text("no markers\n")
     assert not bench.update_readme("x", plain) and plain.read_text() == "no markers\n"
@@ -122,8 +126,8 @@ def test_airflow_overhead_is_dag_time_outside_task_bodies():
 
 
 def test_the_report_names_the_gpu_and_the_stack_its_cells_loaded():
-    gpu_row = row("fashion_mnist_cnn", "onnx_fp32", 0.05, provider="cuda", io_binding=True, cuda_graph=True)
-    r = report([row("fashion_mnist_cnn", "onnx_fp32", 0.25), gpu_row])
+    gpu_row = row("fashion_mnist_classifier", "onnx_fp32", 0.05, provider="cuda", io_binding=True, cuda_graph=True)
+    r = report([row("fashion_mnist_classifier", "onnx_fp32", 0.25), gpu_row])
     stack = {
         "cudart": "13.0",
         "cuda": "13.0",
@@ -143,4 +147,4 @@ def test_the_report_names_the_gpu_and_the_stack_its_cells_loaded():
     assert f"GPU {described}" in bench.markdown(r)
     table = bench.readme_table(r)
     assert f"GPU {described}" in table and "| model | variant | CPU b=1 | CUDA graph b=1 | parity |" in table
-    assert "| fashion_mnist_cnn | onnx_fp32 | 0.250 | 0.050 | ok |" in table
+    assert "| fashion_mnist_classifier | onnx_fp32 | 0.250 | 0.050 | ok |" in table

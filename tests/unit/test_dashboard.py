@@ -79,9 +79,9 @@ def registry(settings_env, tmp_path):
             onnx.save(drift_model(drift), str(onnx_path))
             attach_serving_files(info.model_id, "fp32", onnx_path, [scaler_path], {"val_mase": val_mase})
         version = mlflow.register_model(
-            info.model_uri, "stock_lstm", tags={"serving_variant": "fp32", "data_hash": snapshot.content_hash}
+            info.model_uri, "stock_forecaster", tags={"serving_variant": "fp32", "data_hash": snapshot.content_hash}
         )
-        client.set_registered_model_alias("stock_lstm", alias, version.version)
+        client.set_registered_model_alias("stock_forecaster", alias, version.version)
 
     return settings, register
 
@@ -96,7 +96,7 @@ def run_app(timeout: int = 60):
 def test_without_a_champion_the_page_says_so(registry):
     app = run_app()
     assert not app.exception
-    assert "No stock_lstm@champion" in app.warning[0].value
+    assert "No stock_forecaster@champion" in app.warning[0].value
 
 
 def test_forecast_view_and_versions_view(registry):
@@ -106,7 +106,7 @@ def test_forecast_view_and_versions_view(registry):
     app = run_app()
     assert not app.exception, app.exception
     assert app.selectbox[0].options == ["abc", "xyz"]
-    assert "stock_lstm v2" in app.caption[0].value
+    assert "stock_forecaster v2" in app.caption[0].value
     labels = [m.label for m in app.metric]
     assert "MASE (model MAE / naive MAE)" in labels
     versions = app.dataframe[1].value

@@ -116,7 +116,7 @@ def test_provider_options_turn_on_tensorrt_caches_and_cuda_graphs():
 def tiny_bundle(root):
     """A bundle of the tiny graph under the CNN's name: three "classes", its reference outputs the graph's own,
     so parity is judged by the CNN spec's accuracy and labels."""
-    bundle = root / "fashion_mnist_cnn"
+    bundle = root / "fashion_mnist_classifier"
     (bundle / "onnx").mkdir(parents=True)
     path = tiny_model(bundle / "onnx" / "fp32.onnx")
     inputs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
@@ -125,7 +125,7 @@ def tiny_bundle(root):
     np.save(bundle / "reference.npy", reference)
     np.save(bundle / "targets.npy", reference.argmax(1))
     meta = {
-        "model": "fashion_mnist_cnn",
+        "model": "fashion_mnist_classifier",
         "framework": "torch",
         "checkpoint": "model.pt",
         "checkpoint_bytes": 1,
@@ -177,8 +177,8 @@ def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(
     measured = [(r["provider"], r["batch"], r["io_binding"]) for r in result["rows"]]
     assert measured == [("cpu", 1, False), ("cpu", 256, False)]
     assert all(r["parity_ok"] and r["parity_agreement"] == 1.0 for r in result["rows"])
-    assert result["profiles"]["fashion_mnist_cnn:cpu"]["top_ops"]
-    assert result["models"]["fashion_mnist_cnn"]["native_quality"] == 1.0  # the spec's accuracy on the targets
+    assert result["profiles"]["fashion_mnist_classifier:cpu"]["top_ops"]
+    assert result["models"]["fashion_mnist_classifier"]["native_quality"] == 1.0  # the spec's accuracy on the targets
     assert all(r["peak_rss_mb"] >= r["rss_before_load_mb"] > 0 for r in result["rows"])
     if HAS_GPU:
         return
@@ -186,10 +186,10 @@ def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(
     assert set(notes) == {("cuda", "host"), ("cuda", "io_binding"), ("cuda", "cuda_graph"), ("tensorrt", "io_binding")}
     assert notes["cuda", "host"].startswith("ProviderUnavailable: CUDAExecutionProvider requested for fp32.onnx")
     assert notes["cuda", "cuda_graph"].endswith("(its first ONNX cell; not started again)")
-    assert "fashion_mnist_cnn:cuda" not in result["profiles"]  # nor profiled on a provider that did not load
+    assert "fashion_mnist_classifier:cuda" not in result["profiles"]  # nor profiled on a provider that did not load
     result["targets"] = report.targets(result)
     text = report.markdown(result)
-    assert "| fashion_mnist_cnn | onnx_fp32 | cuda (I/O binding, CUDA graph) | ProviderUnavailable" in text
+    assert "| fashion_mnist_classifier | onnx_fp32 | cuda (I/O binding, CUDA graph) | ProviderUnavailable" in text
     table = report.readme_table(result)  # a provider without rows gets no column
     assert "| model | variant | CPU b=1 | CPU b=256 | parity |" in table and "CUDA" not in table.split("\n\n")[1]
 
@@ -198,7 +198,7 @@ def test_a_cells_parity_is_judged_by_the_models_spec(tmp_path):
     from mlops_onnx.models import load_spec
 
     bundle = tiny_bundle(tmp_path)
-    spec = load_spec("fashion_mnist_cnn")
+    spec = load_spec("fashion_mnist_classifier")
     reference = np.load(bundle / "reference.npy")
     assert suite.parity_fields(spec, bundle, "onnx_fp32", reference.copy())["parity_ok"]
     moved = reference.copy()

@@ -7,7 +7,7 @@ from mlops_onnx.snapshots import SnapshotStore
 from mlops_onnx.sources import SourceError
 from mlops_onnx.tracking import RunContext
 
-MODEL = "fashion_mnist_cnn"
+MODEL = "fashion_mnist_classifier"
 
 
 def test_same_data_same_snapshot_hash_on_rerun(settings_env):

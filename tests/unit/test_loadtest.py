@@ -21,7 +21,11 @@ def test_loadtest_reports_throughput_latency_and_memory_per_level(settings_env, 
         + (["--data-dir", str(SHARED_DATA)] if HAS_SHARED_DATA else [])
     )
     report = json.loads((out / "loadtest.json").read_text())
-    assert (report["model"], report["version"], report["serving_variant"]) == ("fake_news_rnn", version, "int8_dynamic")
+    assert (report["model"], report["version"], report["serving_variant"]) == (
+        "fake_news_classifier",
+        version,
+        "int8_dynamic",
+    )
     assert [row["concurrency"] for row in report["rows"]] == [1, 4]
     for row in report["rows"]:
         assert list(row) == list(loadtest.COLUMNS)

@@ -20,7 +20,7 @@ from mlops_onnx.settings import get_settings
 
 pytestmark = pytest.mark.slow  # real servers, registries and trained models: make test, not make test-fast
 
-NAME = "fake_news_rnn"
+NAME = "fake_news_classifier"
 # The registry code needs only these of a model spec; the tiny classifier stands in for the LSTM.
 SPEC = SimpleNamespace(
     name=NAME, primary_metric="test_f1", higher_is_better=True, onnx_input_name="tokens", gate_min=lambda settings: 0.5

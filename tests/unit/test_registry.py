@@ -19,7 +19,7 @@ def passing_state(**overrides):
 
 
 def test_gate_names_every_reason(settings_env):
-    settings = settings_env(MLOPS_GATE_FASHION_MNIST_CNN="0.85")
+    settings = settings_env(MLOPS_GATE_FASHION_MNIST_CLASSIFIER="0.85")
     assert registry.gate_reasons(SPEC, passing_state(), settings) == []
     reasons = registry.gate_reasons(
         SPEC, passing_state(validation="failed", parity={"fp32": False}, metrics={"test_accuracy": 0.5}), settings
@@ -116,5 +116,5 @@ def test_stock_gate_never_admits_a_model_worse_than_naive(settings_env):
     assert STOCKS.gate_min(settings_env()) == 1.0
     assert registry.gate_reasons(STOCKS, state, settings_env()) == ["test_mase 1.0200 > threshold 1.0000"]
     assert registry.gate_reasons(STOCKS, passing_state(metrics={"test_mase": 0.95}), settings_env()) == []
-    assert STOCKS.gate_min(settings_env(MLOPS_GATE_STOCK_LSTM="5")) == 1.0  # cannot be loosened
-    assert STOCKS.gate_min(settings_env(MLOPS_GATE_STOCK_LSTM="0.9")) == 0.9  # can be made stricter
+    assert STOCKS.gate_min(settings_env(MLOPS_GATE_STOCK_FORECASTER="5")) == 1.0  # cannot be loosened
+    assert STOCKS.gate_min(settings_env(MLOPS_GATE_STOCK_FORECASTER="0.9")) == 0.9  # can be made stricter

@@ -17,7 +17,7 @@ from mlops_onnx.serving.artifacts import attach_serving_files
 from mlops_onnx.settings import Settings
 from mlops_onnx.text import Tokenizer, clean_text
 
-NAME = "fake_news_rnn"
+NAME = "fake_news_classifier"
 TEXTS = ["the senator said the bill passed", "shocking truth they hide from you", "markets rose on tuesday"]
 
 
@@ -103,7 +103,7 @@ def test_no_champion_is_503_with_a_clear_message(api):
     _, start = api
     client = start()
     response = client.post("/predict", json={"title": "x", "text": "some text"})
-    assert response.status_code == 503 and "no fake_news_rnn@champion" in response.json()["detail"]
+    assert response.status_code == 503 and "no fake_news_classifier@champion" in response.json()["detail"]
     health = client.get("/health")
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
     assert health.json()["model_loaded"] is False
@@ -225,7 +225,7 @@ def test_health_is_degraded_while_a_champion_that_cannot_load_waits(api, tmp_pat
     assert health.status_code == 503
     body = health.json()
     assert (body["status"], body["serving_version"]) == ("degraded", "1")
-    assert body["reason"].startswith("Could not load fake_news_rnn v2 (now @champion): ")
+    assert body["reason"].startswith("Could not load fake_news_classifier v2 (now @champion): ")
     assert body["reason"].endswith("still serving v1.") and "\n" not in body["reason"]
     served = client.post("/predict", json={"text": "markets rose"}).json()["predictions"][0]
     assert served["version"] == "1"

@@ -53,6 +53,7 @@ def _split(snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 class ToySpec(ModelSpec):
     name = "toy_points_classifier"
+    architecture = "softmax_regression"
     dataset = TOY_POINTS
     primary_metric = "test_accuracy"
     default_gate_min = 0.8

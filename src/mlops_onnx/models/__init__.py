@@ -59,7 +59,8 @@ class TestRows:
 
 
 class ModelSpec(ABC):
-    name: str  # registered model name
+    name: str  # registered model name: the task's, shared by its candidates
+    architecture: str  # the candidate's architecture ("cnn", "lstm", …): tagged on its runs and versions
     dataset: DatasetSpec
     primary_metric: str  # gate and champion metric, e.g. "test_accuracy"
     higher_is_better: bool = True
@@ -141,6 +142,7 @@ class ModelSpec(ABC):
         the run's fingerprint, so a change to any of it retrains."""
         return {
             "model": self.name,
+            "architecture": self.architecture,
             "profile": settings.profile,
             "train": asdict(self.train_config(settings)),
             "variants": list(self.variants),
@@ -165,17 +167,20 @@ def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: s
     return replace(config, seed=settings.seed, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def load_spec(name: str) -> ModelSpec:
-    """The spec of the catalog's model `name` (its module's `SPEC`), checked against its catalog entry."""
+def load_spec(name: str, architecture: str | None = None) -> ModelSpec:
+    """The spec of the catalog's model `name` and candidate `architecture` (None: the task's default
+    candidate), its module's `SPEC`, checked against its catalog entry."""
     from mlops_onnx.catalog import PIPELINES
 
     if name not in PIPELINES:
         raise KeyError(f"unknown model {name!r}; the catalog has: {', '.join(PIPELINES)}")
     pipeline = PIPELINES[name]
-    spec = importlib.import_module(pipeline.spec_module).SPEC
-    if spec.name != name or spec.dataset != pipeline.dataset:
+    candidate = pipeline.candidate(architecture)
+    spec = importlib.import_module(candidate.spec_module).SPEC
+    if spec.name != name or spec.dataset != pipeline.dataset or spec.architecture != candidate.architecture:
         raise ValueError(
-            f"{pipeline.spec_module}.SPEC is {spec.name!r} on dataset {spec.dataset.name!r}, but the catalog "
-            f"entry says {name!r} on {pipeline.dataset.name!r}"
+            f"{candidate.spec_module}.SPEC is {spec.name!r} ({spec.architecture!r}) on dataset "
+            f"{spec.dataset.name!r}, but the catalog entry says {name!r} ({candidate.architecture!r}) on "
+            f"{pipeline.dataset.name!r}"
         )
     return spec

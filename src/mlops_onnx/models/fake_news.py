@@ -88,7 +88,7 @@ def build_model(cfg: FakeNewsConfig):
     x = layers.LSTM(cfg.lstm_units, name="lstm")(x)  # no mask_zero: keeps ONNX's fused LSTM op
     x = layers.Dropout(cfg.dropout)(x)
     fake = layers.Dense(1, activation="sigmoid", name="fake_probability")(x)
-    return keras.Model(tokens, fake, name="fake_news_rnn")
+    return keras.Model(tokens, fake, name="fake_news_classifier")
 
 
 # --- data: one function builds the splits, for train and for evaluation alike ------------------
@@ -270,7 +270,8 @@ def binary_metrics(y_true: np.ndarray, probability: np.ndarray, prefix: str) -> 
 
 
 class FakeNewsSpec(ModelSpec):
-    name = "fake_news_rnn"
+    name = "fake_news_classifier"
+    architecture = "lstm"
     dataset = FAKE_NEWS
     primary_metric = "test_f1"  # F1 of the "fake" class
     default_gate_min = 0.90
@@ -378,7 +379,7 @@ class FakeNewsSpec(ModelSpec):
         ops = graph_op_types(out_path)
         recurrent = sorted(ops & ({"LSTM", "GRU", "RNN"} | LOOP_OPS))
         log.warning(
-            "fake_news_rnn ONNX graph: recurrent op(s) %s%s",
+            "fake_news_classifier ONNX graph: recurrent op(s) %s%s",
             recurrent,
             "" if "LSTM" in ops and not ops & LOOP_OPS else " (expected one fused LSTM, no Loop)",
         )

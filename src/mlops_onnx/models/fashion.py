@@ -58,7 +58,8 @@ def image_ids(images: np.ndarray) -> np.ndarray:
 
 
 class FashionSpec(ModelSpec):
-    name = "fashion_mnist_cnn"
+    name = "fashion_mnist_classifier"
+    architecture = "cnn"
     dataset = FASHION_MNIST
     primary_metric = "test_accuracy"
     default_gate_min = 0.85

@@ -95,7 +95,7 @@ def build_model(cfg: StockConfig, target_scale: float):
     # Zero-initialised head: training starts from the naive forecast (return 0) and moves away only where that helps.
     x = keras.layers.Dense(1, kernel_initializer="zeros", name="scaled_return")(x)
     outputs = keras.layers.Rescaling(target_scale, name="log_return")(x)  # train in ~unit scale, output returns
-    return keras.Model(inputs, outputs, name="stock_lstm")
+    return keras.Model(inputs, outputs, name="stock_forecaster")
 
 
 def select_files(report: dict, tickers: tuple[str, ...] | None) -> list[str]:
@@ -137,12 +137,13 @@ def load_tickers(snapshot: Snapshot, files: list[str], cfg: StockConfig) -> list
 
 
 class StockSpec(ModelSpec):
-    name = "stock_lstm"
+    name = "stock_forecaster"
+    architecture = "lstm"
     dataset = STOCKS
     primary_metric = "test_mase"
     higher_is_better = False
     default_gate_min = 1.0  # gate: test MASE ≤ 1, i.e. not worse than the naive forecast on the test days
-    gate_hard_limit = 1.0  # MLOPS_GATE_STOCK_LSTM may make the gate stricter, never let a loser to naive in
+    gate_hard_limit = 1.0  # MLOPS_GATE_STOCK_FORECASTER may make the gate stricter, never let a loser to naive in
     parity_rules = ParityRules(
         fp32_max_abs_diff=1e-4,
         quality_name="mae",

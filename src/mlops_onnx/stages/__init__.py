@@ -35,6 +35,10 @@ class ParityError(RuntimeError):
     """ONNX fp32 does not reproduce the native model: nothing from this run may be registered."""
 
 
+class NoCandidate(RuntimeError):
+    """Every candidate of the night failed a stage: there is nothing to gate, and a retry cannot help."""
+
+
 def run_files(settings: Settings, ctx: RunContext):
     """This DAG run's working folder on this machine and its folder in the shared storage."""
     from mlops_onnx.storage import RunFiles, Storage
@@ -58,12 +62,14 @@ def stage(reads: Iterable[str] | None = ()) -> Callable[[Callable[..., dict]], C
             wanted = None if keys is None else _named_files(files, keys, upstream)
             pulled = files.pull(wanted)
             log.info("run files: %d pulled from %s into %s", len(pulled), files.remote.url, files.local)
+            local = [files.localise(state) for state in upstream]
+            scope = _own_folder(files, local)
             try:
-                result = fn(spec, ctx, *(files.localise(state) for state in upstream))
+                result = fn(spec, ctx, *local)
             except StageSkipped:
-                _push(files)  # a skipped stage's report says why, for the gate to attach
+                _push(files, scope)  # a skipped stage's report says why, for the gate to attach
                 raise
-            _push(files)
+            _push(files, scope)
             return files.publish(result)
 
         return measured(on_shared_storage)
@@ -91,8 +97,16 @@ def _named_files(files, keys: tuple[str, ...], upstream: tuple[dict, ...]) -> li
     return names
 
 
-def _push(files) -> None:
-    pushed = files.push()
+def _own_folder(files, upstream: list[dict]) -> str:
+    """The folder of the run this stage writes in: a candidate's (its state's `workdir`), else the whole run."""
+    for state in upstream:
+        if state.get("architecture") and state.get("workdir"):
+            return Path(state["workdir"]).relative_to(files.local).as_posix()
+    return ""
+
+
+def _push(files, scope: str = "") -> None:
+    pushed = files.push(scope)
     log.info("run files: %d pushed to %s: %s", len(pushed), files.remote.url, ", ".join(pushed))
 
 

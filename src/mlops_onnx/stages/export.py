@@ -28,6 +28,7 @@ def export(spec, ctx: RunContext, state: dict) -> dict:
         {
             "producer": "mlops_onnx",
             "model": spec.name,
+            "architecture": spec.architecture,
             "git_commit": tracking.code_version(),
             "data_hash": state["snapshot"],
             "airflow_dag_id": ctx.dag_id,

@@ -1,15 +1,115 @@
-"""`gate_and_register`: the absolute gate, the head-to-head with the champion, the registry (`registry.py`)."""
+"""`gate_and_register`: the best candidate that passed, the head-to-head with the champion, the registry."""
 
 from __future__ import annotations
 
-from mlops_onnx.settings import get_settings
-from mlops_onnx.stages import EVERY_FILE, stage
+from mlops_onnx import tracking
+from mlops_onnx.settings import Settings, get_settings
+from mlops_onnx.stages import EVERY_FILE, NoCandidate, StageSkipped, stage
 from mlops_onnx.tracking import RunContext
 
 
 @stage(reads=EVERY_FILE)
 def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
-    """The absolute gate, then the champion's head-to-head on tonight's test rows, then the registry."""
+    """Of tonight's candidates that got through every stage, those that pass the absolute gate compete on
+    the primary metric (all of them scored on the same test rows); the best one meets the champion head to
+    head (`registry.gate_and_register`), whatever the champion's architecture. Every candidate's run and
+    the night's run say what became of it, in one sentence."""
+    from mlops_onnx.catalog import PIPELINES
+    from mlops_onnx.decisions import NOT_CHOSEN, REJECTED, SKIPPED
+    from mlops_onnx.models import load_spec
     from mlops_onnx.registry import gate_and_register as register
+    from mlops_onnx.registry import gate_reasons
 
-    return register(spec, ctx, state, get_settings())
+    settings = get_settings()
+    tracking.configure(settings)
+    night = {k: v for k, v in state.items() if k != "candidate_results"}
+    finished = {r["architecture"]: r for r in state.get("candidate_results", [])}
+    outcomes = {a: _dropped_out(spec.name, ctx, a, settings) for a in PIPELINES[spec.name].active(settings)}
+    passing = {}
+    for architecture, result in finished.items():
+        candidate_spec = load_spec(spec.name, architecture)
+        reasons = gate_reasons(candidate_spec, result, settings)
+        if reasons:
+            outcomes[architecture] = "rejected by the gate: " + "; ".join(reasons)
+            tracking.set_run_tags(
+                result["mlflow_run_id"],
+                {
+                    "gate_status": "rejected",
+                    "gate_reason": "; ".join(reasons),
+                    "promotion_decision": REJECTED,
+                    "promotion_reason": f"Rejected by the gate: {'; '.join(reasons)}.",
+                    "candidate_status": "rejected",
+                },
+            )
+        else:
+            passing[architecture] = (candidate_spec, result)
+    summary = "; ".join(f"{a}: {why}" for a, why in outcomes.items() if a not in passing)
+
+    if not passing:
+        if finished:  # they got through every stage but none passed the gate: the night is decided
+            reason = f"Rejected by the gate: no candidate passed ({summary})."
+            _tag_night(night, {"gate_status": "rejected", "promotion_decision": REJECTED, "promotion_reason": reason})
+            print(f"[{spec.name}] GATE REJECTED: {reason} Nothing registered.", flush=True)
+            return {**night, "registered": False, "gate": "rejected", "gate_reason": reason}
+        if outcomes and all(why.startswith("unchanged") for why in outcomes.values()):
+            _tag_night(night, {"gate_status": "skipped", "promotion_decision": SKIPPED, "promotion_reason": summary})
+            raise StageSkipped(f"every candidate unchanged: {summary}")
+        reason = f"No candidate got through: {summary or 'none ran'}."
+        _tag_night(night, {"gate_status": "failed", "promotion_reason": reason})
+        raise NoCandidate(reason)
+
+    best = _best(spec, passing)
+    best_spec, best_state = passing[best]
+    for architecture, (_, other) in passing.items():
+        if architecture != best:
+            metric = spec.primary_metric
+            reason = (
+                f"Not chosen: {metric} {other['metrics'][metric]:.4f}, behind {best}'s "
+                f"{best_state['metrics'][metric]:.4f} on the same test rows."
+            )
+            tracking.set_run_tags(
+                other["mlflow_run_id"],
+                {
+                    "gate_status": "passed",
+                    "promotion_decision": NOT_CHOSEN,
+                    "promotion_reason": reason,
+                    "candidate_status": "not chosen",
+                },
+            )
+    result = register(best_spec, ctx, best_state, settings)
+    decided = tracking.get_run_tags(best_state["mlflow_run_id"])
+    _tag_night(
+        night,
+        {
+            "chosen_architecture": best,
+            "gate_status": decided.get("gate_status", ""),
+            "promotion_decision": result.get("promotion_decision", ""),
+            "promotion_reason": decided.get("promotion_reason", ""),
+            "candidates_dropped": summary or "none",
+        }
+        | ({"registered_version": result["version"]} if result.get("version") else {}),
+    )
+    tracking.set_run_tags(best_state["mlflow_run_id"], {"candidate_status": "chosen"})
+    return result
+
+
+def _best(spec, passing: dict) -> str:
+    """The architecture with the best primary metric (the catalog's order breaks ties)."""
+    metric = spec.primary_metric
+    sign = 1 if spec.higher_is_better else -1
+    return max(passing, key=lambda a: sign * passing[a][1]["metrics"][metric])
+
+
+def _dropped_out(model: str, ctx: RunContext, architecture: str, settings: Settings) -> str:
+    """Why a candidate that did not reach the gate stopped: from its MLflow run's tags."""
+    run_id = tracking.find_run(model, ctx, settings, architecture)
+    tags = tracking.get_run_tags(run_id) if run_id else {}
+    if tags.get("promotion_decision") == "skipped_unchanged":
+        return tags.get("promotion_reason", "unchanged")
+    if tags.get("candidate_status") == "failed":
+        return f"failed in {tags.get('failed_stage', '?')}: {tags.get('failure_reason', '')[:300]}"
+    return f"did not finish ({tags.get('candidate_status', 'no run')})"
+
+
+def _tag_night(night: dict, tags: dict) -> None:
+    tracking.set_run_tags(night["mlflow_run_id"], tags)

@@ -49,7 +49,7 @@ def validate(spec, ctx: RunContext, state: dict) -> dict:
         raise DataValidationError(report.message())
     _drift(spec, snapshot, baseline, state, settings)
     store.promote(snapshot, validation={"report": run_files(settings, ctx).publish(str(path)), "run_id": ctx.run_id})
-    return {**state, "validation": "passed", "data_rows": report.summary}
+    return {**state, "validation": "passed", "validation_report": str(path), "data_rows": report.summary}
 
 
 def _drift(spec, snapshot, baseline, state: dict, settings: Settings) -> None:
@@ -60,6 +60,7 @@ def _drift(spec, snapshot, baseline, state: dict, settings: Settings) -> None:
     from mlflow import MlflowClient
 
     from mlops_onnx.drift import drift_report
+    from mlops_onnx.models import load_spec
     from mlops_onnx.registry import current_champion, version_preprocessing
 
     if baseline is None or baseline.content_hash == snapshot.content_hash:
@@ -71,8 +72,10 @@ def _drift(spec, snapshot, baseline, state: dict, settings: Settings) -> None:
         with tempfile.TemporaryDirectory(prefix="drift-") as tmp:
             champion = current_champion(MlflowClient(), spec.name)
             preprocessing = version_preprocessing(MlflowClient(), champion, Path(tmp)) if champion else None
-            reference = spec.drift_frame(baseline, settings, workdir, preprocessing)
-            current = spec.drift_frame(snapshot, settings, workdir, preprocessing)
+            # The columns as the champion's architecture sees them (e.g. its tokenizer's coverage).
+            by = load_spec(spec.name, champion.tags.get("architecture")) if champion else spec
+            reference = by.drift_frame(baseline, settings, workdir, preprocessing)
+            current = by.drift_frame(snapshot, settings, workdir, preprocessing)
         if reference is None or current is None:
             tracking.set_run_tags(state["mlflow_run_id"], {"drift_status": f"no drift columns for {spec.name}"})
             return

@@ -1,0 +1,57 @@
+"""`candidates`: tonight's candidate architectures of the task, each with its own MLflow run and folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mlops_onnx import tracking
+from mlops_onnx.settings import get_settings
+from mlops_onnx.stages import stage
+from mlops_onnx.tracking import RunContext
+
+
+@stage(reads=("validation_report",))
+def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
+    """One state per candidate that runs tonight (MLOPS_CANDIDATES_<TASK>, default all): the DAG maps the
+    candidate stages over this list, so each candidate is its own task instances in the Airflow UI.
+
+    Each candidate gets a run nested under the night's MLflow run (tag `architecture`) and a folder of the
+    run's files of its own (`<run>/<architecture>/`, with a copy of the validation report its spec reads),
+    so candidates trained side by side never write the same file."""
+    from mlops_onnx.catalog import PIPELINES
+
+    settings = get_settings()
+    architectures = PIPELINES[spec.name].active(settings)
+    tracking.configure(settings)
+    tracking.set_run_tags(
+        state["mlflow_run_id"], {"candidates": ",".join(architectures), "architecture": ",".join(architectures)}
+    )
+    root = Path(state["workdir"])
+    states = []
+    for architecture in architectures:
+        folder = root / architecture
+        (folder / "reports").mkdir(parents=True, exist_ok=True)
+        if state.get("validation_report"):
+            shutil.copyfile(state["validation_report"], folder / "reports" / "validation.json")
+        run_id = tracking.find_or_create_run(spec.name, ctx, settings, architecture, state["mlflow_run_id"])
+        tracking.set_run_tags(
+            run_id,
+            {
+                "candidate_status": "running",
+                "data_hash": state["snapshot"],
+                "data_source": state["data_source"],
+                "validation_status": state["validation"],  # a candidate exists only once the data passed
+            },
+        )
+        states.append(
+            {
+                **state,
+                "architecture": architecture,
+                "night_run_id": state["mlflow_run_id"],
+                "mlflow_run_id": run_id,
+                "workdir": str(folder),
+            }
+        )
+    print(f"[{spec.name}] candidates tonight: {', '.join(architectures)}", flush=True)
+    return states
