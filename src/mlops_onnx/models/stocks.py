@@ -16,7 +16,10 @@ the rows its splits need, so memory grows with `max_tickers × (max_train_window
 test days)` rows, never with the archive. Training batches are gathered from those rows on the fly.
 Splits are by date with fixed boundaries (see `mlops_onnx.timeseries`). The gate metric is the
 *test* MASE (per-ticker scaled, see `timeseries.scaled_errors`): the model registers only if it is not
-worse than naive on the test days; validation picked the weights and is never the gate.
+worse than naive on the test days; validation picked the weights and is never the gate. Beside it,
+`train` logs the statistical baselines (naive, random walk with drift, ETS; `mlops_onnx.baselines`) on the
+same test rows, the per-ticker mean MASE of each, and one-sided Diebold–Mariano p-values of the model
+against naive and drift. Other architectures subclass `StockSpec` and override `build_model` only.
 """
 
 from __future__ import annotations
