@@ -90,6 +90,10 @@ def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict
             "MLOPS_GATE_FAKE_NEWS_CLASSIFIER": "0.5",
             "MLOPS_BENCH_RUNS": "10",
             "MLOPS_BENCH_WARMUP": "2",
+            # One candidate per task unless a test says otherwise: the tests of candidates set their own.
+            "MLOPS_CANDIDATES_FASHION": "cnn",
+            "MLOPS_CANDIDATES_FAKE_NEWS": "lstm",
+            "MLOPS_CANDIDATES_STOCKS": "lstm",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

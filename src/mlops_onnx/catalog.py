@@ -84,7 +84,10 @@ PIPELINES: dict[str, Pipeline] = {
             "stock_forecast_nightly",
             "Stock price forecaster",
             STOCKS,
-            (Candidate("lstm", "mlops_onnx.models.stocks"),),
+            (
+                Candidate("lstm", "mlops_onnx.models.stocks"),
+                Candidate("transformer", "mlops_onnx.models.stocks_transformer"),
+            ),
             served_by="dashboard",
         ),
     )

@@ -78,7 +78,7 @@ def window_batches(series: list[TickerSeries], scaler: FeatureScaler, window: in
     return WindowBatches(series, scaler, window, batch_size, seed)
 
 
-def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[Path]:
+def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path, label: str = "model forecast") -> list[Path]:
     """Test-period close vs the model's and the naive forecast, and actual vs predicted returns."""
     import matplotlib
 
@@ -91,7 +91,7 @@ def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path) -> list[P
         predicted_close = data.close_now[rows] * np.exp(data.predicted[rows])
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(2, 1))
         top.plot(data.dates[rows], data.close_next[rows], label="actual close", color="black", linewidth=1.2)
-        top.plot(data.dates[rows], predicted_close, label="LSTM forecast", color="tab:blue", linewidth=1)
+        top.plot(data.dates[rows], predicted_close, label=label, color="tab:blue", linewidth=1)
         top.plot(
             data.dates[rows],
             data.close_now[rows],

@@ -16,17 +16,22 @@ the rows its splits need, so memory grows with `max_tickers × (max_train_window
 test days)` rows, never with the archive. Training batches are gathered from those rows on the fly.
 Splits are by date with fixed boundaries (see `mlops_onnx.timeseries`). The gate metric is the
 *test* MASE (per-ticker scaled, see `timeseries.scaled_errors`): the model registers only if it is not
-worse than naive on the test days; validation picked the weights and is never the gate.
+worse than naive on the test days; validation picked the weights and is never the gate. Beside it,
+`train` logs the statistical baselines (naive, random walk with drift, ETS; `mlops_onnx.baselines`) on the
+same test rows, the per-ticker mean MASE of each, and one-sided Diebold–Mariano p-values of the model
+against naive and drift. Other architectures subclass `StockSpec` and override `build_model` only.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from mlops_onnx.baselines import baseline_forecasts, baseline_metrics
 from mlops_onnx.datasets import STOCKS
 from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.models.stock_splits import (
@@ -84,18 +89,11 @@ QUICK = StockConfig(
 )
 
 
-def build_model(cfg: StockConfig, target_scale: float):
-    """Plain `LSTM` (no recurrent dropout, no masking) so tf2onnx emits one fused ONNX `LSTM` op."""
-    from mlops_onnx.models.keras_native import load_keras
-
-    keras = load_keras()
-    inputs = keras.Input((cfg.window, len(FEATURES)), name="window")
-    x = keras.layers.LSTM(cfg.units, name="lstm")(inputs)
-    x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+def forecast_head(keras, x, target_scale: float):
+    """The log-return output every stock candidate shares, on top of its [batch, features] summary."""
     # Zero-initialised head: training starts from the naive forecast (return 0) and moves away only where that helps.
     x = keras.layers.Dense(1, kernel_initializer="zeros", name="scaled_return")(x)
-    outputs = keras.layers.Rescaling(target_scale, name="log_return")(x)  # train in ~unit scale, output returns
-    return keras.Model(inputs, outputs, name="stock_forecaster")
+    return keras.layers.Rescaling(target_scale, name="log_return")(x)  # train in ~unit scale, output returns
 
 
 def select_files(report: dict, tickers: tuple[str, ...] | None) -> list[str]:
@@ -157,6 +155,20 @@ class StockSpec(ModelSpec):
     checkpoint_name = "model.keras"
     speedup_target = 10.0
 
+    def build_model(self, cfg: StockConfig, target_scale: float):
+        """Plain `LSTM` (no recurrent dropout, no masking) so tf2onnx emits one fused ONNX `LSTM` op."""
+        from mlops_onnx.models.keras_native import load_keras
+
+        keras = load_keras()
+        inputs = keras.Input((cfg.window, len(FEATURES)), name="window")
+        x = keras.layers.LSTM(cfg.units, name="lstm")(inputs)
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+        return keras.Model(inputs, forecast_head(keras, x, target_scale), name="stock_lstm")
+
+    def model_params(self, cfg: StockConfig) -> dict:
+        """What names the architecture in the run's params."""
+        return {"recurrent_layer": "keras.layers.LSTM"}
+
     def train_config(self, settings: Settings) -> StockConfig:
         cfg = profile_config(
             settings,
@@ -197,7 +209,7 @@ class StockSpec(ModelSpec):
         val = split_data(series, scaler, cfg.window, "val")
         target_scale = float(np.std(batches.targets))
 
-        model = build_model(cfg, target_scale)
+        model = self.build_model(cfg, target_scale)
         history = compile_and_fit(
             model,
             batches,
@@ -232,6 +244,12 @@ class StockSpec(ModelSpec):
                 "test_windows": float(len(test.targets)),
             }
         )
+        started = time.perf_counter()
+        baselines = baseline_forecasts(series)
+        metrics.update(
+            baseline_metrics(test.close_now, test.close_next, test.dates, test.tickers, test.predicted, baselines)
+        )
+        metrics["baseline_seconds"] = time.perf_counter() - started
 
         preprocessing = scaler.to_json(
             workdir / PREPROCESSING_FILE,
@@ -255,12 +273,15 @@ class StockSpec(ModelSpec):
         )
         by_ticker_path = workdir / "test_metrics_by_ticker.json"
         by_ticker_path.write_text(json.dumps(per_ticker_metrics(test), indent=2))
-        plots = plot_forecasts(test, [s.ticker for s in series[: cfg.plot_tickers]], workdir)
+        plots = plot_forecasts(
+            test, [s.ticker for s in series[: cfg.plot_tickers]], workdir, f"{self.architecture} forecast"
+        )
 
         params = asdict(cfg)
         params.update(
             {
-                "recurrent_layer": "keras.layers.LSTM",
+                **self.model_params(cfg),
+                "architecture": self.architecture,
                 "features": ",".join(FEATURES),
                 "target": "next-day log return",
                 "loss": "mae",

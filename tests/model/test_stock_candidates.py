@@ -1,0 +1,139 @@
+"""The stock candidates side by side on the real sample (quick profile): the LSTM and the transformer trained
+the same way, the statistical baselines scored on their test rows, the transformer's export and parity, and
+the two fp32 graphs averaged into one ONNX ensemble."""
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import HAS_SHARED_DATA, SHARED_DATA
+
+from mlops_onnx.baselines import BASELINES, baseline_forecasts, baseline_metrics
+from mlops_onnx.models import stocks_transformer
+from mlops_onnx.models.stocks import PREPROCESSING_FILE, QUICK, SPEC, TICKERS_FILE, load_tickers
+from mlops_onnx.onnx_ensemble import mean_ensemble
+from mlops_onnx.runtime import make_session, run_batched
+from mlops_onnx.settings import get_settings
+from mlops_onnx.snapshots import Snapshot
+from mlops_onnx.timeseries import FEATURES
+from mlops_onnx.variants import graph_op_types
+
+TRANSFORMER = stocks_transformer.SPEC
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory):
+    """Validate once, then train and export the LSTM and the transformer on the same snapshot, like the DAG."""
+    folder = tmp_path_factory.mktemp("stock-candidates")
+    settings = replace(
+        get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
+    )
+    if HAS_SHARED_DATA:
+        data = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
+    else:
+        from mlops_onnx.sources.synthetic_stocks import generate_stocks
+
+        data = folder / "data"
+        generate_stocks(data, np.random.default_rng(settings.seed), settings)
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.us.txt"))
+    snapshot = Snapshot("stocks", "0" * 64, data, {"files": [{"path": f} for f in files]})
+    report = SPEC.validate(snapshot, settings)
+    assert report.success, report.message()
+    trained = {"settings": settings, "snapshot": snapshot}
+    for spec in (SPEC, TRANSFORMER):
+        workdir = folder / spec.architecture
+        (workdir / "reports").mkdir(parents=True)
+        (workdir / "reports" / "validation.json").write_text(json.dumps(report.to_dict()))
+        result = spec.train(snapshot, workdir, settings, lambda epoch, metrics: None)
+        onnx_path = workdir / "model_fp32.onnx"
+        spec.export_onnx(result.checkpoint, onnx_path)
+        rows = spec.evaluation_data(snapshot, settings, workdir)
+        trained[spec.architecture] = {"workdir": workdir, "result": result, "onnx": onnx_path, "rows": rows}
+    return trained
+
+
+def test_both_candidates_share_the_name_features_scaler_and_test_rows(candidates):
+    lstm, transformer = candidates["lstm"], candidates["transformer"]
+    assert TRANSFORMER.name == SPEC.name and (SPEC.architecture, TRANSFORMER.architecture) == ("lstm", "transformer")
+    assert transformer["result"].params["architecture"] == "transformer"
+    assert "recurrent_layer" not in transformer["result"].params
+    assert lstm["result"].params["recurrent_layer"] == "keras.layers.LSTM"
+    scalers = [json.loads((c["workdir"] / PREPROCESSING_FILE).read_text()) for c in (lstm, transformer)]
+    assert scalers[0] == scalers[1]
+    assert list(transformer["rows"].ids) == list(lstm["rows"].ids)
+    np.testing.assert_array_equal(transformer["rows"].inputs, lstm["rows"].inputs)
+    # Starting from the naive forecast (zero head) and stopping early, neither can be far from it.
+    for candidate in (lstm, transformer):
+        assert 0.8 < candidate["result"].metrics["test_mase"] < 1.2
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+def test_baselines_are_logged_for_the_rows_evaluation_data_gives(candidates, architecture):
+    """Recomputed from `evaluation_data` (the rows the gate and the head-to-head read), the baselines and the
+    comparison metrics are the ones `train` logged: the same tickers, the same test days."""
+    candidate = candidates[architecture]
+    metrics, rows = candidate["result"].metrics, candidate["rows"]
+    files = json.loads((candidate["workdir"] / TICKERS_FILE).read_text())["files"]
+    series = load_tickers(candidates["snapshot"], files, SPEC.train_config(candidates["settings"]))
+    assert list(np.unique(rows.extra["ticker"])) == sorted(s.ticker for s in series)
+    predicted = run_batched(make_session(candidate["onnx"]), rows.inputs)
+    x = rows.extra
+    again = baseline_metrics(
+        x["close_now"], x["close_next"], x["day"], x["ticker"], predicted, baseline_forecasts(series)
+    )
+    for name, value in again.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-5, abs=1e-9), name
+    for name in BASELINES:
+        for metric in ("mae", "rmse", "mape", "mase", "mase_ticker_mean"):
+            assert np.isfinite(metrics[f"baseline_{name}_test_{metric}"]), (name, metric)
+        # A price random walk is hard to beat: every baseline is within 10 % of naive's MASE of 1.
+        assert 0.9 < metrics[f"baseline_{name}_test_mase"] < 1.1, name
+    assert metrics["baseline_naive_test_mase"] == pytest.approx(1.0)
+    assert metrics["baseline_naive_test_mae"] == pytest.approx(metrics["naive_test_mae"])
+    assert 0 < metrics["dm_pvalue_vs_naive"] < 1 and 0 < metrics["dm_pvalue_vs_drift"] < 1
+    assert np.isfinite(metrics["test_mase_ticker_mean"])
+    assert metrics["baseline_seconds"] < 60  # fitted per ticker in seconds on the quick profile
+
+
+def test_transformer_exports_the_onnx_ops_its_docstring_lists(candidates):
+    listed = re.search(r"checks the list\): (.*?)\. The", stocks_transformer.__doc__, re.DOTALL).group(1)
+    assert graph_op_types(candidates["transformer"]["onnx"]) == {op.strip() for op in listed.split(",")}
+
+
+def test_transformer_onnx_matches_keras_on_the_test_windows(candidates):
+    transformer = candidates["transformer"]
+    session = make_session(transformer["onnx"])
+    shape = session.get_inputs()[0].shape
+    assert session.get_inputs()[0].name == "window" and not isinstance(shape[0], int)
+    assert shape[1:] == [QUICK.window, len(FEATURES)]
+    inputs = transformer["rows"].inputs
+    onnx_out = run_batched(session, inputs)
+    natives = TRANSFORMER.native_predictors(transformer["result"].checkpoint, candidates["settings"])
+    assert set(natives) == {"native_eager", "native_predict"}
+    for predict in natives.values():
+        assert np.abs(predict(inputs) - onnx_out).max() <= 1e-4
+    assert TRANSFORMER.quality(onnx_out, transformer["rows"].targets) > 0
+
+
+def test_one_onnx_graph_averages_the_lstm_and_the_transformer(candidates, tmp_path):
+    lstm, transformer = candidates["lstm"], candidates["transformer"]
+    path = mean_ensemble([lstm["onnx"], transformer["onnx"]], tmp_path / "ensemble.onnx")
+    session = make_session(path)
+    assert [i.name for i in session.get_inputs()] == ["window"] and len(session.get_outputs()) == 1
+    assert not isinstance(session.get_inputs()[0].shape[0], int)
+    assert {"LSTM", "Conv", "Mean"} <= graph_op_types(path)
+    inputs = lstm["rows"].inputs
+    members = [run_batched(make_session(c["onnx"]), inputs) for c in (lstm, transformer)]
+    assert np.abs(members[0] - members[1]).max() > 1e-5  # two different models: a mean of one would fail
+    ensemble = run_batched(session, inputs)
+    assert ensemble.shape == members[0].shape == (len(inputs), 1)
+    assert np.abs(ensemble - (members[0] + members[1]) / 2).max() <= 1e-6
+    keras = [
+        spec.native_predictors(c["result"].checkpoint, candidates["settings"])["native_eager"](inputs)
+        for spec, c in ((SPEC, lstm), (TRANSFORMER, transformer))
+    ]
+    assert np.abs(ensemble - (keras[0] + keras[1]) / 2).max() <= 1e-4
+    for batch in (1, 7):
+        assert session.run(None, {"window": inputs[:batch]})[0].shape == (batch, 1)
