@@ -19,15 +19,18 @@ Splits are by date with fixed boundaries (see `mlops_onnx.timeseries`). The gate
 worse than naive on the test days; validation picked the weights and is never the gate. Beside it,
 `train` logs the statistical baselines (naive, random walk with drift, ETS; `mlops_onnx.baselines`) on the
 same test rows, the per-ticker mean MASE of each, and one-sided Diebold–Mariano p-values of the model
-against naive and drift. Other architectures subclass `StockSpec` and override `build_model` only.
+against naive and drift. Other architectures subclass `StockSpec` and override `build_model` (one Keras
+model) or `fit_models` (several, e.g. the ensemble's members); the rest of `train` is shared.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from mlops_onnx.baselines import baseline_forecasts, baseline_metrics
 from mlops_onnx.datasets import STOCKS
 from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.models.stock_splits import (
+    SplitData,
     dm_vs_naive,
     per_ticker_metrics,
     plot_forecasts,
@@ -87,6 +91,15 @@ QUICK = StockConfig(
     patience=2,
     plot_tickers=2,
 )
+
+
+@dataclass
+class FittedModel:
+    """What `StockSpec.fit_models` hands back to `train`."""
+
+    predict: Predictor  # scaled windows [rows, window, features] -> predicted log returns [rows]
+    metrics: dict[str, float]  # from fitting: the best validation loss, the epochs run
+    params: dict[str, Any]  # the parameter count
 
 
 def forecast_head(keras, x, target_scale: float):
@@ -165,6 +178,43 @@ class StockSpec(ModelSpec):
         x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
         return keras.Model(inputs, forecast_head(keras, x, target_scale), name="stock_lstm")
 
+    def fit_models(
+        self,
+        cfg: StockConfig,
+        batches: Callable[[], Any],
+        val: SplitData,
+        target_scale: float,
+        checkpoint: Path,
+        on_epoch: EpochCallback,
+    ) -> FittedModel:
+        """Seed, build, fit and save the model at `checkpoint`. `batches()` is a fresh pass over the shuffled
+        training batches (the same order on every call). Seeded here, right before the build, so a model
+        fitted inside another candidate (an ensemble's member) starts as it does as a candidate of its own."""
+        from mlops_onnx.models.keras_native import compile_and_fit, load_keras
+
+        load_keras().utils.set_random_seed(cfg.seed)
+        model = self.build_model(cfg, target_scale)
+        history = compile_and_fit(
+            model,
+            batches(),
+            (val.inputs, val.targets[:, None]),
+            learning_rate=cfg.learning_rate,
+            loss="mae",
+            epochs=cfg.epochs,
+            patience=cfg.patience,
+            on_epoch=on_epoch,
+            logged={"train_loss": "loss", "val_loss": "val_loss"},
+        )
+        model.save(checkpoint)
+        return FittedModel(
+            predict=lambda inputs: model.predict(inputs, verbose=0, batch_size=1024).reshape(-1),
+            metrics={
+                "best_val_loss": float(min(history.history["val_loss"])),
+                "epochs_run": float(len(history.history["loss"])),
+            },
+            params={"parameters": model.count_params()},
+        )
+
     def model_params(self, cfg: StockConfig) -> dict:
         """What names the architecture in the run's params."""
         return {"recurrent_layer": "keras.layers.LSTM"}
@@ -190,11 +240,9 @@ class StockSpec(ModelSpec):
         return validate_stocks(snapshot.path, snapshot.content_hash, snapshot.files, checks, settings.stock_tickers)
 
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
-        from mlops_onnx.models.keras_native import compile_and_fit, load_keras
         from mlops_onnx.models.stock_splits import window_batches
 
         cfg = self.train_config(settings)
-        load_keras().utils.set_random_seed(cfg.seed)
         eligible = select_files(load_report(workdir), settings.stock_tickers)
         chosen, left_out = choose_tickers(snapshot, eligible, cfg)
         if not chosen:
@@ -205,28 +253,19 @@ class StockSpec(ModelSpec):
             )
         files, series = list(chosen), list(chosen.values())
         scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
-        batches = window_batches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
-        val = split_data(series, scaler, cfg.window, "val")
-        target_scale = float(np.std(batches.targets))
 
-        model = self.build_model(cfg, target_scale)
-        history = compile_and_fit(
-            model,
-            batches,
-            (val.inputs, val.targets[:, None]),
-            learning_rate=cfg.learning_rate,
-            loss="mae",
-            epochs=cfg.epochs,
-            patience=cfg.patience,
-            on_epoch=on_epoch,
-            logged={"train_loss": "loss", "val_loss": "val_loss"},
-        )
-        checkpoint = workdir / "model.keras"
-        model.save(checkpoint)
+        def batches():  # a fresh pass over the shuffled batches: every model fitted here sees the same order
+            return window_batches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
+
+        train_batches = batches()
+        val = split_data(series, scaler, cfg.window, "val")
+        target_scale = float(np.std(train_batches.targets))
+        checkpoint = workdir / self.checkpoint_name
+        fitted = self.fit_models(cfg, batches, val, target_scale, checkpoint, on_epoch)
 
         test = split_data(series, scaler, cfg.window, "test")
-        val.predicted = model.predict(val.inputs, verbose=0, batch_size=1024).reshape(-1)
-        test.predicted = model.predict(test.inputs, verbose=0, batch_size=1024).reshape(-1)
+        val.predicted = fitted.predict(val.inputs)
+        test.predicted = fitted.predict(test.inputs)
         val_metrics = forecast_metrics(val.close_now, val.close_next, val.predicted, "val", val.tickers)
         metrics = forecast_metrics(test.close_now, test.close_next, test.predicted, "test", test.tickers)
         metrics.update(
@@ -236,10 +275,9 @@ class StockSpec(ModelSpec):
                 "test_dm_p_value_vs_naive": dm_vs_naive(test),
                 "tickers_left_out": float(len(left_out)),
                 "naive_val_mae": val_metrics["naive_val_mae"],
-                "best_val_loss": float(min(history.history["val_loss"])),
-                "epochs_run": float(len(history.history["loss"])),
+                **fitted.metrics,
                 "tickers_used": float(len(files)),
-                "train_windows": float(len(batches.origins)),
+                "train_windows": float(len(train_batches.origins)),
                 "val_windows": float(len(val.targets)),
                 "test_windows": float(len(test.targets)),
             }
@@ -285,7 +323,7 @@ class StockSpec(ModelSpec):
                 "features": ",".join(FEATURES),
                 "target": "next-day log return",
                 "loss": "mae",
-                "parameters": model.count_params(),
+                **fitted.params,
                 "tickers": ",".join(s.ticker for s in series)[:500],
             }
         )
