@@ -1,6 +1,7 @@
 """What the Keras specs (fake news, stocks) share: one compile-and-fit with the epoch timer, one ONNX
-export (tf2onnx at `ONNX_OPSET`), and native inference (eager call and `predict`, as many threads as
-ONNX Runtime gets). TensorFlow is imported inside each function, never when this module loads.
+export (tf2onnx at `ONNX_OPSET`), and native inference (eager call and `predict` of one model or the mean
+of an ensemble's members, as many threads as ONNX Runtime gets). TensorFlow is imported inside each
+function, never when this module loads.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ def keras_predictors(
 ) -> dict[str, Predictor]:
     """`native_eager` (model(x, training=False)) and `native_predict` (model.predict) of a saved .keras model;
     with `compiled`, `native_compiled`: the call traced once by `tf.function` for any batch size."""
+    return mean_keras_predictors([checkpoint], settings, device, compiled)
+
+
+def mean_keras_predictors(
+    checkpoints: list[Path], settings: Settings, device: str = "cpu", compiled: bool = False
+) -> dict[str, Predictor]:
+    """`keras_predictors` of the mean output of saved .keras models that share their input (an ensemble's
+    members; one checkpoint: that model's output as it is). The compiled call traces all of them in one graph."""
     if device != "cpu":  # tensorflow-cpu: the Keras models have no GPU to run on here
         return {}
     keras = load_keras()
@@ -106,18 +115,25 @@ def keras_predictors(
             tf.config.threading.get_intra_op_parallelism_threads() or "all",
             settings.bench_threads,
         )
-    model = keras.models.load_model(checkpoint)
+    models = [keras.models.load_model(checkpoint) for checkpoint in checkpoints]
+
+    def mean(outputs: list) -> Any:
+        return outputs[0] if len(outputs) == 1 else sum(outputs[1:], outputs[0]) / len(outputs)
 
     def eager(inputs: np.ndarray) -> np.ndarray:
-        return model(inputs, training=False).numpy()
+        return mean([model(inputs, training=False).numpy() for model in models])
 
     def predict(inputs: np.ndarray) -> np.ndarray:
-        return model.predict(inputs, verbose=0)
+        return mean([model.predict(inputs, verbose=0) for model in models])
 
     predictors = {"native_eager": eager, "native_predict": predict}
     if compiled:
-        signature = [tf.TensorSpec([None, *model.input_shape[1:]], model.inputs[0].dtype)]
-        traced = tf.function(lambda x: model(x, training=False), input_signature=signature, reduce_retracing=True)
+        signature = [tf.TensorSpec([None, *models[0].input_shape[1:]], models[0].inputs[0].dtype)]
+        traced = tf.function(
+            lambda x: mean([model(x, training=False) for model in models]),
+            input_signature=signature,
+            reduce_retracing=True,
+        )
 
         def compiled_call(inputs: np.ndarray) -> np.ndarray:
             return traced(inputs).numpy()
