@@ -197,6 +197,14 @@ class RunFiles:
         return _replace_prefix(state, self.remote.url, str(self.local))
 
 
+def size_bytes(path: Path) -> int:
+    """A file's size, or the total of the files under a folder (a checkpoint may be either: an ensemble's
+    is a folder of its members)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def _derived(name: str, wanted: str) -> bool:
     """`name` is `wanted`, a file under the folder `wanted`, or a sibling sharing its stem (`m.onnx` → `m.opt.onnx`)."""
     stem = wanted.rsplit(".", 1)[0] if "." in wanted.rsplit("/", 1)[-1] else wanted

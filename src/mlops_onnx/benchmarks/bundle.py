@@ -19,6 +19,7 @@ import numpy as np
 
 from mlops_onnx.benchmarks.timing import batch_of
 from mlops_onnx.settings import Settings
+from mlops_onnx.storage import size_bytes
 
 SAMPLE_ROWS = 256  # test inputs in a bundle: the largest batch, and the parity sample
 META = "meta.json"
@@ -111,9 +112,10 @@ def write_bundle(
         np.save(folder / "reference.npy", outputs)
     info = {
         "model": spec.name,
+        "architecture": spec.architecture,
         "framework": spec.framework,
         "checkpoint": checkpoint.name,
-        "checkpoint_bytes": checkpoint.stat().st_size,
+        "checkpoint_bytes": size_bytes(checkpoint),
         "onnx_variants": sorted(onnx_files),
         "native_variants": native_variants,
         "sample_rows": SAMPLE_ROWS,
@@ -158,8 +160,17 @@ def bundles(bundle_dir: Path) -> list[Path]:
 
 
 def _place(source: Path, target: Path) -> None:
-    """A hard link where the file system allows one (the nightly bundle lives beside the run's files), else a copy."""
+    """A hard link where the file system allows one (the nightly bundle lives beside the run's files), else a copy;
+    a folder (an ensemble's checkpoint) file by file."""
+    if source.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+        return
     target.unlink(missing_ok=True)
+    _link_or_copy(source, target)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
     try:
         os.link(source, target)
     except OSError:

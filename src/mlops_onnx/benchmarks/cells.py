@@ -101,7 +101,7 @@ def native_predictors(bundle: Path, provider: str, cfg: BenchConfig) -> tuple[di
     device = "cuda" if provider == "cuda" else "cpu"
     if provider == "tensorrt":
         return {}, {}
-    spec = load_spec(meta["model"])
+    spec = load_spec(meta["model"], meta.get("architecture"))
     if device == "cuda" and "torch" in sys.modules:  # fp32 math, as in ONNX Runtime's CUDA sessions (no TF32)
         torch = sys.modules["torch"]
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False

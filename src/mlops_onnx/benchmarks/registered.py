@@ -112,12 +112,13 @@ def version_bundle(settings: Settings, client, candidate: Candidate, folder: Pat
     from mlops_onnx.models import load_spec
     from mlops_onnx.stages import snapshot_store
 
-    spec, version = load_spec(candidate.model), candidate.version
+    version = candidate.version
+    spec = load_spec(candidate.model, version.tags.get("architecture"))
     downloads = folder.parent / f"{folder.name}.files"
     shutil.rmtree(downloads, ignore_errors=True)
     workdir = version_run_files(settings, version, downloads / "run")
     checkpoint = workdir / spec.checkpoint_name
-    if not checkpoint.is_file():
+    if not checkpoint.exists():  # a file, or a folder (an ensemble's members)
         raise LookupError(f"the run of version {version.version} published no {spec.checkpoint_name}")
     onnx_files = version_onnx_files(client, candidate.model, version, downloads / "onnx")
     preprocessing = version_preprocessing(client, version, downloads / "preprocessing")

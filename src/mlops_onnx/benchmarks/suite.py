@@ -188,7 +188,7 @@ def run(
         models[model] = {k: meta.get(k) for k in MODEL_FIELDS if k in meta}
         if "skipped" in meta:
             continue
-        spec = load_spec(model)
+        spec = load_spec(model, meta.get("architecture"))
         reference, targets = np.load(bundle / "reference.npy"), np.load(bundle / "targets.npy")
         models[model]["native_quality"] = spec.quality(reference, targets)
         for provider in providers:

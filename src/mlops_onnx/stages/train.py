@@ -22,6 +22,7 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
 
     from mlops_onnx import fingerprint
     from mlops_onnx.decisions import SKIPPED
+    from mlops_onnx.storage import size_bytes
 
     settings = get_settings()
     workdir = Path(state["workdir"])
@@ -68,7 +69,7 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
             mlflow.log_artifact(str(artifact), "plots" if artifact.suffix == ".png" else "reports")
         for path in result.preprocessing:
             mlflow.log_artifact(str(path), "preprocessing")
-        mlflow.log_metric("size_native_bytes", result.checkpoint.stat().st_size)
+        mlflow.log_metric("size_native_bytes", size_bytes(result.checkpoint))
     return {
         **state,
         "checkpoint": str(result.checkpoint),
