@@ -87,6 +87,7 @@ PIPELINES: dict[str, Pipeline] = {
             (
                 Candidate("lstm", "mlops_onnx.models.stocks"),
                 Candidate("transformer", "mlops_onnx.models.stocks_transformer"),
+                Candidate("ensemble", "mlops_onnx.models.stocks_ensemble"),
             ),
             served_by="dashboard",
         ),
