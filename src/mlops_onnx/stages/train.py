@@ -55,11 +55,10 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics, step=epoch)
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch_seconds")
-        print(
-            f"[{spec.name}/{spec.architecture}] epoch {epoch:>3}  {shown}  ({metrics.get('epoch_seconds', 0):.1f}s)",
-            flush=True,
-        )
+        # An ensemble's members log theirs under a prefix (`lstm_epoch_seconds`).
+        seconds = sum(v for k, v in metrics.items() if k.endswith("epoch_seconds"))
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.endswith("epoch_seconds"))
+        print(f"[{spec.name}/{spec.architecture}] epoch {epoch:>3}  {shown}  ({seconds:.1f}s)", flush=True)
 
     with mlflow_run(state):
         result = spec.train(run_snapshot(state, settings), workdir, settings, on_epoch)
