@@ -3,7 +3,7 @@
 import pytest
 
 from mlops_onnx.snapshots import SnapshotStore
-from mlops_onnx.storage import RunFiles, Storage, as_url
+from mlops_onnx.storage import RunFiles, Storage, as_url, size_bytes
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,32 @@ def test_the_next_task_gets_urls_and_reads_its_own_copy(storage_url, tmp_path):
     assert (tmp_path / "b" / "model.pt").read_bytes() == b"weights"
     (worker_b.local / "model_fp32.onnx").write_bytes(b"onnx")
     assert worker_b.push() == ["model_fp32.onnx"]  # what it pulled is not uploaded again
+
+
+def test_a_folder_checkpoint_travels_whole_and_weighs_its_files(storage_url, tmp_path):
+    """An ensemble's checkpoint is a folder of its members: asking for the folder pulls everything under it."""
+    remote = Storage(storage_url).child("runs", "dag", "run1")
+    worker_a = RunFiles(local=tmp_path / "a", remote=remote)
+    worker_a.pull()
+    members = worker_a.local / "ensemble" / "members"
+    members.mkdir(parents=True)
+    (members / "lstm.keras").write_bytes(b"lstm weights")
+    (members / "transformer.keras").write_bytes(b"transformer")
+    (worker_a.local / "ensemble" / "members_notes.txt").write_text("not the checkpoint")
+    worker_a.push("ensemble")
+    state = worker_a.publish({"checkpoint": str(members)})
+    assert state["checkpoint"] == f"{remote.url}/ensemble/members"
+
+    worker_b = RunFiles(local=tmp_path / "b", remote=remote)
+    assert sorted(worker_b.pull(["ensemble/members"])) == [
+        "ensemble/members/lstm.keras",
+        "ensemble/members/transformer.keras",
+    ]
+    checkpoint = tmp_path / "b" / "ensemble" / "members"
+    assert worker_b.localise(state)["checkpoint"] == str(checkpoint)
+    assert (checkpoint / "lstm.keras").read_bytes() == b"lstm weights"
+    assert size_bytes(checkpoint) == len(b"lstm weights") + len(b"transformer")
+    assert size_bytes(checkpoint / "lstm.keras") == len(b"lstm weights")
 
 
 def test_snapshots_round_trip_through_the_storage(storage_url, tmp_path):
