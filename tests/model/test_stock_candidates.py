@@ -1,9 +1,11 @@
-"""The stock candidates side by side on the real sample (quick profile): the LSTM and the transformer trained
-the same way, the statistical baselines scored on their test rows, the transformer's export and parity, and
-the two fp32 graphs averaged into one ONNX ensemble."""
+"""The stock candidates side by side on the real sample (quick profile): the LSTM, the transformer and the
+ensemble of the two trained the same way, the statistical baselines scored on their test rows, the
+transformer's export and parity, the two fp32 graphs averaged into one ONNX ensemble, and the ensemble
+candidate's members, metrics, one-graph export and parity against the mean of its Keras members."""
 
 import json
 import re
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -11,21 +13,26 @@ import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA
 
 from mlops_onnx.baselines import BASELINES, baseline_forecasts, baseline_metrics
-from mlops_onnx.models import stocks_transformer
+from mlops_onnx.models import stocks_ensemble, stocks_transformer
 from mlops_onnx.models.stocks import PREPROCESSING_FILE, QUICK, SPEC, TICKERS_FILE, load_tickers
 from mlops_onnx.onnx_ensemble import mean_ensemble
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.settings import get_settings
 from mlops_onnx.snapshots import Snapshot
-from mlops_onnx.timeseries import FEATURES
+from mlops_onnx.timeseries import FEATURES, forecast_metrics
 from mlops_onnx.variants import graph_op_types
 
 TRANSFORMER = stocks_transformer.SPEC
+ENSEMBLE = stocks_ensemble.SPEC
+# The ensemble's members against the lone candidates: same start, same batches, same seed. On the sample they
+# come out bit for bit equal; the tolerance leaves room for threaded float math on another machine only.
+MEMBER_TOLERANCE = 1e-6
 
 
 @pytest.fixture(scope="module")
 def candidates(tmp_path_factory):
-    """Validate once, then train and export the LSTM and the transformer on the same snapshot, like the DAG."""
+    """Validate once, then train and export the LSTM, the transformer and the ensemble on the same snapshot, each
+    in a folder of its own, like the DAG's candidates."""
     folder = tmp_path_factory.mktemp("stock-candidates")
     settings = replace(
         get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
@@ -42,15 +49,25 @@ def candidates(tmp_path_factory):
     report = SPEC.validate(snapshot, settings)
     assert report.success, report.message()
     trained = {"settings": settings, "snapshot": snapshot}
-    for spec in (SPEC, TRANSFORMER):
+    for spec in (SPEC, TRANSFORMER, ENSEMBLE):
         workdir = folder / spec.architecture
         (workdir / "reports").mkdir(parents=True)
         (workdir / "reports" / "validation.json").write_text(json.dumps(report.to_dict()))
-        result = spec.train(snapshot, workdir, settings, lambda epoch, metrics: None)
+        epochs = []
+        started = time.perf_counter()
+        result = spec.train(snapshot, workdir, settings, lambda epoch, metrics: epochs.append((epoch, metrics)))
+        seconds = time.perf_counter() - started
         onnx_path = workdir / "model_fp32.onnx"
         spec.export_onnx(result.checkpoint, onnx_path)
         rows = spec.evaluation_data(snapshot, settings, workdir)
-        trained[spec.architecture] = {"workdir": workdir, "result": result, "onnx": onnx_path, "rows": rows}
+        trained[spec.architecture] = {
+            "workdir": workdir,
+            "result": result,
+            "onnx": onnx_path,
+            "rows": rows,
+            "epochs": epochs,
+            "train_seconds": seconds,
+        }
     return trained
 
 
@@ -69,7 +86,7 @@ def test_both_candidates_share_the_name_features_scaler_and_test_rows(candidates
         assert 0.8 < candidate["result"].metrics["test_mase"] < 1.2
 
 
-@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+@pytest.mark.parametrize("architecture", ["lstm", "transformer", "ensemble"])
 def test_baselines_are_logged_for_the_rows_evaluation_data_gives(candidates, architecture):
     """Recomputed from `evaluation_data` (the rows the gate and the head-to-head read), the baselines and the
     comparison metrics are the ones `train` logged: the same tickers, the same test days."""
@@ -137,3 +154,67 @@ def test_one_onnx_graph_averages_the_lstm_and_the_transformer(candidates, tmp_pa
     assert np.abs(ensemble - (keras[0] + keras[1]) / 2).max() <= 1e-4
     for batch in (1, 7):
         assert session.run(None, {"window": inputs[:batch]})[0].shape == (batch, 1)
+
+
+def test_the_ensemble_fits_its_own_lstm_and_transformer_like_the_lone_candidates(candidates):
+    """Same data, scaler, batches and seed: each member is the candidate of its architecture, trained again."""
+    ensemble = candidates["ensemble"]
+    checkpoint = ensemble["result"].checkpoint
+    assert checkpoint == ensemble["workdir"] / ENSEMBLE.checkpoint_name and checkpoint.is_dir()
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["lstm.keras", "transformer.keras"]
+    scalers = [json.loads((candidates[a]["workdir"] / PREPROCESSING_FILE).read_text()) for a in ("lstm", "ensemble")]
+    assert scalers[0] == scalers[1]
+    assert list(ensemble["rows"].ids) == list(candidates["lstm"]["rows"].ids)
+    inputs = ensemble["rows"].inputs
+    settings = candidates["settings"]
+    for spec in (SPEC, TRANSFORMER):
+        member = spec.native_predictors(checkpoint / f"{spec.architecture}.keras", settings)["native_eager"]
+        alone = spec.native_predictors(candidates[spec.architecture]["result"].checkpoint, settings)["native_eager"]
+        assert np.abs(member(inputs) - alone(inputs)).max() <= MEMBER_TOLERANCE, spec.architecture
+        lone_metrics = candidates[spec.architecture]["result"].metrics
+        for name in ("epochs_run", "best_val_loss"):
+            assert ensemble["result"].metrics[f"{spec.architecture}_{name}"] == pytest.approx(
+                lone_metrics[name], rel=1e-3
+            )
+    epoch_metrics = {name for _, metrics in ensemble["epochs"] for name in metrics}
+    assert {"lstm_train_loss", "lstm_val_loss", "transformer_train_loss", "transformer_val_loss"} <= epoch_metrics
+    assert not epoch_metrics & {"train_loss", "val_loss"}
+    params = ensemble["result"].params
+    assert params["architecture"] == "ensemble" and params["members"] == "lstm,transformer"
+    assert params["lstm_recurrent_layer"] == "keras.layers.LSTM" and params["transformer_attention_heads"] == 2
+    assert params["parameters"] == params["lstm_parameters"] + params["transformer_parameters"]
+
+
+def test_the_ensembles_metrics_are_those_of_the_mean_forecast(candidates):
+    ensemble = candidates["ensemble"]
+    rows, metrics = ensemble["rows"], ensemble["result"].metrics
+    settings = candidates["settings"]
+    checkpoint = ensemble["result"].checkpoint
+    members = [
+        spec.native_predictors(checkpoint / f"{spec.architecture}.keras", settings)["native_predict"](rows.inputs)
+        for spec in (SPEC, TRANSFORMER)
+    ]
+    mean = (members[0] + members[1]) / 2
+    x = rows.extra
+    again = forecast_metrics(x["close_now"], x["close_next"], mean, "test", x["ticker"])
+    for name, value in again.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-6), name
+    assert metrics["best_val_loss"] < max(metrics["lstm_best_val_loss"], metrics["transformer_best_val_loss"])
+    assert 0.8 < metrics["test_mase"] < 1.2
+
+
+def test_the_ensemble_exports_one_graph_that_matches_the_mean_of_its_keras_members(candidates):
+    ensemble = candidates["ensemble"]
+    session = make_session(ensemble["onnx"])
+    assert [i.name for i in session.get_inputs()] == ["window"] and len(session.get_outputs()) == 1
+    assert session.get_inputs()[0].shape[1:] == [QUICK.window, len(FEATURES)]
+    assert {"LSTM", "Conv", "Mean"} <= graph_op_types(ensemble["onnx"])
+    inputs = ensemble["rows"].inputs
+    onnx_out = run_batched(session, inputs)
+    natives = ENSEMBLE.native_predictors(ensemble["result"].checkpoint, candidates["settings"], compiled=True)
+    assert set(natives) == {"native_eager", "native_predict", "native_compiled"}
+    for name, predict in natives.items():
+        native = predict(inputs)
+        assert native.shape == onnx_out.shape == (len(inputs), 1), name
+        assert np.abs(native - onnx_out).max() <= ENSEMBLE.parity_rules.fp32_max_abs_diff, name
+    assert ENSEMBLE.native_predictors(ensemble["result"].checkpoint, candidates["settings"], device="cuda") == {}

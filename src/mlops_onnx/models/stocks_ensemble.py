@@ -3,12 +3,12 @@
 Candidates train side by side (the DAG maps them in parallel), so the ensemble cannot read the LSTM and
 Transformer candidates' checkpoints: its `train` fits its own two members, each exactly as its candidate
 fits it, on the same data: the same tickers, scaler, windows, target scale and shuffled batches, the
-same config and seed (`StockSpec.fit_models` seeds right before each build), so each member starts
-from the same weights as the candidate of its architecture; ONNX Runtime's and TensorFlow's threads
-make the numbers agree to float rounding, not bit for bit. Each member's per-epoch curves are logged
-under its architecture (`lstm_train_loss`, `transformer_val_loss`, ...); everything `train` reports
-after fitting (test MASE, baselines, Diebold–Mariano, per-ticker metrics, plots) is computed by the
-shared `StockSpec.train` code from the mean forecast.
+same config and seed (`StockSpec.fit_models` seeds right before each build), so each member is the
+candidate of its architecture trained again (on the sample, bit for bit: the test checks it to 1e-6).
+Each member's per-epoch curves are logged under its architecture (`lstm_train_loss`,
+`transformer_val_loss`, ...); everything `train` reports after fitting (test MASE, baselines,
+Diebold–Mariano, per-ticker metrics, plots) is computed by the shared `StockSpec.train` code from the
+mean forecast.
 
 The checkpoint is a folder (`members/`: `lstm.keras`, `transformer.keras`); the stages move it between
 tasks as a whole (`storage.RunFiles.pull` takes everything under a folder it is asked for). The ONNX
