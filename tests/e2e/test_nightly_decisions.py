@@ -18,7 +18,15 @@ from conftest import HAS_SHARED_DATA, SHARED_DATA, latest_run, mlflow_client, pi
 pytestmark = pytest.mark.e2e
 DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_classifier"
 TRAIN, TEST = "fashion-mnist_train.csv", "fashion-mnist_test.csv"
-SKIPPED_AFTER_TRAIN = {"train", "export", "quantize", "parity", "benchmark_cpu", "benchmark_gpu", "gate_and_register"}
+SKIPPED_AFTER_TRAIN = {
+    *(f"candidate.{t}" for t in ("train", "export", "quantize", "parity", "benchmark_cpu", "benchmark_gpu")),
+    "gate_and_register",
+}
+
+
+def night_runs(client) -> tuple:
+    """The newest night's MLflow run (data, drift, decision) and its CNN candidate's run (training, decision)."""
+    return latest_run(client, MODEL), latest_run(client, MODEL, architecture="cnn")
 
 
 def write_data(folder, train_rows: slice):
@@ -71,16 +79,16 @@ def nights(tmp_path_factory):
     for night in (1, 2):
         done = run_dag(DAG_ID, env)
         assert done.returncode == 0, done.stdout[-3000:]
-        runs[night], runs[f"events_{night}"] = latest_run(client, MODEL), asset_events(home)
+        (runs[f"night_{night}"], runs[night]), runs[f"events_{night}"] = night_runs(client), asset_events(home)
     write_data(data, slice(1500, 3000))  # new training images: a new snapshot
     done = run_dag(DAG_ID, env)
     assert done.returncode == 0, done.stdout[-3000:]
-    runs[3], runs["events_3"] = latest_run(client, MODEL), asset_events(home)
+    (runs["night_3"], runs[3]), runs["events_3"] = night_runs(client), asset_events(home)
     runs["champion_after_3"] = client.get_model_version_by_alias(MODEL, "champion")
     weak = {**env, "MLOPS_EPOCHS": "1", "MLOPS_MAX_TRAIN_ROWS": "300", "MLOPS_GATE_FASHION_MNIST_CLASSIFIER": "0.1"}
     done = run_dag(DAG_ID, weak, conf={"force_retrain": True})
     assert done.returncode == 0, done.stdout[-3000:]
-    runs[4] = latest_run(client, MODEL)
+    runs["night_4"], runs[4] = night_runs(client)
     yield home, client, runs
     shutil.rmtree(root, ignore_errors=True)
 
@@ -107,7 +115,8 @@ def test_an_unchanged_night_trains_nothing_and_says_which_run_it_repeats(nights)
     assert "version 1" in second["promotion_reason"] and "registered_version" not in second
     states = task_states(home, second["airflow_run_id"])
     assert {task: states[task] for task in SKIPPED_AFTER_TRAIN} == dict.fromkeys(SKIPPED_AFTER_TRAIN, "skipped")
-    assert states["ingest"] == states["validate"] == states["prune"] == "success"
+    assert states["ingest"] == states["validate"] == states["candidates"] == states["prune"] == "success"
+    assert runs["night_2"].data.tags["promotion_decision"] == "skipped_unchanged"
     assert "train_loss" not in runs[2].data.metrics
     assert runs["events_2"] == runs["events_1"]  # the same snapshot: no event
 
@@ -123,8 +132,10 @@ def test_a_changed_snapshot_retrains_and_meets_the_champion_on_the_same_rows(nig
     tags, metrics = third.data.tags, third.data.metrics
     assert tags["data_hash"] != runs[1].data.tags["data_hash"]
     assert len(runs["events_3"]) == 2 and tags["data_hash"] in runs["events_3"][1]
-    assert tags["drift_status"] == "reported" and 0 <= metrics["drift_share"] <= 1
-    assert "reports/drift_report.html" in {a.path for a in client.list_artifacts(third.info.run_id, "reports")}
+    night = runs["night_3"]
+    assert tags["drift_status"] == night.data.tags["drift_status"] == "reported"
+    assert 0 <= night.data.metrics["drift_share"] <= 1
+    assert "reports/drift_report.html" in {a.path for a in client.list_artifacts(night.info.run_id, "reports")}
 
     assert tags["compare_champion_version"] == "1" and tags["compare_test"] == "mcnemar_exact"
     table = pd.read_csv(
@@ -146,6 +157,8 @@ def test_a_changed_snapshot_retrains_and_meets_the_champion_on_the_same_rows(nig
     assert str(runs["champion_after_3"].version) == ("2" if won else "1")
     assert f"p={metrics['compare_p_value']:.3g}" in tags["promotion_reason"]
     assert client.get_model_version(MODEL, "2").description.startswith(tags["promotion_reason"])
+    assert night.data.tags["promotion_reason"] == tags["promotion_reason"]  # the night says it too
+    assert night.data.tags["chosen_architecture"] == "cnn"
 
 
 def test_a_forced_weak_retrain_never_takes_the_champion(nights):

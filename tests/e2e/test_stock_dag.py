@@ -1,8 +1,9 @@
 """The nightly stock forecaster DAG end to end through Airflow (`airflow dags test`), real MLflow.
 
 The gate is the test MASE (validation picked the weights): the default rule (MASE ≤ 1.0, not worse than
-naive on the test days). On an archive whose returns are predictable (AR(1), φ = 0.9) the forecaster must
-beat naive and be registered as the first champion; a stricter threshold (0.0001) must reject the run with a
+naive on the test days). On an archive whose returns are predictable (AR(1), φ = 0.9) two candidates (the
+LSTM and the Transformer) train side by side and the better one must beat naive and be registered as the
+first champion; on the sample, under a stricter threshold (0.0001), the night must be rejected with a
 reason that names the MASE and register nothing.
 """
 
@@ -37,8 +38,9 @@ BAD_FILES = (
 )
 
 
-def latest_run(client, index: int = 0):
-    return conftest.latest_run(client, MODEL, index)
+def latest_run(client, index: int = 0, architecture: str | None = "lstm"):
+    """The newest night's LSTM candidate run (architecture None: the night's own run)."""
+    return conftest.latest_run(client, MODEL, index, architecture)
 
 
 def artifact_json(client, run_id, path):
@@ -46,22 +48,29 @@ def artifact_json(client, run_id, path):
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def strict_night(tmp_path_factory):
+    """The sample's night under a gate no forecaster passes: everything up to the gate runs and is logged."""
     home = tmp_path_factory.mktemp("stock-e2e")
-    done = run_dag(DAG_ID, pipeline_env(home))
+    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_GATE_STOCK_FORECASTER="0.0001"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return home
+    return home, done
+
+
+@pytest.fixture(scope="module")
+def home(strict_night):
+    return strict_night[0]
 
 
 def test_quarantine_report_names_every_bad_file_with_its_reason(home):
     client = mlflow_client(home)
-    run = latest_run(client)
-    quarantine = artifact_json(client, run.info.run_id, "reports/quarantine.json")
+    night = latest_run(client, architecture=None)
+    quarantine = artifact_json(client, night.info.run_id, "reports/quarantine.json")
     assert set(quarantine) == set(BAD_FILES)
     for name, reason in BAD_FILES.items():
         assert any(reason in r for r in quarantine[name]), (name, quarantine[name])
-    assert run.data.metrics["data_files_quarantined"] == len(BAD_FILES)
-    assert run.data.metrics["data_files_passed"] >= 3 and run.data.tags["validation_status"] == "passed"
+    assert night.data.metrics["data_files_quarantined"] == len(BAD_FILES)
+    assert night.data.metrics["data_files_passed"] >= 3 and night.data.tags["validation_status"] == "passed"
+    run = latest_run(client)
     used = artifact_json(client, run.info.run_id, "reports/stock_tickers.json")["files"]
     assert used and not set(used) & set(BAD_FILES)
 
@@ -131,31 +140,46 @@ def predictable_archive(folder, tickers: int = 5, days: int = 700, phi: float = 
     return folder
 
 
-def test_a_forecaster_that_beats_naive_is_registered_as_the_first_champion(tmp_path):
+def test_the_better_candidate_beats_naive_and_is_registered_as_the_first_champion(tmp_path):
     home = tmp_path / "predictable"
     data = predictable_archive(tmp_path / "data")
-    done = run_dag(DAG_ID, pipeline_env(home, data, MLOPS_EPOCHS="15"))
+    env = pipeline_env(home, data, MLOPS_EPOCHS="15", MLOPS_CANDIDATES_STOCKS="lstm,transformer")
+    done = run_dag(DAG_ID, env)
     assert done.returncode == 0, done.stdout[-3000:]
     client = mlflow_client(home)
-    run = latest_run(client)
+    night = latest_run(client, architecture=None)
+    runs = {a: latest_run(client, architecture=a) for a in ("lstm", "transformer")}
+    for architecture, run in runs.items():  # both trained, side by side, on the same test days
+        assert run.data.tags["architecture"] == architecture
+        assert run.data.tags["mlflow.parentRunId"] == night.info.run_id
+        assert run.data.metrics["test_windows"] == runs["lstm"].data.metrics["test_windows"]
+        for baseline in ("naive", "drift", "ets"):
+            assert run.data.metrics[f"baseline_{baseline}_test_mase"] > 0, (architecture, baseline)
+        assert 0 <= run.data.metrics["dm_pvalue_vs_drift"] <= 1
+    best = min(runs, key=lambda a: runs[a].data.metrics["test_mase"])
+    run, other = runs[best], runs["transformer" if best == "lstm" else "lstm"]
     metrics, tags = run.data.metrics, run.data.tags
     assert metrics["test_mase"] < 0.9 and metrics["test_dm_p_value_vs_naive"] < 0.05, metrics
     assert tags["gate_status"] == "registered", tags.get("gate_reason")
     assert tags["promotion_decision"] == "first_champion"
+    assert night.data.tags["chosen_architecture"] == best and night.data.tags["promotion_decision"] == "first_champion"
+    assert other.data.tags["promotion_decision"] in ("not_chosen", "rejected")
+    assert other.data.tags["promotion_reason"].startswith(("Not chosen: test_mase", "Rejected by the gate"))
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.run_id == run.info.run_id and float(version.tags["test_mase"]) == pytest.approx(metrics["test_mase"])
+    assert version.tags["architecture"] == best
     files = {a.path for a in client.list_artifacts(run.info.run_id, "model/preprocessing")}
     assert "model/preprocessing/stock_preprocessing.json" in files
 
 
-def test_a_model_that_misses_the_mase_threshold_is_rejected_and_not_registered(tmp_path):
-    home = tmp_path / "strict"
-    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_GATE_STOCK_FORECASTER="0.0001"))
-    assert done.returncode == 0, done.stdout[-3000:]
+def test_a_model_that_misses_the_mase_threshold_is_rejected_and_not_registered(strict_night):
+    home, done = strict_night
     client = mlflow_client(home)
     run = latest_run(client)
     tags = run.data.tags
     assert tags["gate_status"] == "rejected"
     assert f"test_mase {run.data.metrics['test_mase']:.4f} > threshold 0.0001" in tags["gate_reason"]
+    night = latest_run(client, architecture=None).data.tags
+    assert night["gate_status"] == "rejected" and "no candidate passed" in night["promotion_reason"]
     assert client.search_registered_models() == []
     assert "GATE REJECTED" in done.stdout

@@ -91,7 +91,8 @@ def version_preprocessing(client, version, folder: Path) -> Path | None:
 
 def version_run_files(settings: Settings, version, folder: Path) -> Path:
     """The files the version's DAG run published to the shared storage (the native checkpoint, what
-    training wrote beside it), pulled into `folder`; its tags `airflow_dag_id`/`airflow_run_id` name the run."""
+    training wrote beside it), pulled into `folder`; its tags `airflow_dag_id`/`airflow_run_id` name the run.
+    Returns the folder of the version's candidate in it."""
     from mlops_onnx.storage import RunFiles, Storage
     from mlops_onnx.tracking import RunContext
 
@@ -102,7 +103,10 @@ def version_run_files(settings: Settings, version, folder: Path) -> Path:
     files = RunFiles(local=folder, remote=Storage(settings.runs_url).child(ctx.dag_id, ctx.safe_run_id))
     if not files.pull():
         raise LookupError(f"no files of run {ctx.run_id} at {files.remote.url} (removed by retention?)")
-    return folder
+    # A candidate's files are in its own folder of the run (`<run>/<architecture>/`); a version from before
+    # candidates existed has them at the top.
+    architecture = tags.get("architecture")
+    return folder / architecture if architecture and (folder / architecture).is_dir() else folder
 
 
 def version_bundle(settings: Settings, client, candidate: Candidate, folder: Path) -> dict:

@@ -11,6 +11,9 @@ from mlops_onnx.stages import stage
 from mlops_onnx.tracking import RunContext
 
 
+DATA_TAGS = ("data_hash", "data_source", "data_source_reason", "dataset", "profile", "stale_data", "drift_status")
+
+
 @stage(reads=("validation_report",))
 def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
     """One state per candidate that runs tonight (MLOPS_CANDIDATES_<TASK>, default all): the DAG maps the
@@ -27,6 +30,9 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
     tracking.set_run_tags(
         state["mlflow_run_id"], {"candidates": ",".join(architectures), "architecture": ",".join(architectures)}
     )
+    # What the night's run says about the data, on every candidate's run too: each compares on its own in the UI.
+    night = tracking.get_run_tags(state["mlflow_run_id"])
+    about_data = {k: night[k] for k in DATA_TAGS if k in night}
     root = Path(state["workdir"])
     states = []
     for architecture in architectures:
@@ -37,12 +43,7 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
         run_id = tracking.find_or_create_run(spec.name, ctx, settings, architecture, state["mlflow_run_id"])
         tracking.set_run_tags(
             run_id,
-            {
-                "candidate_status": "running",
-                "data_hash": state["snapshot"],
-                "data_source": state["data_source"],
-                "validation_status": state["validation"],  # a candidate exists only once the data passed
-            },
+            {**about_data, "candidate_status": "running", "validation_status": state["validation"]},
         )
         states.append(
             {
