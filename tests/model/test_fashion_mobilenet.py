@@ -109,9 +109,10 @@ def fashion_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # one MobileNetV2 step and a dynamo export: about 2 minutes on two busy cores
 def test_mobilenet_trains_and_its_onnx_export_matches_torch_at_any_batch(settings_env, fashion_folder, tmp_path):
     settings = settings_env(
-        MLOPS_EPOCHS="1", MLOPS_MAX_TRAIN_ROWS="200", MLOPS_MAX_TEST_ROWS="64", MLOPS_MAX_TRAIN_BATCHES="2"
+        MLOPS_EPOCHS="1", MLOPS_MAX_TRAIN_ROWS="100", MLOPS_MAX_TEST_ROWS="16", MLOPS_MAX_TRAIN_BATCHES="1"
     )
     snapshot = Snapshot("fashion_mnist", "0" * 64, fashion_folder, {})
     epochs = []
@@ -120,7 +121,7 @@ def test_mobilenet_trains_and_its_onnx_export_matches_torch_at_any_batch(setting
     # ImageNet's count, less its 1000-class head and two of the stem's three input channels, plus a 10-class head
     assert result.params["parameters"] == TORCHVISION_MOBILENET_V2_PARAMETERS - 1281 * 1000 - 32 * 2 * 9 + 1281 * 10
     assert len(epochs) == 1 and np.isfinite(epochs[0]["train_loss"])
-    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0 and result.metrics["test_rows"] == 64
+    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0 and result.metrics["test_rows"] == 16
 
     onnx_path = tmp_path / "model_fp32.onnx"
     SPEC.export_onnx(result.checkpoint, onnx_path)

@@ -5,6 +5,12 @@ the stem and the first stride-2 stage at stride 1, so 28x28 images end at 4x4 ra
 raw pixels like the CNN and exports with a dynamic batch. Training starts from ImageNet weights when
 MLOPS_FASHION_PRETRAINED_WEIGHTS names a torchvision-layout state dict (file or URL), and from scratch,
 with a warning, when it does not; the run's `pretrained` param says which.
+
+Measured on the shared sample, quick profile (1,350 training rows), seed 1, two busy CPU cores: 2,236,106
+parameters (the CNN: 431,082); 386 and 369 s an epoch (the CNN: 36-51 s); from scratch, validation accuracy
+stayed at 0.10 after 2 epochs (train 0.53) and test accuracy was 0.08 (the CNN after 3 epochs: 0.75-0.78),
+so this candidate needs ImageNet weights or many more epochs (a GPU) before it competes; export 70 s, ONNX
+fp32 vs PyTorch max abs diff 1.4e-6 on 600 test images.
 """
 
 from __future__ import annotations
