@@ -100,6 +100,9 @@ class Settings:
     # Validation thresholds: what a dataset file must hold to pass, whatever the training profile.
     fashion_min_train_rows: int = 1000  # rows of fashion-mnist_train.csv
     fashion_min_test_rows: int = 200  # rows of fashion-mnist_test.csv
+    # MLOPS_FASHION_PRETRAINED_WEIGHTS: ImageNet weights for the MobileNetV2 candidate in torchvision's layout, a
+    # file or a URL (e.g. https://download.pytorch.org/models/mobilenet_v2-b0353104.pth); None: from scratch
+    fashion_pretrained_weights: str | None = None
     news_min_rows: int = 200  # rows of Fake.csv and of True.csv
     stock_min_rows: int = 250  # rows of a ticker file (about a trading year); shorter files are quarantined
 
@@ -244,6 +247,7 @@ def get_settings() -> Settings:
         synthetic_size=_choice("MLOPS_SYNTHETIC_SIZE", "small" if quick else "demo", SYNTHETIC_SIZES),
         fashion_min_train_rows=max(1, _int("MLOPS_FASHION_MIN_TRAIN_ROWS", 1000) or 1),
         fashion_min_test_rows=max(1, _int("MLOPS_FASHION_MIN_TEST_ROWS", 200) or 1),
+        fashion_pretrained_weights=os.environ.get("MLOPS_FASHION_PRETRAINED_WEIGHTS", "").strip() or None,
         news_min_rows=max(1, _int("MLOPS_NEWS_MIN_ROWS", 200) or 1),
         stock_min_rows=max(1, _int("MLOPS_STOCK_MIN_ROWS", 250) or 1),
     )

@@ -65,7 +65,32 @@ def _preprocessed(fp32_path: Path, workdir: Path) -> Path:
     return out
 
 
+WEIGHTED_LAYERS = ("Conv", "Gemm", "MatMul")
+
+
+def float_ends(model_path: Path) -> list[str]:
+    """The names of the graph's first and last weighted layers (Conv, Gemm, MatMul), which int8_static keeps in
+    float: the first sees the raw input, and the last writes the logits, whose 8-bit rounding alone swaps two
+    close classes."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weighted = [node.name for node in graph.node if node.op_type in WEIGHTED_LAYERS]
+    return list(dict.fromkeys(name for name in weighted[:1] + weighted[-1:] if name))
+
+
 def make_int8_static(fp32_path: Path, out_path: Path, calibration: np.ndarray | None) -> None:
+    """Static QDQ int8: per-channel int8 weights, uint8 activations calibrated (min/max) on training rows, the
+    first and last weighted layers in float (`float_ends`).
+
+    Why the float ends: the Fashion-MNIST CNN trained with the quick profile on the shared sample (seeds 1, 2,
+    3; 256 calibration rows) agreed with fp32 on 98.83 / 99.17 / 99.33 % of the first 600 test labels with
+    every layer in int8, under the 99 % parity rule for one seed in three; with both ends in float, on 99.67 /
+    99.67 / 100 % (3,000 test rows: 98.90-98.97 % → 99.70-99.97 %). The flipped rows' fp32 top-two logits were
+    0.001-0.12 apart (median 1.5-2.0). 1,024 calibration rows, percentile (99.999) or entropy calibration,
+    signed activations, and a float last layer alone moved agreement by no more than that noise (one test row
+    is 0.17 %), so none is used. The two float layers hold under 0.4 % of the CNN's weights.
+    """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -74,14 +99,16 @@ def make_int8_static(fp32_path: Path, out_path: Path, calibration: np.ndarray | 
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     reader = ArrayCalibrationReader(input_name, calibration)
     with tempfile.TemporaryDirectory() as tmp:
+        preprocessed = _preprocessed(fp32_path, Path(tmp))
         quantize_static(
-            str(_preprocessed(fp32_path, Path(tmp))),
+            str(preprocessed),
             str(out_path),
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=float_ends(preprocessed),
         )
 
 
@@ -111,7 +138,7 @@ VARIANTS: dict[str, VariantSpec] = {
     for v in (
         VariantSpec(
             "int8_static",
-            "static QDQ int8, per-channel weights, calibrated on training data",
+            "static QDQ int8, per-channel weights, calibrated on training data, first and last layers in float",
             make_int8_static,
             needs_calibration=True,
         ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,10 @@ def image_ids(images: np.ndarray) -> np.ndarray:
 
 
 class FashionSpec(ModelSpec):
+    """The CNN candidate, and everything the Fashion-MNIST candidates share: data, training loop, evaluation,
+    export. Another architecture is a subclass that overrides `network` (and `initial_network`, if training
+    starts from pretrained weights)."""
+
     name = "fashion_mnist_classifier"
     architecture = "cnn"
     dataset = FASHION_MNIST
@@ -70,12 +75,23 @@ class FashionSpec(ModelSpec):
     checkpoint_name = "model.pt"
     speedup_target = 3.0
     speedup_baseline = "native_eager"  # issue 9's target for the CNN: ONNX fp32 vs PyTorch eager
+    full_config, quick_config = FashionConfig(), QUICK
+
+    def network(self):
+        """A freshly initialised network of this architecture: the layout of the checkpoint `train` writes."""
+        from mlops_onnx.models.fashion_net import FashionCNN
+
+        return FashionCNN()
+
+    def initial_network(self, settings: Settings) -> tuple[Any, dict[str, Any]]:
+        """The network training starts from, and the params that say how it was made (logged with the run)."""
+        return self.network(), {}
 
     def train_config(self, settings: Settings) -> FashionConfig:
         return profile_config(
             settings,
-            FashionConfig(),
-            QUICK,
+            self.full_config,
+            self.quick_config,
             epochs="epochs",
             max_train_rows="max_train_rows",
             max_test_rows="max_test_rows",
@@ -90,7 +106,7 @@ class FashionSpec(ModelSpec):
         import torch
         from torch import nn
 
-        from mlops_onnx.models.fashion_net import FashionCNN, evaluate
+        from mlops_onnx.models.fashion_net import evaluate
 
         cfg = self.train_config(settings)
         torch.manual_seed(cfg.seed)
@@ -102,7 +118,7 @@ class FashionSpec(ModelSpec):
         x_train, y_train = torch.from_numpy(images[train_idx]), torch.from_numpy(labels[train_idx])
         x_val, y_val = torch.from_numpy(images[val_idx]), torch.from_numpy(labels[val_idx])
 
-        model = FashionCNN()
+        model, network_params = self.initial_network(settings)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         generator = torch.Generator().manual_seed(cfg.seed)
         best_loss, best_state, stale, epochs_run = float("inf"), None, 0, 0
@@ -165,16 +181,15 @@ class FashionSpec(ModelSpec):
                 "test_rows": float(len(test_images)),
             }
         )
-        params = asdict(cfg)
+        params = asdict(cfg) | network_params
+        params["architecture"] = self.architecture
         params["parameters"] = sum(p.numel() for p in model.parameters())
         return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params)
 
     def _load(self, checkpoint: Path):
         import torch
 
-        from mlops_onnx.models.fashion_net import FashionCNN
-
-        model = FashionCNN()
+        model = self.network()
         model.load_state_dict(torch.load(checkpoint, weights_only=True))
         return model.eval()
 
