@@ -124,23 +124,32 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
         pipeline = PIPELINES[model]
         experiment = client.get_experiment_by_name(model)
         runs = (
-            client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+            client.search_runs(
+                [experiment.experiment_id],
+                "tags.run_kind = 'night'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
             if experiment
             else []
         )
         if not runs:
             summary["models"][model] = {"dag_id": pipeline.dag_id, "status": "no run found"}
             continue
-        run = runs[0]
-        metrics, tags = run.data.metrics, run.data.tags
-        latency = {
-            k.removeprefix("bench_cpu_").removesuffix("_b1_p50_ms"): v
-            for k, v in metrics.items()
-            if k.startswith("bench_cpu_") and k.endswith("_b1_p50_ms")
+        night = runs[0]
+        query = f"tags.run_kind = 'candidate' and tags.airflow_run_id = '{night.data.tags.get('airflow_run_id')}'"
+        candidates = {
+            r.data.tags["architecture"]: candidate_entry(r)
+            for r in client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time ASC"])
         }
+        metrics, tags = night.data.metrics, night.data.tags
+        chosen = tags.get("chosen_architecture") or next(iter(candidates), None)
+        # The night's tasks, plus the candidate that took longest: candidates run side by side.
+        night_tasks = task_seconds(metrics)
+        slowest = max((sum(c["task_seconds"].values()) for c in candidates.values()), default=0.0)
         entry = {
             "dag_id": pipeline.dag_id,
-            "mlflow_run_id": run.info.run_id,
+            "mlflow_run_id": night.info.run_id,
             "airflow_run_id": tags.get("airflow_run_id"),
             "data_source": tags.get("data_source"),
             "data_hash": tags.get("data_hash"),
@@ -151,28 +160,15 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             "data_files": {
                 k.removeprefix("data_files_"): int(v) for k, v in metrics.items() if k.startswith("data_files_")
             },
-            "test_metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
-            "parity_fp32_max_abs_diff": metrics.get("parity_fp32_max_abs_diff"),
-            "parity": {
-                k.removeprefix("parity_").removesuffix("_passed"): bool(v)
-                for k, v in metrics.items()
-                if k.startswith("parity_") and k.endswith("_passed")
-            },
-            "cpu_b1_p50_ms": latency,
-            "task_seconds": {
-                k.removeprefix("task_seconds_"): round(v, 2)
-                for k, v in metrics.items()
-                if k.startswith("task_seconds_")
-            },
-            "gpu": tags.get("bench_gpu_status", "not run"),
+            **(candidates.get(chosen) or EMPTY_CANDIDATE),
+            "chosen_architecture": tags.get("chosen_architecture"),
+            "candidates": candidates,
+            "task_seconds": {**night_tasks, "slowest_candidate": round(slowest, 2)},
             "gate": tags.get("gate_status", "not reached"),
             "gate_reason": tags.get("gate_reason"),
-            "fingerprint": tags.get("fingerprint"),
             "promotion_decision": tags.get("promotion_decision"),
             "promotion_reason": tags.get("promotion_reason"),
             "registered_version": tags.get("registered_version"),
-            "alias": tags.get("registered_alias"),
-            "serving_variant": tags.get("serving_variant"),
         }
         try:
             champion = client.get_model_version_by_alias(model, "champion")
@@ -181,6 +177,41 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             entry["current_champion_version"] = None
         summary["models"][model] = entry
     return summary
+
+
+EMPTY_CANDIDATE = {"test_metrics": {}, "parity": {}, "parity_fp32_max_abs_diff": None, "cpu_b1_p50_ms": {}}
+
+
+def task_seconds(metrics: dict) -> dict[str, float]:
+    return {k.removeprefix("task_seconds_"): round(v, 2) for k, v in metrics.items() if k.startswith("task_seconds_")}
+
+
+def candidate_entry(run) -> dict:
+    """One candidate's run of the night: its metrics, parity, latency, task times and what became of it."""
+    metrics, tags = run.data.metrics, run.data.tags
+    return {
+        "mlflow_run_id": run.info.run_id,
+        "candidate_status": tags.get("candidate_status"),
+        "test_metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
+        "parity_fp32_max_abs_diff": metrics.get("parity_fp32_max_abs_diff"),
+        "parity": {
+            k.removeprefix("parity_").removesuffix("_passed"): bool(v)
+            for k, v in metrics.items()
+            if k.startswith("parity_") and k.endswith("_passed")
+        },
+        "cpu_b1_p50_ms": {
+            k.removeprefix("bench_cpu_").removesuffix("_b1_p50_ms"): v
+            for k, v in metrics.items()
+            if k.startswith("bench_cpu_") and k.endswith("_b1_p50_ms")
+        },
+        "task_seconds": task_seconds(metrics),
+        "gpu": tags.get("bench_gpu_status", "not run"),
+        "fingerprint": tags.get("fingerprint"),
+        "promotion_decision": tags.get("promotion_decision"),
+        "promotion_reason": tags.get("promotion_reason"),
+        "alias": tags.get("registered_alias"),
+        "serving_variant": tags.get("serving_variant"),
+    }
 
 
 def add_airflow_overhead(summary: dict, dag_seconds: dict[str, float]) -> dict:
@@ -219,21 +250,26 @@ def print_summary(summary: dict) -> None:
         rows = ", ".join(f"{k}={v}" for k, v in (e["data_rows"] or e["data_files"]).items())
         print(f"  data         : {e['data_source']}, hash {str(e['data_hash'])[:12]}, {rows}")
         print(f"  validation   : {e['validation']}")
+        for architecture, c in e["candidates"].items():
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in c["test_metrics"].items())
+            spent = sum(c["task_seconds"].values())
+            print(f"  candidate    : {architecture}: {c['candidate_status']}, {spent:.0f}s of tasks; {shown}")
+        print(f"  chosen       : {e['chosen_architecture'] or 'none'}")
         print("  test metrics : " + ", ".join(f"{k}={v:.4f}" for k, v in e["test_metrics"].items()))
         parity = ", ".join(f"{k}={'pass' if ok else 'FAIL'}" for k, ok in e["parity"].items())
         diff = e["parity_fp32_max_abs_diff"]
         print(f"  parity       : {parity}" + (f" (fp32 max abs diff {diff:.2e})" if diff is not None else ""))
         if e["cpu_b1_p50_ms"]:
             print("  CPU p50 b=1  : " + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(e["cpu_b1_p50_ms"].items())))
-        print(f"  GPU          : {e['gpu']}")
+        print(f"  GPU          : {e.get('gpu', 'not run')}")
         gate = e["gate"] + (f" ({e['gate_reason']})" if e.get("gate_reason") else "")
         print(f"  gate         : {gate}")
         if e.get("promotion_reason"):
             print(f"  decision     : {e['promotion_decision']}: {e['promotion_reason']}")
         if e["registered_version"]:
             print(
-                f"  registered   : {model} v{e['registered_version']} @{e['alias']}, "
-                f"serving variant {e['serving_variant']}"
+                f"  registered   : {model} v{e['registered_version']} @{e.get('alias')}, "
+                f"serving variant {e.get('serving_variant')}"
             )
         print(
             f"  champion     : v{e['current_champion_version']}"

@@ -335,14 +335,24 @@ def task_instances(cluster: Cluster, run_id: str | None = None) -> dict[str, dic
         run_id or cluster.run_id,
     )
     return {
-        task: {"state": state, "hostname": host, "queue": queue, "start": start, "end": end}
+        short(task): {"state": state, "hostname": host, "queue": queue, "start": start, "end": end}
         for task, state, host, queue, start, end in rows
     }
 
 
+def short(task_id: str) -> str:
+    """A task's name without its group: the one candidate's `candidate.train` is `train` here."""
+    return task_id.removeprefix("candidate.")
+
+
 def task_logs(cluster: Cluster, worker: str) -> dict[str, str]:
     folder = cluster.worker_home(worker) / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={cluster.run_id}"
-    return {p.parent.name.removeprefix("task_id="): p.read_text(errors="replace") for p in folder.rglob("*.log")}
+    return {
+        short(next(part for part in p.parts if part.startswith("task_id=")).removeprefix("task_id=")): p.read_text(
+            errors="replace"
+        )
+        for p in folder.rglob("*.log")
+    }
 
 
 def failed_logs(cluster: Cluster) -> str:
@@ -397,6 +407,7 @@ def test_the_run_is_scheduled_through_celery_to_success(cluster):
     assert {t for t, ti in tis.items() if ti["state"] == "success"} == {
         "ingest",
         "validate",
+        "candidates",
         "train",
         "export",
         "quantize",
@@ -415,7 +426,8 @@ def test_the_run_is_scheduled_through_celery_to_success(cluster):
 def test_tasks_ran_on_both_workers_and_handed_over_between_them(cluster):
     tis = task_instances(cluster)
     assert {ti["hostname"] for ti in tis.values()} == set(WORKERS), tis
-    chain = ["ingest", "validate", "train", "export", "quantize", "parity", "benchmark_cpu", "gate_and_register"]
+    chain = ["ingest", "validate", "candidates", "train", "export", "quantize", "parity", "benchmark_cpu"]
+    chain += ["gate_and_register"]
     handovers = [(a, b) for a, b in zip(chain, chain[1:]) if tis[a]["hostname"] != tis[b]["hostname"]]
     handovers += [("parity", "benchmark_gpu")] if tis["parity"]["hostname"] != "worker-b" else []
     assert handovers, f"every task ran on one worker: {tis}"
@@ -453,7 +465,7 @@ def test_a_manual_run_during_the_night_waits_its_turn_and_meets_the_champion(clu
     client = MlflowClient(tracking_uri=cluster.mlflow_url)
     decisions = {
         run.data.tags["airflow_run_id"]: run.data.tags
-        for run in client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
+        for run in client.search_runs([client.get_experiment_by_name(MODEL).experiment_id], "tags.architecture = 'cnn'")
     }
     assert decisions[cluster.run_id]["promotion_decision"] == "first_champion"
     manual_tags = decisions[cluster.manual_run_id]
@@ -470,25 +482,27 @@ def s3_objects(cluster: Cluster, prefix: str) -> dict[str, bytes]:
 def test_tasks_hand_on_storage_urls_and_no_worker_reads_another_workers_folder(cluster):
     roots = {name: str(cluster.worker_home(name)) for name in WORKERS}
     run_url = f"s3://{BUCKET}/mlops/runs/{DAG_ID}/{cluster.run_id}"
-    xcoms = dict(
-        cluster.metadata(
+    xcoms = {
+        short(task): value
+        for task, value in cluster.metadata(
             "SELECT task_id, value FROM xcom WHERE dag_id = %s AND run_id = %s AND key = 'return_value'",
             DAG_ID,
             cluster.run_id,
         )
-    )
+    }
     assert {"ingest", "train", "gate_and_register"} <= set(xcoms)
     for task, value in xcoms.items():
         text = json.dumps(value)
         assert not any(root in text for root in roots.values()), f"{task} handed on a local path: {text}"
-    final = xcoms["gate_and_register"]
-    assert final["workdir"] == run_url and final["checkpoint"] == f"{run_url}/model.pt"
-    assert final["onnx_fp32"] == f"{run_url}/model_fp32.onnx"
-    assert all(url.startswith(f"{run_url}/") for url in final["passing_variants"].values())
+    final = xcoms["gate_and_register"]  # the chosen candidate's state: its files in its folder of the run
+    cnn = f"{run_url}/cnn"
+    assert final["workdir"] == cnn and final["checkpoint"] == f"{cnn}/model.pt"
+    assert final["onnx_fp32"] == f"{cnn}/model_fp32.onnx"
+    assert all(url.startswith(f"{cnn}/") for url in final["passing_variants"].values())
 
     # What each worker holds of the run is its own output or a byte-exact copy of the shared storage.
     stored = s3_objects(cluster, f"mlops/runs/{DAG_ID}/{cluster.run_id}/")
-    assert {"model.pt", "model_fp32.onnx", "reports/validation.json", "reports/parity.json"} <= set(stored)
+    assert {"cnn/model.pt", "cnn/model_fp32.onnx", "reports/validation.json", "cnn/reports/parity.json"} <= set(stored)
     tis = task_instances(cluster)
     for worker, root in roots.items():
         local = cluster.worker_home(worker) / "work" / DAG_ID / cluster.run_id

@@ -24,7 +24,8 @@ from pathlib import Path
 
 def task_policy(task) -> None:
     pairs = (item.split(":", 1) for item in os.environ.get("TEST_FAULTS", "").split(",") if ":" in item)
-    action = dict(pairs).get(task.task_id)
+    # `parity` names the candidates' mapped `candidate.parity` too: every candidate's instance gets the fault.
+    action = dict(pairs).get(task.task_id.rsplit(".", 1)[-1])
     if action is not None:
         task.on_execute_callback = [*(task.on_execute_callback or []), functools.partial(_inject, action)]
 
@@ -54,7 +55,8 @@ def _apply(action: str, ti) -> None:
         setattr(mlflow, name, stop_then_call)
     else:
         fault, _, variant = action.partition("_")
-        state = ti.xcom_pull(task_ids="quantize")
+        quantize = ti.task_id.rsplit(".", 1)[0] + ".quantize" if "." in ti.task_id else "quantize"
+        state = ti.xcom_pull(task_ids=quantize, map_indexes=ti.map_index)
         path = _file(state["onnx_fp32"] if variant == "fp32" else state["variants"][variant]["path"])
         if fault == "truncate":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

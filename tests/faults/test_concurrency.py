@@ -53,12 +53,12 @@ def test_two_dag_runs_at_once_keep_their_files_apart_and_both_register(tmp_path)
 
     client = mlflow_client(home)
     experiment = client.get_experiment_by_name(FASHION)
-    mlflow_runs = client.search_runs([experiment.experiment_id])
-    assert len(mlflow_runs) == 2
+    mlflow_runs = client.search_runs([experiment.experiment_id], "tags.architecture = 'cnn'")
+    assert len(mlflow_runs) == 2 and len(client.search_runs([experiment.experiment_id])) == 4  # + 2 nights
     workdirs = set()
     for run in mlflow_runs:
         airflow_run_id = run.data.tags["airflow_run_id"]
-        workdir = home / "work" / FASHION_DAG / RunContext(FASHION_DAG, airflow_run_id).safe_run_id
+        workdir = home / "work" / FASHION_DAG / RunContext(FASHION_DAG, airflow_run_id).safe_run_id / "cnn"
         workdirs.add(workdir)
         props = {p.key: p.value for p in onnx.load(str(workdir / "model_fp32.onnx")).metadata_props}
         assert props["airflow_run_id"] == airflow_run_id  # its own export, not overwritten by the other run

@@ -24,7 +24,7 @@ def night(home):
     env = install_fault_policy(small_env(home), "parity:break_int8_static+truncate_fp16")
     done = dags_test(FASHION_DAG, env, "2026-11-04")
     assert done.returncode == 0, done.stdout[-3000:]
-    return latest_run(mlflow_client(home), FASHION)
+    return latest_run(mlflow_client(home), FASHION, architecture="cnn")
 
 
 def test_a_variant_that_breaks_accuracy_or_will_not_load_is_dropped_with_its_reason(home, night):
@@ -52,13 +52,16 @@ def test_a_broken_fp32_export_fails_at_parity_and_never_becomes_champion(home, n
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "parity failed" in output and reason in output
-    assert "▶ benchmark_cpu started" not in output and "▶ gate_and_register started" not in output
+    assert "▶ benchmark_cpu started" not in output
+    # The gate runs after every candidate, and fails the night: its only candidate stopped at parity.
+    assert "No candidate got through: cnn: failed in parity" in output
 
     client = mlflow_client(home)
-    run = latest_run(client, FASHION)
+    run = latest_run(client, FASHION, architecture="cnn")
     assert run.info.run_id != night.info.run_id
     assert run.data.tags["parity_status"] == "failed" and run.data.tags["gate_status"] == "rejected"
     assert run.data.tags["gate_reason"].startswith("fp32 parity failed: ") and reason in run.data.tags["gate_reason"]
+    assert run.data.tags["candidate_status"] == "failed" and run.data.tags["failed_stage"] == "parity"
     assert run.data.tags["parity_fp32"].startswith("failed: ") and run.data.metrics["parity_fp32_passed"] == 0
     assert [str(v.version) for v in client.search_model_versions(f"name='{FASHION}'")] == ["1"]
     assert client.get_model_version_by_alias(FASHION, "champion").run_id == night.info.run_id

@@ -17,18 +17,20 @@ def test_rerunning_tasks_or_the_whole_night_registers_one_version_from_one_snaps
     first = dags_test(FASHION_DAG, env, LOGICAL_DATE)
     assert first.returncode == 0, first.stdout[-3000:]
     client = mlflow_client(home)
-    night = latest_run(client, FASHION)
+    night = latest_run(client, FASHION, architecture="cnn")
     data_hash, airflow_run_id = night.data.tags["data_hash"], night.data.tags["airflow_run_id"]
     assert night.data.tags["airflow_logical_date"].startswith(LOGICAL_DATE)
 
     for task in ("ingest", "gate_and_register"):  # cleared and re-run inside the same DAG run
         again = tasks_test(FASHION_DAG, task, airflow_run_id, env)
         assert again.returncode == 0, again.stdout[-3000:]
-    assert latest_run(client, FASHION).info.run_id == night.info.run_id  # the same MLflow run, reopened
+    assert (
+        latest_run(client, FASHION, architecture="cnn").info.run_id == night.info.run_id
+    )  # the same MLflow run, reopened
 
     rerun = dags_test(FASHION_DAG, env, LOGICAL_DATE)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
-    second = latest_run(client, FASHION)
+    second = latest_run(client, FASHION, architecture="cnn")
     assert second.info.run_id != night.info.run_id
     assert second.data.tags["airflow_run_id"] != airflow_run_id  # Airflow's new run for the same night
     assert second.data.tags["data_hash"] == data_hash

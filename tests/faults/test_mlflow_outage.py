@@ -45,7 +45,7 @@ def test_mlflow_outage_fails_a_try_and_the_retry_registers_exactly_once(tmp_path
     assert "[fault] stopping MLflow just before mlflow.register_model" in output
     assert len(server.outages) == 2
 
-    for task in ("export", "gate_and_register"):
+    for task in ("candidate.export", "gate_and_register"):
         tries = airflow_tries(env, FASHION_DAG, task)
         assert len(tries) >= 2 and tries[-1]["state"] == "success", (task, tries)
         assert all(t["state"] != "success" for t in tries[:-1]), (task, tries)

@@ -10,7 +10,6 @@ from mlops_onnx.settings import get_settings
 from mlops_onnx.stages import stage
 from mlops_onnx.tracking import RunContext
 
-
 DATA_TAGS = ("data_hash", "data_source", "data_source_reason", "dataset", "profile", "stale_data", "drift_status")
 
 
