@@ -46,6 +46,12 @@ def test_parity_passes_the_real_export(ingested, exported_cnn):
     result = run_stage("parity", MODEL, ctx, state | exported)
     assert result["parity"] == {"fp32": True}
     assert result["parity_fp32_max_abs_diff"] <= 1e-4
+    # A second ONNX implementation, onnx's reference runtime, agrees with ONNX Runtime on a few test rows.
+    from mlops_onnx.settings import get_settings
+
+    run = mlflow_client(get_settings().home).get_run(state["mlflow_run_id"])
+    assert run.data.tags["parity_fp32_reference"] == "ran" and run.data.metrics["parity_fp32_reference_rows"] == 8
+    assert 0 <= run.data.metrics["parity_fp32_reference_max_abs_diff"] <= 1e-4
 
 
 def test_a_changed_weight_fails_parity_and_is_recorded(ingested, exported_cnn, tmp_path):

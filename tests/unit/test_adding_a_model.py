@@ -54,6 +54,7 @@ def test_a_spec_module_and_a_catalog_entry_make_a_registered_champion(settings_e
     assert night_tags["chosen_architecture"] == SPEC.architecture
     assert night_tags["promotion_decision"] == "first_champion"
     assert run.data.metrics["bench_cpu_onnx_fp32_b1_p50_ms"] > 0
+    assert run.data.metrics["parity_fp32_reference_max_abs_diff"] <= 1e-5  # onnx's reference runtime agrees
 
 
 def test_the_catalog_finds_the_spec_and_rejects_a_mismatch(toy_in_the_catalog, monkeypatch):

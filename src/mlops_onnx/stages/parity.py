@@ -58,6 +58,7 @@ def parity(spec, ctx: RunContext, state: dict) -> dict:
         "rules": spec.parity_rules.__dict__,
         "variants": {n: r.to_dict() for n, r in results.items()},
     }
+    report["reference"] = reference = reference_parity(state["onnx_fp32"], inputs)
     path = write_report(state, "parity.json", report)
     fp32 = results["fp32"]
     with mlflow_run(state):
@@ -73,6 +74,14 @@ def parity(spec, ctx: RunContext, state: dict) -> dict:
                 mlflow.log_metric(f"parity_{name}_boundary_rows", r.boundary_rows)
             mlflow.set_tag(f"parity_{name}", "passed" if r.passed else "failed: " + "; ".join(r.reasons)[:480])
         mlflow.set_tag("parity_status", "passed" if fp32.passed else "failed")
+        mlflow.set_tag("parity_fp32_reference", reference["status"])
+        if reference["max_abs_diff"] is not None:
+            mlflow.log_metrics(
+                {
+                    "parity_fp32_reference_max_abs_diff": reference["max_abs_diff"],
+                    "parity_fp32_reference_rows": reference["rows"],
+                }
+            )
         if not fp32.passed:
             reason = "fp32 parity failed: " + "; ".join(fp32.reasons)
             mlflow.set_tags({"gate_status": "rejected", "gate_reason": reason})
@@ -93,6 +102,32 @@ def parity(spec, ctx: RunContext, state: dict) -> dict:
         "parity_fp32_max_abs_diff": fp32.max_abs_diff,
         "passing_variants": passing,
     }
+
+
+REFERENCE_ROWS = 8  # onnx's reference runtime is plain numpy, op by op: a few rows say whether both agree
+
+
+def reference_parity(onnx_path: str, inputs: np.ndarray, rows: int = REFERENCE_ROWS) -> dict:
+    """ONNX Runtime against a second ONNX implementation, the `onnx` package's `ReferenceEvaluator`, on the
+    first `rows` test rows: reported, never gated (an op the reference does not implement is said so)."""
+    import time
+
+    from onnx.reference import ReferenceEvaluator
+
+    from mlops_onnx.runtime import make_session
+
+    sample = np.ascontiguousarray(inputs[:rows])
+    started = time.perf_counter()
+    try:
+        session = make_session(onnx_path, "cpu", threads=0)
+        expected = session.run(None, {session.get_inputs()[0].name: sample})[0]
+        evaluator = ReferenceEvaluator(onnx_path)
+        got = evaluator.run(None, {evaluator.input_names[0]: sample})[0]
+        diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - expected))) if expected.size else 0.0
+    except Exception as exc:  # reported, not gated: the reference runtime does not implement every op
+        return {"status": f"not run: {type(exc).__name__}: {str(exc)[:300]}", "rows": 0, "max_abs_diff": None}
+    seconds = time.perf_counter() - started
+    return {"status": "ran", "rows": len(sample), "max_abs_diff": diff, "seconds": round(seconds, 2)}
 
 
 def run_batched_native(predict, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
