@@ -58,10 +58,16 @@ class ArrayCalibrationReader(CalibrationDataReader):
 
 
 def _preprocessed(fp32_path: Path, workdir: Path) -> Path:
+    """The model after `quant_pre_process`. Its symbolic shape inference gives up on some dynamic graphs
+    (a transformer's position ids sliced to Min(512, sequence)); ONNX's own shape inference still runs then."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = workdir / "preprocessed.onnx"
-    quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+    try:
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+    except Exception as exc:
+        log.warning("%s: symbolic shape inference failed (%s); pre-processing without it", fp32_path.name, exc)
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)
     return out
 
 
@@ -89,9 +95,15 @@ def make_int8_dynamic(fp32_path: Path, out_path: Path, calibration: np.ndarray |
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {"EnableSubgraph": True} if graph_op_types(fp32_path) & LOOP_OPS else {}
+    # Per-channel weight scales: with one scale per tensor, MiniLM's frozen encoder moved the fake probability
+    # by up to 0.30 and flipped 3.75 % of the test labels; per channel, 1 % at most (LSTM weights take it too).
     with tempfile.TemporaryDirectory() as tmp:
         quantize_dynamic(
-            str(_preprocessed(fp32_path, Path(tmp))), str(out_path), weight_type=QuantType.QInt8, extra_options=extra
+            str(_preprocessed(fp32_path, Path(tmp))),
+            str(out_path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options=extra,
         )
 
 
@@ -116,7 +128,9 @@ VARIANTS: dict[str, VariantSpec] = {
             needs_calibration=True,
         ),
         VariantSpec(
-            "int8_dynamic", "dynamic int8 (weights int8, activations quantized at run time)", make_int8_dynamic
+            "int8_dynamic",
+            "dynamic int8 (weights int8 per channel, activations quantized at run time)",
+            make_int8_dynamic,
         ),
         VariantSpec("fp16", "float16 weights and compute, float32 inputs/outputs", make_fp16),
     )
