@@ -58,13 +58,14 @@ class ArrayCalibrationReader(CalibrationDataReader):
 
 
 def _preprocessed(fp32_path: Path, workdir: Path) -> Path:
-    """The model after `quant_pre_process`. Its symbolic shape inference gives up on some dynamic graphs
-    (a transformer's position ids sliced to Min(512, sequence)); ONNX's own shape inference still runs then."""
+    """The model after `quant_pre_process`. `auto_merge`: symbolic shape inference merges two dims it cannot
+    prove equal (a transformer's position ids are sliced to Min(512, sequence)) instead of giving up, which
+    also leaves its debug model in the working directory; should it still fail, ONNX's own inference runs."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = workdir / "preprocessed.onnx"
     try:
-        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False, auto_merge=True)
     except Exception as exc:
         log.warning("%s: symbolic shape inference failed (%s); pre-processing without it", fp32_path.name, exc)
         quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)
