@@ -96,15 +96,11 @@ def make_int8_dynamic(fp32_path: Path, out_path: Path, calibration: np.ndarray |
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {"EnableSubgraph": True} if graph_op_types(fp32_path) & LOOP_OPS else {}
-    # Per-channel weight scales: with one scale per tensor, MiniLM's frozen encoder moved the fake probability
-    # by up to 0.30 and flipped 3.75 % of the test labels; per channel, 1 % at most (LSTM weights take it too).
+    # One scale per weight tensor: per channel halved MiniLM's error but broke the LSTM's DynamicQuantizeLSTM
+    # (max abs diff 0.78, 97.75 % agreement vs 0.009 and 100 % per tensor, quick profile, shared sample).
     with tempfile.TemporaryDirectory() as tmp:
         quantize_dynamic(
-            str(_preprocessed(fp32_path, Path(tmp))),
-            str(out_path),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options=extra,
+            str(_preprocessed(fp32_path, Path(tmp))), str(out_path), weight_type=QuantType.QInt8, extra_options=extra
         )
 
 
@@ -130,7 +126,7 @@ VARIANTS: dict[str, VariantSpec] = {
         ),
         VariantSpec(
             "int8_dynamic",
-            "dynamic int8 (weights int8 per channel, activations quantized at run time)",
+            "dynamic int8 (weights int8, activations quantized at run time)",
             make_int8_dynamic,
         ),
         VariantSpec("fp16", "float16 weights and compute, float32 inputs/outputs", make_fp16),
