@@ -198,3 +198,31 @@ def first_run(request, home):
     done = run_dag(request.module.DAG_ID, pipeline_env(home))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+NEWS_DATA, LIAR_DATA = SHARED_DATA / "fake-and-real-news-dataset", SHARED_DATA / "liar_dataset"
+HAS_NEWS = (NEWS_DATA / "Fake.csv").is_file() and (LIAR_DATA / "train.tsv").is_file()
+
+
+@pytest.fixture(scope="session")
+def news_folder(tmp_path_factory):
+    """A fake-news snapshot folder for the text candidates: the real sample (or synthetic files) and LIAR
+    under aux/liar."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("news-data")
+    (folder / "aux" / "liar").mkdir(parents=True)
+    if HAS_NEWS:
+        for name in ("Fake.csv", "True.csv"):
+            shutil.copy(NEWS_DATA / name, folder / name)
+        for name in ("train.tsv", "valid.tsv"):
+            shutil.copy(LIAR_DATA / name, folder / "aux" / "liar" / name)
+    else:
+        from types import SimpleNamespace
+
+        from mlops_onnx.sources.synthetic_news import generate_liar, generate_news
+
+        quick = SimpleNamespace(synthetic_size="small")
+        generate_news(folder, np.random.default_rng(0), quick)
+        generate_liar(folder / "aux" / "liar", np.random.default_rng(1), quick)
+    return folder

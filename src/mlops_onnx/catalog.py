@@ -83,7 +83,10 @@ PIPELINES: dict[str, Pipeline] = {
             "fake_news_nightly",
             "Fake-news classifier",
             FAKE_NEWS,
-            (Candidate("lstm", "mlops_onnx.models.fake_news"),),
+            (
+                Candidate("lstm", "mlops_onnx.models.fake_news"),
+                Candidate("minilm", "mlops_onnx.models.fake_news_minilm"),
+            ),
             served_by="api",
         ),
         Pipeline(

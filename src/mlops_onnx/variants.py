@@ -58,10 +58,17 @@ class ArrayCalibrationReader(CalibrationDataReader):
 
 
 def _preprocessed(fp32_path: Path, workdir: Path) -> Path:
+    """The model after `quant_pre_process`. `auto_merge`: symbolic shape inference merges two dims it cannot
+    prove equal (a transformer's position ids are sliced to Min(512, sequence)) instead of giving up, which
+    also leaves its debug model in the working directory; should it still fail, ONNX's own inference runs."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = workdir / "preprocessed.onnx"
-    quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+    try:
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False, auto_merge=True)
+    except Exception as exc:
+        log.warning("%s: symbolic shape inference failed (%s); pre-processing without it", fp32_path.name, exc)
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)
     return out
 
 
@@ -116,6 +123,8 @@ def make_int8_dynamic(fp32_path: Path, out_path: Path, calibration: np.ndarray |
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {"EnableSubgraph": True} if graph_op_types(fp32_path) & LOOP_OPS else {}
+    # One scale per weight tensor: per channel halved MiniLM's error but broke the LSTM's DynamicQuantizeLSTM
+    # (max abs diff 0.78, 97.75 % agreement vs 0.009 and 100 % per tensor, quick profile, shared sample).
     with tempfile.TemporaryDirectory() as tmp:
         quantize_dynamic(
             str(_preprocessed(fp32_path, Path(tmp))), str(out_path), weight_type=QuantType.QInt8, extra_options=extra
@@ -143,7 +152,9 @@ VARIANTS: dict[str, VariantSpec] = {
             needs_calibration=True,
         ),
         VariantSpec(
-            "int8_dynamic", "dynamic int8 (weights int8, activations quantized at run time)", make_int8_dynamic
+            "int8_dynamic",
+            "dynamic int8 (weights int8, activations quantized at run time)",
+            make_int8_dynamic,
         ),
         VariantSpec("fp16", "float16 weights and compute, float32 inputs/outputs", make_fp16),
     )

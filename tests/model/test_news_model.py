@@ -1,52 +1,17 @@
 """The fake-news model: leakage handling, tokenizer identity, and a real Keras -> tf2onnx -> ONNX Runtime trip."""
 
-import shutil
-
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA
 
 from mlops_onnx.models import ONNX_OPSET
-from mlops_onnx.models.fake_news import (
-    SPEC,
-    FakeNewsConfig,
-    deduplicate,
-    leakage_probe,
-    load_articles,
-    load_liar,
-    split_articles,
-    text_ids,
-)
+from mlops_onnx.models.fake_news import SPEC, FakeNewsConfig, leakage_probe
+from mlops_onnx.models.news_data import deduplicate, load_articles, load_liar, split_articles, text_ids
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.text import Tokenizer, clean_text
 from mlops_onnx.variants import LOOP_OPS, graph_op_types
-
-NEWS, LIAR = SHARED_DATA / "fake-and-real-news-dataset", SHARED_DATA / "liar_dataset"
-HAS_NEWS = (NEWS / "Fake.csv").is_file() and (LIAR / "train.tsv").is_file()
-
-
-@pytest.fixture(scope="module")
-def data_folder(tmp_path_factory):
-    """A snapshot-shaped folder: the real sample (or synthetic files) and LIAR under aux/liar."""
-    folder = tmp_path_factory.mktemp("news-data")
-    (folder / "aux" / "liar").mkdir(parents=True)
-    if HAS_NEWS:
-        for name in ("Fake.csv", "True.csv"):
-            shutil.copy(NEWS / name, folder / name)
-        for name in ("train.tsv", "valid.tsv"):
-            shutil.copy(LIAR / name, folder / "aux" / "liar" / name)
-    else:
-        from types import SimpleNamespace
-
-        from mlops_onnx.sources.synthetic_news import generate_liar, generate_news
-
-        quick = SimpleNamespace(synthetic_size="small")
-        generate_news(folder, np.random.default_rng(0), quick)
-        generate_liar(folder / "aux" / "liar", np.random.default_rng(1), quick)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +29,10 @@ def quick_settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(data_folder, quick_settings, tmp_path_factory):
+def trained(news_folder, quick_settings, tmp_path_factory):
     """Quick real training on the sample, and the real tf2onnx export of the checkpoint."""
     workdir = tmp_path_factory.mktemp("news-work")
-    snapshot = Snapshot("fake_news", "0" * 64, data_folder, {})
+    snapshot = Snapshot("fake_news", "0" * 64, news_folder, {})
     epochs = []
     result = SPEC.train(snapshot, workdir, quick_settings, lambda epoch, metrics: epochs.append((epoch, metrics)))
     onnx_path = workdir / "model_fp32.onnx"
@@ -75,8 +40,8 @@ def trained(data_folder, quick_settings, tmp_path_factory):
     return snapshot, workdir, result, onnx_path, epochs
 
 
-def test_no_article_is_in_two_splits(data_folder):
-    splits = split_articles(data_folder, FakeNewsConfig())
+def test_no_article_is_in_two_splits(news_folder):
+    splits = split_articles(news_folder, FakeNewsConfig())
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
         assert not set(parts[a]["clean"]) & set(parts[b]["clean"]), (a, b)
@@ -86,8 +51,8 @@ def test_no_article_is_in_two_splits(data_folder):
     assert abs(splits.test["label"].mean() - splits.train["label"].mean()) < 0.02  # stratified
 
 
-def test_split_is_the_same_on_every_call(data_folder):
-    first, second = (split_articles(data_folder, FakeNewsConfig()) for _ in range(2))
+def test_split_is_the_same_on_every_call(news_folder):
+    first, second = (split_articles(news_folder, FakeNewsConfig()) for _ in range(2))
     assert first.test.index.equals(second.test.index) and first.train["clean"].equals(second.train["clean"])
 
 
@@ -164,8 +129,8 @@ def test_quick_training_reports_metrics_probes_and_liar(trained):
     assert result.params["recurrent_layer"] == "LSTM" and result.params["onnx_input_dtype"] == "int32"
 
 
-def test_leakage_probe_without_the_shortcuts_only_finds_the_majority_class(data_folder):
-    splits = split_articles(data_folder, FakeNewsConfig())
+def test_leakage_probe_without_the_shortcuts_only_finds_the_majority_class(news_folder):
+    splits = split_articles(news_folder, FakeNewsConfig())
     for part in (splits.train, splits.test):
         part["subject"], part["date"], part["text"] = "News", "December 1, 2017", "WASHINGTON (Reuters) - words"
     probe = leakage_probe(splits, seed=0)
@@ -219,15 +184,15 @@ def test_liar_labels_map_to_binary_and_a_missing_liar_is_noted(tmp_path):
     assert texts == [] and len(labels) == 0 and "liar_rows=0" in note
 
 
-def test_an_article_keeps_its_split_when_the_snapshot_grows(data_folder, tmp_path):
+def test_an_article_keeps_its_split_when_the_snapshot_grows(news_folder, tmp_path):
     """Splits by text hash: adding articles (a new snapshot) never moves an earlier test article into training,
     so tonight's test rows are rows the champion never trained on."""
     cfg = FakeNewsConfig()
-    before = split_articles(data_folder, cfg)
+    before = split_articles(news_folder, cfg)
     grown = tmp_path / "grown"
     grown.mkdir()
     for name in ("Fake.csv", "True.csv"):
-        frame = pd.read_csv(data_folder / name, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(news_folder / name, dtype=str, keep_default_na=False)
         extra = frame.head(300).assign(title=lambda f: "Update: " + f["title"], text=lambda f: f["text"] + " More.")
         pd.concat([extra, frame]).to_csv(grown / name, index=False)  # new articles, and a new file order
     after = split_articles(grown, cfg)

@@ -74,3 +74,43 @@ def test_diebold_mariano_sees_a_consistent_small_gain_and_not_noise():
     assert result.p_value < 1e-6 and result.statistic < 0
     assert diebold_mariano(np.zeros(30)).p_value == 1.0  # identical losses: no evidence either way
     assert diebold_mariano(np.array([0.1, 0.2])).p_value == 1.0  # too few days
+
+
+def test_bootstrap_roc_auc_interval_holds_the_auc_is_seeded_and_narrows_with_more_rows():
+    from sklearn.metrics import roc_auc_score
+
+    from mlops_onnx.stats import bootstrap_roc_auc
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, 2000)
+    scores = targets + rng.normal(0, 1.2, 2000)  # a weak classifier: AUC about 0.72
+    low, high = bootstrap_roc_auc(targets, scores, seed=7)
+    assert low < roc_auc_score(targets, scores) < high
+    assert (low, high) == bootstrap_roc_auc(targets, scores, seed=7)
+    assert (low, high) != bootstrap_roc_auc(targets, scores, seed=8)
+    small_low, small_high = bootstrap_roc_auc(targets[:100], scores[:100], seed=7)
+    assert small_high - small_low > 2 * (high - low)  # 20x fewer rows: about 4.5x wider
+
+
+def test_bootstrap_roc_auc_scores_each_resample_as_sklearn_does():
+    from sklearn.metrics import roc_auc_score
+
+    from mlops_onnx.stats import bootstrap_roc_auc
+
+    targets = np.array([0, 1, 1, 0, 1, 0, 1, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.7, 0.9])  # ties across classes: average ranks
+    resampled = []
+    for seed in range(20):  # one resample per call: its interval collapses to that resample's AUC
+        rows = np.random.default_rng(seed).integers(0, len(targets), (1, len(targets)))[0]
+        if len(set(targets[rows])) == 2:
+            low, high = bootstrap_roc_auc(targets, scores, resamples=1, seed=seed)
+            assert low == high == pytest.approx(roc_auc_score(targets[rows], scores[rows]), abs=1e-12)
+            resampled.append(low)
+    assert len(resampled) >= 10
+
+
+def test_bootstrap_roc_auc_of_one_class_is_an_error():
+    from mlops_onnx.stats import bootstrap_roc_auc
+
+    with pytest.raises(ValueError, match="both classes"):
+        bootstrap_roc_auc(np.ones(50), np.linspace(0, 1, 50))

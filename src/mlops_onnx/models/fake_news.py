@@ -3,10 +3,11 @@
 The dataset is easy for the wrong reasons: nearly every real article carries a "(Reuters)" dateline
 and `subject`/`date` alone separate the classes. So the model sees only `text.clean_text(title,
 text)` (source markers stripped, never subject or date); articles are de-duplicated, exactly and
-after cleaning, *before* the split by text hash; and the run logs a leakage probe beside the
-model's metrics: how well a trivial classifier does on subject/date only, how well the "(Reuters)"
-marker alone does, and the model's accuracy on raw vs cleaned test text. LIAR statements (aux
-dataset, mapped to binary) give a cross-dataset figure that is reported, never gated.
+after cleaning, *before* the split by text hash (`news_data`, shared with the MiniLM candidate); and
+the run logs a leakage probe beside the model's metrics: how well a trivial classifier does on
+subject/date only, how well the "(Reuters)" marker alone does, and the model's accuracy on raw vs
+cleaned test text. LIAR statements (aux dataset, mapped to binary) give a cross-dataset figure
+(with a bootstrap interval on its ROC AUC) that is reported, never gated.
 
 The LSTM is a plain `keras.layers.LSTM` without `mask_zero`: tf2onnx turns it into ONNX's fused
 `LSTM` op (GRU, Bidirectional or masking become slower `Loop` subgraphs). The ONNX input is int32
@@ -17,8 +18,6 @@ ONNX files (ingest, validate, quantize, gate) do not pay its ~5 s import.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,20 +27,26 @@ import pandas as pd
 
 from mlops_onnx.datasets import FAKE_NEWS
 from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
+from mlops_onnx.models.news_data import (
+    CLASS_NAMES,
+    Splits,
+    binary_metrics,
+    label_array,
+    load_articles,
+    load_liar,
+    split_articles,
+    text_ids,
+)
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
-from mlops_onnx.text import Tokenizer, clean_text
+from mlops_onnx.text import Tokenizer, clean_text, load_encoder
 from mlops_onnx.validation import ValidationReport
-from mlops_onnx.validation.fake_news import CLASS_FILES, NewsRules, has_content, parse_dates, read_news_csv
+from mlops_onnx.validation.fake_news import NewsRules, parse_dates
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
-CLASS_NAMES = ["real", "fake"]  # label 0, label 1
-LIAR_FAKE = {"pants-fire", "false", "barely-true"}
-LIAR_REAL = {"half-true", "mostly-true", "true"}
-LIAR_COLUMNS, LIAR_LABEL, LIAR_STATEMENT = 14, 1, 2  # LIAR's TSV: id, label, statement, ... (no header)
 
 
 @dataclass(frozen=True)
@@ -89,103 +94,6 @@ def build_model(cfg: FakeNewsConfig):
     x = layers.Dropout(cfg.dropout)(x)
     fake = layers.Dense(1, activation="sigmoid", name="fake_probability")(x)
     return keras.Model(tokens, fake, name="fake_news_classifier")
-
-
-# --- data: one function builds the splits, for train and for evaluation alike ------------------
-
-
-@dataclass
-class Splits:
-    train: pd.DataFrame
-    val: pd.DataFrame
-    test: pd.DataFrame
-    counts: dict[str, float]  # rows dropped at each step, logged as metrics
-
-
-def load_articles(folder: Path) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Both class files with a `label` (1 = fake) and the cleaned `clean` text; rows with neither
-    title nor text (which validation allowed below its threshold) dropped."""
-    frames, counts = [], {}
-    for name, label in CLASS_FILES.items():
-        frame, unreadable = read_news_csv(folder / name)
-        if frame is None:
-            raise ValueError(f"{folder / name}: {unreadable.detail}")
-        content = has_content(frame)
-        counts[f"rows_without_content_{name.removesuffix('.csv').lower()}"] = float((~content).sum())
-        frames.append(frame[content].assign(label=label, source=name))
-    articles = pd.concat(frames, ignore_index=True)
-    articles["clean"] = [clean_text(t, x) for t, x in zip(articles["title"], articles["text"])]
-    return articles, counts
-
-
-def deduplicate(articles: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Drop every copy of a text found in both classes (its label is unknowable), then repeats of an
-    article (same title and text; then the same text after cleaning), keeping the first."""
-    conflicting = articles.groupby("clean")["label"].transform("nunique") > 1
-    articles = articles[~conflicting]
-    exact = articles.duplicated(["title", "text"])
-    articles = articles[~exact]
-    normalised = articles.duplicated("clean")
-    articles = articles[~normalised].reset_index(drop=True)
-    counts = {
-        "dedup_conflicting_label_rows": conflicting.sum(),
-        "dedup_exact_rows": exact.sum(),
-        "dedup_normalised_rows": normalised.sum(),
-    }
-    return articles, {k: float(v) for k, v in counts.items()}
-
-
-def text_positions(clean: pd.Series) -> np.ndarray:
-    """Each cleaned text's place in [0, 1): its hash, so an article's split never depends on what else the
-    snapshot holds, on the file order, or on the seed."""
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "big") / 2**64 for t in clean],
-        dtype=np.float64,
-    )
-
-
-def text_ids(clean: pd.Series) -> np.ndarray:
-    return np.array([hashlib.blake2b(t.encode("utf-8"), digest_size=8).hexdigest() for t in clean])
-
-
-def split_articles(folder: Path, cfg: FakeNewsConfig) -> Splits:
-    """De-duplicated articles split by the hash of their cleaned text: the same article is in the same split
-    on every night, so a champion was never trained on a later night's test articles. Each split is in hash
-    order (a fixed pseudo-random order); `max_*_rows` keep its first rows."""
-    articles, counts = load_articles(folder)
-    articles, dedup = deduplicate(articles)
-    articles = articles.assign(position=text_positions(articles["clean"])).sort_values("position", kind="stable")
-    val_end = cfg.test_fraction + (1 - cfg.test_fraction) * cfg.validation_fraction
-    test = articles[articles["position"] < cfg.test_fraction]
-    val = articles[(articles["position"] >= cfg.test_fraction) & (articles["position"] < val_end)]
-    train = articles[articles["position"] >= val_end]
-    train, test = train.head(cfg.max_train_rows), test.head(cfg.max_test_rows)
-    return Splits(train, val, test, {**counts, **dedup, "articles": float(len(articles))})
-
-
-def label_array(frame: pd.DataFrame) -> np.ndarray:
-    return frame["label"].to_numpy(dtype=np.int64)
-
-
-def load_liar(folder: Path, max_rows: int | None) -> tuple[list[str], np.ndarray, str]:
-    """LIAR statements (cleaned) and binary labels, 1 = pants-fire/false/barely-true; and a note."""
-    files = sorted(folder.glob("*.tsv")) if folder.is_dir() else []
-    if not files:
-        return [], np.zeros(0, np.int64), f"LIAR not in the snapshot ({folder} missing): liar_rows=0"
-    frames = []
-    for path in files:
-        frame = pd.read_csv(path, sep="\t", header=None, quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
-        if frame.shape[1] != LIAR_COLUMNS:
-            log.warning("%s: %d columns, LIAR has %d; file skipped", path.name, frame.shape[1], LIAR_COLUMNS)
-            continue
-        frames.append(frame)
-    if not frames:
-        return [], np.zeros(0, np.int64), f"no readable LIAR file in {folder}: liar_rows=0"
-    liar = pd.concat(frames, ignore_index=True)
-    liar = liar[liar[LIAR_LABEL].isin(LIAR_FAKE | LIAR_REAL)].head(max_rows)
-    texts = [clean_text("", statement) for statement in liar[LIAR_STATEMENT]]
-    note = f"LIAR {', '.join(p.name for p in files)}: {len(texts)} statements, {sorted(LIAR_FAKE)} = fake"
-    return texts, liar[LIAR_LABEL].isin(LIAR_FAKE).to_numpy(dtype=np.int64), note
 
 
 # --- the leakage probe ---------------------------------------------------------------------------
@@ -252,21 +160,6 @@ def _predict(model, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
     if not len(inputs):
         return np.zeros((0, 1), np.float32)
     return np.concatenate([model(inputs[i : i + batch], training=False).numpy() for i in range(0, len(inputs), batch)])
-
-
-def binary_metrics(y_true: np.ndarray, probability: np.ndarray, prefix: str) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-
-    predicted = (probability >= 0.5).astype(np.int64)
-    metrics = {
-        f"{prefix}_accuracy": accuracy_score(y_true, predicted),
-        f"{prefix}_precision": precision_score(y_true, predicted, zero_division=0),
-        f"{prefix}_recall": recall_score(y_true, predicted, zero_division=0),
-        f"{prefix}_f1": f1_score(y_true, predicted, zero_division=0),
-    }
-    if len(np.unique(y_true)) == 2:
-        metrics[f"{prefix}_roc_auc"] = roc_auc_score(y_true, probability)
-    return {k: float(v) for k, v in metrics.items()}
 
 
 class FakeNewsSpec(ModelSpec):
@@ -345,7 +238,8 @@ class FakeNewsSpec(ModelSpec):
         liar_texts, liar_targets, liar_note = load_liar(snapshot.path / "aux" / "liar", cfg.max_liar_rows)
         metrics["liar_rows"] = float(len(liar_texts))
         if liar_texts:
-            metrics.update(binary_metrics(liar_targets, _predict(model, tokenizer.encode(liar_texts))[:, 0], "liar"))
+            liar_probability = _predict(model, tokenizer.encode(liar_texts))[:, 0]
+            metrics.update(binary_metrics(liar_targets, liar_probability, "liar", auc_interval_seed=cfg.seed))
         metrics.update(
             {
                 **splits.counts,
@@ -387,13 +281,15 @@ class FakeNewsSpec(ModelSpec):
     def evaluation_data(
         self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None
     ) -> TestRows:
+        """The test split encoded by the preprocessing files' own encoder (`text.load_encoder`): a champion of
+        the other text architecture (LSTM vocabulary or MiniLM subwords) is scored on its own inputs."""
         test = split_articles(snapshot.path, self.train_config(settings)).test
-        tokenizer = Tokenizer.load((preprocessing or workdir) / TOKENIZER_FILE)
-        return TestRows(ids=text_ids(test["clean"]), inputs=tokenizer.encode(test["clean"]), targets=label_array(test))
+        encoder = load_encoder(preprocessing or workdir)
+        return TestRows(ids=text_ids(test["clean"]), inputs=encoder.encode(test["clean"]), targets=label_array(test))
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         train = split_articles(snapshot.path, self.train_config(settings)).train.head(rows)
-        return Tokenizer.load(workdir / TOKENIZER_FILE).encode(train["clean"])
+        return load_encoder(workdir).encode(train["clean"])
 
     def native_predictors(
         self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
@@ -411,8 +307,8 @@ class FakeNewsSpec(ModelSpec):
         return (outputs.reshape(-1) >= 0.5).astype(np.int64)
 
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
-        """Per article: its class, its length in words and, with the champion's tokenizer, the share of its
-        words that tokenizer does not know."""
+        """Per article: its class, its length in words and, with the champion's word tokenizer (an LSTM's), the
+        share of its words that tokenizer does not know."""
         from mlops_onnx.drift import sample
         from mlops_onnx.text import tokens
 
@@ -421,9 +317,10 @@ class FakeNewsSpec(ModelSpec):
         frame = pd.DataFrame(
             {"label": np.array(CLASS_NAMES)[articles["label"].to_numpy()], "text_words": [float(len(w)) for w in words]}
         )
-        tokenizer_file = preprocessing / TOKENIZER_FILE if preprocessing is not None else None
-        if tokenizer_file is not None and tokenizer_file.is_file():
-            vocabulary = set(Tokenizer.load(tokenizer_file).words)
+        has_tokenizer = preprocessing is not None and (preprocessing / TOKENIZER_FILE).is_file()
+        encoder = load_encoder(preprocessing) if has_tokenizer else None
+        if isinstance(encoder, Tokenizer):  # a subword tokenizer (MiniLM) has no out-of-vocabulary words
+            vocabulary = set(encoder.words)
             frame["oov_rate"] = [sum(w not in vocabulary for w in ws) / len(ws) if ws else 0.0 for ws in words]
         return sample(frame, settings.drift_max_rows, settings.seed)
 

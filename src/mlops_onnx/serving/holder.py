@@ -1,10 +1,12 @@
 """The live model of one API worker: loaded from the registry, swapped whole, reloaded everywhere on request.
 
 A version is downloaded into a temporary folder that is removed as soon as its ONNX Runtime session and
-tokenizer are in memory, so reloads leave nothing behind. A version that cannot be loaded leaves the
-old one serving and the worker *degraded* until a load succeeds. Every worker (`uvicorn --workers N`)
-reads the alias every `serve_poll_seconds`, and at once when the reload signal file (in MLOPS_HOME,
-touched by `POST /reload` in whichever worker got it) changes.
+tokenizer are in memory, so reloads leave nothing behind. The tokenizer is whichever the version's
+`preprocessing/` files describe (`text.load_encoder`): an LSTM's word vocabulary, or a transformer's
+subword `tokenizer.json` run by the `tokenizers` library (never transformers at serving time). A
+version that cannot be loaded leaves the old one serving and the worker *degraded* until a load
+succeeds. Every worker (`uvicorn --workers N`) reads the alias every `serve_poll_seconds`, and at once
+when the reload signal file (in MLOPS_HOME, touched by `POST /reload` in whichever worker got it) changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from mlops_onnx.settings import Settings
 
 log = logging.getLogger(__name__)
 SIGNAL_CHECK_SECONDS = 0.5  # how often a worker looks at the reload signal file (one stat call)
-TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclass
@@ -54,12 +55,12 @@ def load_version(name: str, version, alias: str, threads: int = 1) -> LoadedMode
     """The version's serving variant and tokenizer, from its model directory alone, in memory."""
     from mlops_onnx.runtime import make_session
     from mlops_onnx.serving.artifacts import download_version
-    from mlops_onnx.text import Tokenizer
+    from mlops_onnx.text import load_encoder
 
     with tempfile.TemporaryDirectory(prefix=f"{name}-v{version.version}-") as tmp:
         files = download_version(name, str(version.version), Path(tmp))
         session = make_session(files.onnx, "cpu", threads=threads)  # reads the whole file: the folder can go
-        tokenizer = Tokenizer.load(files.preprocessing / TOKENIZER_FILE)
+        tokenizer = load_encoder(files.preprocessing)
     return LoadedModel(
         name=name,
         version=str(version.version),
