@@ -71,6 +71,48 @@ def run_stage(name: str, model: str, ctx, *upstream: dict) -> dict:
     return stage(load_spec(model, state.get("architecture")), ctx, *([state] if upstream else []))
 
 
+def settings_with(home: Path, **values: str):
+    """The Settings a task would read with MLOPS_HOME=home, the quick profile and `values` (MLOPS_<name>), without
+    leaving them in this process's environment: for module-scoped fixtures, which cannot use `settings_env`."""
+    from mlops_onnx.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(home))
+        patch.setenv("MLOPS_PROFILE", "quick")
+        for name, value in values.items():
+            patch.setenv(f"MLOPS_{name}", value)
+        get_settings.cache_clear()
+        settings = get_settings()
+    get_settings.cache_clear()
+    return settings
+
+
+def train_and_export(spec, snapshot, workdir: Path, settings):
+    """A spec's real training on `snapshot` and its real ONNX export: (result, onnx path, per-epoch metrics)."""
+    epochs = []
+    result = spec.train(snapshot, workdir, settings, lambda epoch, metrics: epochs.append((epoch, metrics)))
+    onnx_path = workdir / "model_fp32.onnx"
+    spec.export_onnx(result.checkpoint, onnx_path)
+    return result, onnx_path, epochs
+
+
+def stock_sample_snapshot(folder: Path, settings):
+    """The stock archive the tests train on, as a snapshot: the real sample, or a synthetic one in `folder`."""
+    import numpy as np
+
+    from mlops_onnx.snapshots import Snapshot
+
+    if HAS_SHARED_DATA:
+        data = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
+    else:
+        from mlops_onnx.sources.synthetic_stocks import generate_stocks
+
+        data = folder / "data"
+        generate_stocks(data, np.random.default_rng(settings.seed), settings)
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.us.txt"))
+    return Snapshot("stocks", "0" * 64, data, {"files": [{"path": f} for f in files]})
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

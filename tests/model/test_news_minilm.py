@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import REPO_ROOT, mlflow_client
+from conftest import REPO_ROOT, mlflow_client, settings_with, train_and_export
 
 from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.models.fake_news import SPEC as LSTM
@@ -32,22 +32,9 @@ ARTICLES = [
 
 @pytest.fixture(scope="module")
 def tiny_settings(tmp_path_factory):
-    from mlops_onnx.settings import get_settings
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(tmp_path_factory.mktemp("home")))
-        patch.setenv("MLOPS_PROFILE", "quick")
-        for name, value in {
-            "EPOCHS": "15",
-            "MAX_TRAIN_ROWS": "240",
-            "MAX_TEST_ROWS": "120",
-            "TEXT_MAX_LENGTH": "48",
-        }.items():
-            patch.setenv(f"MLOPS_{name}", value)
-        get_settings.cache_clear()
-        settings = get_settings()
-    get_settings.cache_clear()
-    return settings
+    return settings_with(
+        tmp_path_factory.mktemp("home"), EPOCHS="15", MAX_TRAIN_ROWS="240", MAX_TEST_ROWS="120", TEXT_MAX_LENGTH="48"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +42,7 @@ def trained(news_folder, tiny_settings, tmp_path_factory):
     """Real training on the sample with the packaged MiniLM, and the real torch.onnx export."""
     workdir = tmp_path_factory.mktemp("minilm-work")
     snapshot = Snapshot("fake_news", "0" * 64, news_folder, {})
-    epochs = []
-    result = SPEC.train(snapshot, workdir, tiny_settings, lambda epoch, metrics: epochs.append((epoch, metrics)))
-    onnx_path = workdir / "model_fp32.onnx"
-    SPEC.export_onnx(result.checkpoint, onnx_path)
-    return snapshot, workdir, result, onnx_path, epochs
+    return snapshot, workdir, *train_and_export(SPEC, snapshot, workdir, tiny_settings)
 
 
 def test_minilm_is_a_candidate_of_the_lstm_task_on_the_same_splits(news_folder, tiny_settings):

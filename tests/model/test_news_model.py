@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+from conftest import settings_with, train_and_export
 
 from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.models.fake_news import SPEC, FakeNewsConfig, leakage_probe
@@ -16,16 +17,7 @@ from mlops_onnx.variants import LOOP_OPS, graph_op_types
 
 @pytest.fixture(scope="module")
 def quick_settings(tmp_path_factory):
-    from mlops_onnx.settings import get_settings
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(tmp_path_factory.mktemp("home")))
-        patch.setenv("MLOPS_PROFILE", "quick")
-        patch.setenv("MLOPS_EPOCHS", "2")
-        get_settings.cache_clear()
-        settings = get_settings()
-    get_settings.cache_clear()
-    return settings
+    return settings_with(tmp_path_factory.mktemp("home"), EPOCHS="2")
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +25,7 @@ def trained(news_folder, quick_settings, tmp_path_factory):
     """Quick real training on the sample, and the real tf2onnx export of the checkpoint."""
     workdir = tmp_path_factory.mktemp("news-work")
     snapshot = Snapshot("fake_news", "0" * 64, news_folder, {})
-    epochs = []
-    result = SPEC.train(snapshot, workdir, quick_settings, lambda epoch, metrics: epochs.append((epoch, metrics)))
-    onnx_path = workdir / "model_fp32.onnx"
-    SPEC.export_onnx(result.checkpoint, onnx_path)
-    return snapshot, workdir, result, onnx_path, epochs
+    return snapshot, workdir, *train_and_export(SPEC, snapshot, workdir, quick_settings)
 
 
 def test_no_article_is_in_two_splits(news_folder):

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import HAS_SHARED_DATA, SHARED_DATA
+from conftest import stock_sample_snapshot
 
 from mlops_onnx.baselines import BASELINES, baseline_forecasts, baseline_metrics
 from mlops_onnx.models import stocks_ensemble, stocks_transformer
@@ -18,7 +18,6 @@ from mlops_onnx.models.stocks import PREPROCESSING_FILE, QUICK, SPEC, TICKERS_FI
 from mlops_onnx.onnx_ensemble import mean_ensemble
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.settings import get_settings
-from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.timeseries import FEATURES, forecast_metrics
 from mlops_onnx.variants import graph_op_types
 
@@ -37,15 +36,7 @@ def candidates(tmp_path_factory):
     settings = replace(
         get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
     )
-    if HAS_SHARED_DATA:
-        data = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
-    else:
-        from mlops_onnx.sources.synthetic_stocks import generate_stocks
-
-        data = folder / "data"
-        generate_stocks(data, np.random.default_rng(settings.seed), settings)
-    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.us.txt"))
-    snapshot = Snapshot("stocks", "0" * 64, data, {"files": [{"path": f} for f in files]})
+    snapshot = stock_sample_snapshot(folder, settings)
     report = SPEC.validate(snapshot, settings)
     assert report.success, report.message()
     trained = {"settings": settings, "snapshot": snapshot}

@@ -7,13 +7,12 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
-from conftest import HAS_SHARED_DATA, SHARED_DATA
+from conftest import stock_sample_snapshot
 
 from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.models.stocks import PREPROCESSING_FILE, QUICK, SPEC, TICKERS_FILE, load_tickers
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.settings import get_settings
-from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.timeseries import FEATURES, FeatureScaler, forecast_metrics
 from mlops_onnx.variants import build_variants, graph_op_types
 
@@ -25,15 +24,7 @@ def trained(tmp_path_factory):
     settings = replace(
         get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
     )
-    if HAS_SHARED_DATA:
-        data = SHARED_DATA / "price-volume-data-for-all-us-stocks-etfs"
-    else:
-        from mlops_onnx.sources.synthetic_stocks import generate_stocks
-
-        data = folder / "data"
-        generate_stocks(data, np.random.default_rng(settings.seed), settings)
-    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.us.txt"))
-    snapshot = Snapshot("stocks", "0" * 64, data, {"files": [{"path": f} for f in files]})
+    snapshot = stock_sample_snapshot(folder, settings)
     workdir = folder / "work"
     (workdir / "reports").mkdir(parents=True)
     report = SPEC.validate(snapshot, settings)
