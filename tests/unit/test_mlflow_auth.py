@@ -23,7 +23,12 @@ pytestmark = pytest.mark.slow  # real servers, registries and trained models: ma
 NAME = "fake_news_classifier"
 # The registry code needs only these of a model spec; the tiny classifier stands in for the LSTM.
 SPEC = SimpleNamespace(
-    name=NAME, primary_metric="test_f1", higher_is_better=True, onnx_input_name="tokens", gate_min=lambda settings: 0.5
+    name=NAME,
+    architecture="lstm",
+    primary_metric="test_f1",
+    higher_is_better=True,
+    onnx_input_name="tokens",
+    gate_min=lambda settings: 0.5,
 )
 
 

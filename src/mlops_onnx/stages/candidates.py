@@ -27,7 +27,9 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
     architectures = PIPELINES[spec.name].active(settings)
     tracking.configure(settings)
     tracking.set_run_tags(
-        state["mlflow_run_id"], {"candidates": ",".join(architectures), "architecture": ",".join(architectures)}
+        # The night's own run is not one architecture's: its `architecture` tag says so, `candidates` which ran.
+        state["mlflow_run_id"],
+        {"candidates": ",".join(architectures), "architecture": "night"},
     )
     # What the night's run says about the data, on every candidate's run too: each compares on its own in the UI.
     night = tracking.get_run_tags(state["mlflow_run_id"])
