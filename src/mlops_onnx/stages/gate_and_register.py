@@ -24,7 +24,10 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     tracking.configure(settings)
     night = {k: v for k, v in state.items() if k != "candidate_results"}
     finished = {r["architecture"]: r for r in state.get("candidate_results", [])}
-    outcomes = {a: _dropped_out(spec.name, ctx, a, settings) for a in PIPELINES[spec.name].active(settings)}
+    # Why each candidate that did not reach the gate stopped (read from its run only for those).
+    outcomes = {
+        a: _dropped_out(spec.name, ctx, a, settings) for a in PIPELINES[spec.name].active(settings) if a not in finished
+    }
     passing = {}
     for architecture, result in finished.items():
         candidate_spec = load_spec(spec.name, architecture)
