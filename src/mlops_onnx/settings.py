@@ -52,7 +52,7 @@ class Settings:
     bench_threads: int
     bench_runs: int
     bench_warmup: int
-    bench_max_seconds: float  # time budget of one measurement: fewer runs (at least 10) for slow predictors
+    bench_max_seconds: float  # time budget of one measurement: fewer runs (at least 3) for slow predictors
     bench_nightly_batches: tuple[int, ...]  # batch sizes the DAG's benchmark tasks time
     bench_batches: tuple[int, ...]  # batch sizes `make bench` times
     bench_probe_calls: int  # nightly: timed calls per native path at batch 1 to find the fastest one

@@ -31,7 +31,8 @@ MEMBER_TOLERANCE = 1e-6
 @pytest.fixture(scope="module")
 def candidates(tmp_path_factory):
     """Validate once, then train and export the LSTM, the transformer and the ensemble on the same snapshot, each
-    in a folder of its own, like the DAG's candidates."""
+    in a folder of its own, like the DAG's candidates; the ensemble in another DAG run's folder, so it fits its
+    own members instead of copying the candidates' (`stock_members`)."""
     folder = tmp_path_factory.mktemp("stock-candidates")
     settings = replace(
         get_settings(), profile="quick", synthetic_size="small", home=folder / "home", stock_tickers=None
@@ -39,9 +40,9 @@ def candidates(tmp_path_factory):
     snapshot = stock_sample_snapshot(folder, settings)
     report = SPEC.validate(snapshot, settings)
     assert report.success, report.message()
-    trained = {"settings": settings, "snapshot": snapshot}
+    trained = {"settings": settings, "snapshot": snapshot, "report": report}
     for spec in (SPEC, TRANSFORMER, ENSEMBLE):
-        workdir = folder / spec.architecture
+        workdir = folder / ("other-night" if spec is ENSEMBLE else "night") / spec.architecture
         (workdir / "reports").mkdir(parents=True)
         (workdir / "reports" / "validation.json").write_text(json.dumps(report.to_dict()))
         epochs = []
@@ -209,3 +210,51 @@ def test_the_ensemble_exports_one_graph_that_matches_the_mean_of_its_keras_membe
         assert native.shape == onnx_out.shape == (len(inputs), 1), name
         assert np.abs(native - onnx_out).max() <= ENSEMBLE.parity_rules.fp32_max_abs_diff, name
     assert ENSEMBLE.native_predictors(ensemble["result"].checkpoint, candidates["settings"], device="cuda") == {}
+
+
+def copy_in(candidates, workdir, spec):
+    """Train `spec` as a candidate in `workdir` (a folder of some night's run) and say which epochs it ran."""
+    (workdir / "reports").mkdir(parents=True)
+    (workdir / "reports" / "validation.json").write_text(json.dumps(candidates["report"].to_dict()))
+    epochs = []
+    result = spec.train(candidates["snapshot"], workdir, candidates["settings"], lambda e, m: epochs.append(m))
+    return result, epochs
+
+
+def test_a_member_fitted_by_a_candidate_of_the_same_night_is_copied_not_fitted_again(candidates):
+    """The ensemble in the LSTM's and transformer's night copies their Keras files (no epoch runs) and forecasts
+    what the ensemble that fitted its own members forecasts; the other way round, an LSTM candidate after the
+    ensemble in its night copies the ensemble's member."""
+    alone = candidates["ensemble"]["result"]
+    assert alone.params["lstm_fitted_in"] == "ensemble/members/lstm.keras"  # fitted, not copied
+    assert candidates["lstm"]["result"].params["fitted_in"] == "lstm/model.keras"
+
+    night = candidates["lstm"]["workdir"].parent
+    copied, epochs = copy_in(candidates, night / "ensemble", ENSEMBLE)
+    assert epochs == []
+    for spec in (SPEC, TRANSFORMER):
+        arch = spec.architecture
+        member = copied.checkpoint / f"{arch}.keras"
+        assert member.read_bytes() == candidates[arch]["result"].checkpoint.read_bytes(), arch
+        assert copied.params[f"{arch}_fitted_in"] == f"{arch}/model.keras"
+        assert copied.metrics[f"{arch}_epochs_run"] == candidates[arch]["result"].metrics["epochs_run"]
+    for name in ("test_mase", "val_mase", "test_mae", "baseline_naive_test_mase"):
+        assert copied.metrics[name] == pytest.approx(alone.metrics[name], rel=1e-5), name
+
+    other_night = candidates["ensemble"]["workdir"].parent
+    lstm, epochs = copy_in(candidates, other_night / "lstm", SPEC)
+    assert epochs == [] and lstm.params["fitted_in"] == "ensemble/members/lstm.keras"
+    assert lstm.checkpoint.read_bytes() == (alone.checkpoint / "lstm.keras").read_bytes()
+    assert lstm.metrics["test_mase"] == pytest.approx(candidates["lstm"]["result"].metrics["test_mase"], rel=1e-5)
+
+
+def test_a_fit_under_another_config_is_not_copied(candidates, tmp_path):
+    """The key is the config, target scale and validation rows: a night with another config fits its own."""
+    night = candidates["lstm"]["workdir"].parent
+    settings = replace(candidates["settings"], epochs=1)
+    workdir = night / "lstm-one-epoch"
+    (workdir / "reports").mkdir(parents=True)
+    (workdir / "reports" / "validation.json").write_text(json.dumps(candidates["report"].to_dict()))
+    epochs = []
+    result = SPEC.train(candidates["snapshot"], workdir, settings, lambda e, m: epochs.append(m))
+    assert len(epochs) == 1 and result.params["fitted_in"] == "lstm-one-epoch/model.keras"

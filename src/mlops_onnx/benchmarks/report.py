@@ -155,9 +155,9 @@ def markdown(report: dict) -> str:
         + f"; Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + ".",
-        f"Each cell: {s['warmup']} warm-up calls, then {s['runs']} timed calls (at least 10, fewer only when "
-        f"a cell passes {s['max_seconds_per_cell']} s), in a fresh interpreter per cell (model, variant, provider, "
-        "binding). "
+        f"Each cell: up to {s['warmup']} warm-up calls, then up to {s['runs']} timed calls within "
+        f"{s['max_seconds_per_cell']} s per batch size (at least 3 timed calls; the `runs` column says how many), "
+        "in a fresh interpreter per cell (model, variant, provider, binding). "
         "Peak RSS: the cell's process (interpreter and libraries included) and its children, sampled by "
         "`monitoring.PeakMemory` as every pipeline task is, the highest so far after that batch.",
         "",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-MIN_RUNS = 10
+MIN_RUNS = 3  # timed calls a measurement gets even past its time budget
 PACKAGES = (
     "torch",
     "onnxruntime-gpu",
@@ -29,19 +29,24 @@ PACKAGES = (
 
 
 def time_calls(fn: Callable[[], object], warmup: int, runs: int, max_seconds: float = float("inf")) -> np.ndarray:
-    """Latencies in ms of `runs` calls after `warmup` calls; a predictor slower than the time budget
-    stops early (after at least MIN_RUNS timed calls) so one slow native path cannot take minutes."""
-    deadline = time.perf_counter() + max_seconds
+    """Latencies in ms of up to `runs` timed calls after up to `warmup` calls, within `max_seconds` for the
+    whole measurement: the warm-up stops once a quarter of it is spent (after one call at least), the timed
+    calls once all of it is, after MIN_RUNS of them at least. So a slow predictor (Keras eager at ~1 s a
+    call, a transformer at ~4 s a batch of 64) costs about the budget, not minutes; the row says how many
+    runs it got."""
+    started = time.perf_counter()
     for _ in range(warmup):
         fn()
-        if time.perf_counter() > deadline:
+        if time.perf_counter() - started > max_seconds / 4:
             break
+    deadline = started + max_seconds
     latencies = []
     for _ in range(runs):
-        started = time.perf_counter()
+        call = time.perf_counter()
         fn()
-        latencies.append(time.perf_counter() - started)
-        if len(latencies) >= MIN_RUNS and started > deadline:
+        done = time.perf_counter()
+        latencies.append(done - call)
+        if len(latencies) >= MIN_RUNS and done > deadline:
             break
     return np.asarray(latencies) * 1000.0
 

@@ -38,7 +38,10 @@ class MeanPooledClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The mean of the encoder's last hidden states over the non-padding tokens [batch, width]."""
         mask = input_ids != self.pad_id
-        hidden = self.encoder(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        # Explicit token types (all segment 0): left to the encoder, they come from a buffer through
+        # `torch.gather`, a GatherElements node that onnx's ReferenceEvaluator cannot run at 128 tokens.
+        types = torch.zeros_like(input_ids)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=mask.long(), token_type_ids=types).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 

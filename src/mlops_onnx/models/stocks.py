@@ -186,34 +186,34 @@ class StockSpec(ModelSpec):
         target_scale: float,
         checkpoint: Path,
         on_epoch: EpochCallback,
+        workdir: Path | None = None,
     ) -> FittedModel:
         """Seed, build, fit and save the model at `checkpoint`. `batches()` is a fresh pass over the shuffled
         training batches (the same order on every call). Seeded here, right before the build, so a model
-        fitted inside another candidate (an ensemble's member) starts as it does as a candidate of its own."""
+        fitted inside another candidate (an ensemble's member) starts as it does as a candidate of its own;
+        with the candidate's `workdir`, one fitted by another candidate of the night here is copied instead."""
         from mlops_onnx.models.keras_native import compile_and_fit, load_keras
+        from mlops_onnx.models.stock_members import fit_key, fit_once, fitted_keras
 
-        load_keras().utils.set_random_seed(cfg.seed)
-        model = self.build_model(cfg, target_scale)
-        history = compile_and_fit(
-            model,
-            batches(),
-            (val.inputs, val.targets[:, None]),
-            learning_rate=cfg.learning_rate,
-            loss="mae",
-            epochs=cfg.epochs,
-            patience=cfg.patience,
-            on_epoch=on_epoch,
-            logged={"train_loss": "loss", "val_loss": "val_loss"},
-        )
-        model.save(checkpoint)
-        return FittedModel(
-            predict=lambda inputs: model.predict(inputs, verbose=0, batch_size=1024).reshape(-1),
-            metrics={
-                "best_val_loss": float(min(history.history["val_loss"])),
-                "epochs_run": float(len(history.history["loss"])),
-            },
-            params={"parameters": model.count_params()},
-        )
+        def fit() -> tuple[Predictor, dict, dict]:
+            load_keras().utils.set_random_seed(cfg.seed)
+            model = self.build_model(cfg, target_scale)
+            history = compile_and_fit(
+                model,
+                batches(),
+                (val.inputs, val.targets[:, None]),
+                learning_rate=cfg.learning_rate,
+                loss="mae",
+                epochs=cfg.epochs,
+                patience=cfg.patience,
+                on_epoch=on_epoch,
+                logged={"train_loss": "loss", "val_loss": "val_loss"},
+            )
+            model.save(checkpoint)
+            return fitted_keras(model, history)
+
+        key = fit_key(self.architecture, cfg, target_scale, val.inputs, val.targets)
+        return FittedModel(*fit_once(self.architecture, key, checkpoint, workdir, fit))
 
     def model_params(self, cfg: StockConfig) -> dict:
         """What names the architecture in the run's params."""
@@ -261,7 +261,7 @@ class StockSpec(ModelSpec):
         val = split_data(series, scaler, cfg.window, "val")
         target_scale = float(np.std(train_batches.targets))
         checkpoint = workdir / self.checkpoint_name
-        fitted = self.fit_models(cfg, batches, val, target_scale, checkpoint, on_epoch)
+        fitted = self.fit_models(cfg, batches, val, target_scale, checkpoint, on_epoch, workdir)
 
         test = split_data(series, scaler, cfg.window, "test")
         val.predicted = fitted.predict(val.inputs)

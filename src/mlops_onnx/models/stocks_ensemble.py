@@ -1,12 +1,15 @@
 """Stock prices, ensemble candidate: the mean of an LSTM's and a Transformer's next-day log-return forecasts.
 
-Candidates train side by side (the DAG maps them in parallel), so the ensemble cannot read the LSTM and
-Transformer candidates' checkpoints: its `train` fits its own two members, each exactly as its candidate
+Candidates train side by side (the DAG maps them in parallel), so the ensemble cannot wait for the LSTM and
+Transformer candidates' checkpoints: its `train` fits its two members, each exactly as its candidate
 fits it, on the same data: the same tickers, scaler, windows, target scale and shuffled batches, the
 same config and seed (`StockSpec.fit_models` seeds right before each build), so each member is the
 candidate of its architecture trained again (on the sample, bit for bit: the test checks it to 1e-6).
-Each member's per-epoch curves are logged under its architecture (`lstm_train_loss`,
-`transformer_val_loss`, ...); everything `train` reports after fitting (test MASE, baselines,
+When a candidate of the same night on the same machine has already fitted a member (or fits it after the
+ensemble did), its Keras file is copied instead of fitted twice (`mlops_onnx.models.stock_members`; the
+run's param `lstm_fitted_in` says where it was fitted). Each member's per-epoch curves are logged under its
+architecture (`lstm_train_loss`, `transformer_val_loss`, ...) on the run that fitted it; everything `train`
+reports after fitting (test MASE, baselines,
 Diebold–Mariano, per-ticker metrics, plots) is computed by the shared `StockSpec.train` code from the
 mean forecast.
 
@@ -59,12 +62,13 @@ class StockEnsembleSpec(StockSpec):
         target_scale: float,
         checkpoint: Path,
         on_epoch: EpochCallback,
+        workdir: Path | None = None,
     ) -> FittedModel:
         """Fit every member as its own candidate would (its `fit_models`), one after the other, into the folder
         `checkpoint`; the ensemble's forecast is their mean, its validation loss that mean's (MAE, as theirs)."""
         checkpoint.mkdir(parents=True, exist_ok=True)
         fitted = [
-            member.fit_models(cfg, batches, val, target_scale, path, prefixed(on_epoch, member.architecture))
+            member.fit_models(cfg, batches, val, target_scale, path, prefixed(on_epoch, member.architecture), workdir)
             for member, path in zip(MEMBERS, member_checkpoints(checkpoint), strict=True)
         ]
 
