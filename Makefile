@@ -37,7 +37,8 @@ system-packages:
 demo: setup
 	$(PY) -m mlops_onnx.cli demo
 
-# After `make demo`: the registered versions (champion, else newest) of every model, every variant, provider
+# After `make demo`: the registered version (champion, else newest) of every model and the other candidate
+# architectures of its night that got through export, every variant, provider
 # (MLOPS_BENCH_PROVIDERS) and batch size (MLOPS_BENCH_BATCHES) in one run; writes reports/benchmark.{json,md},
 # PNG charts and the README's performance table, and logs them to MLflow.
 bench: setup

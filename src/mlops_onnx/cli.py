@@ -122,26 +122,11 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
     }
     for model in models:
         pipeline = PIPELINES[model]
-        experiment = client.get_experiment_by_name(model)
-        runs = (
-            client.search_runs(
-                [experiment.experiment_id],
-                "tags.run_kind = 'night'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if experiment
-            else []
-        )
-        if not runs:
+        night = tracking.newest_night(client, model)
+        if night is None:
             summary["models"][model] = {"dag_id": pipeline.dag_id, "status": "no run found"}
             continue
-        night = runs[0]
-        query = f"tags.run_kind = 'candidate' and tags.airflow_run_id = '{night.data.tags.get('airflow_run_id')}'"
-        candidates = {
-            r.data.tags["architecture"]: candidate_entry(r)
-            for r in client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time ASC"])
-        }
+        candidates = {r.data.tags["architecture"]: candidate_entry(r) for r in tracking.night_candidates(client, night)}
         metrics, tags = night.data.metrics, night.data.tags
         chosen = tags.get("chosen_architecture") or next(iter(candidates), None)
         # The night's tasks, plus the candidate that took longest: candidates run side by side.

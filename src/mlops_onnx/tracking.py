@@ -161,6 +161,39 @@ def find_or_create_run(
     return client.create_run(exp, run_name=name, tags=tags).info.run_id
 
 
+def newest_night(client, model: str):
+    """The newest night's MLflow run of a model (its `run_kind` tag `night`), or None."""
+    experiment = client.get_experiment_by_name(model)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.run_kind = '{NIGHT}'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def night_candidates(client, night) -> list:
+    """The candidate runs nested under a night's run (the same DAG run), in the order they were created."""
+    tags = night.data.tags
+    query = (
+        f"tags.run_kind = '{CANDIDATE}' and tags.airflow_dag_id = '{tags.get('airflow_dag_id')}' "
+        f"and tags.airflow_run_id = '{tags.get('airflow_run_id')}'"
+    )
+    return client.search_runs([night.info.experiment_id], query, order_by=["attributes.start_time ASC"])
+
+
+def why_dropped_out(tags: dict) -> str:
+    """Why a candidate did not get through its stages, from its run's tags (`candidate_status`, `failed_stage`,
+    `failure_reason`, or the decision of a candidate skipped as unchanged)."""
+    from mlops_onnx.decisions import SKIPPED
+
+    if tags.get("promotion_decision") == SKIPPED:
+        return tags.get("promotion_reason", "unchanged")
+    if tags.get("candidate_status") == "failed":
+        return f"failed in {tags.get('failed_stage', '?')}: {tags.get('failure_reason', '')[:300]}"
+    return f"did not finish ({tags.get('candidate_status', 'no run')})"
+
+
 def get_run_tags(run_id: str) -> dict[str, str]:
     from mlflow import MlflowClient
 

@@ -209,8 +209,8 @@ def test_bench_reports_every_cell_or_why_it_is_empty(home, first_run, tmp_path):
     assert cpu[("onnx_fp32", 1)]["execution_provider"] == "CPUExecutionProvider"
     assert cpu[("onnx_fp32", 1)]["optimized_file"] is True  # the graph the pipeline optimised once, at export
     champion = mlflow_client(home).get_model_version_by_alias(MODEL, "champion")
-    assert report["models"][MODEL]["registered_version"] == str(champion.version)
-    assert report["profiles"][f"{MODEL}:cpu"]["top_ops"], report["profiles"]
+    assert report["models"][f"{MODEL}/cnn"]["registered_version"] == str(champion.version)
+    assert report["profiles"][f"{MODEL}/cnn:cpu"]["top_ops"], report["profiles"]
     assert {t["model"] for t in report["targets"]} == {MODEL}  # the models asked for
     import torch
 
@@ -223,4 +223,4 @@ def test_bench_reports_every_cell_or_why_it_is_empty(home, first_run, tmp_path):
     client = mlflow_client(home)
     [bench_run] = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
     assert {a.path for a in client.list_artifacts(bench_run.info.run_id)} >= {"benchmark.json", "benchmark.md"}
-    assert bench_run.data.metrics[f"{MODEL}.onnx_fp32.cpu.b1.p50_ms"] == cpu[("onnx_fp32", 1)]["p50_ms"]
+    assert bench_run.data.metrics[f"{MODEL}.cnn.onnx_fp32.cpu.b1.p50_ms"] == cpu[("onnx_fp32", 1)]["p50_ms"]

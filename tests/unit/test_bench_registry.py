@@ -1,16 +1,25 @@
 """The benchmark harness on a real DAG run's files: the nightly `benchmark_cpu` stage (ONNX and the fastest
 native path), and `make bench` on what the registry holds — a version registered in a real MLflow SQLite
-registry, its files from the registry and the shared storage, on a machine whose working folder is empty."""
+registry, its files from the registry and the shared storage, on a machine whose working folder is empty —
+and on the other candidates of its night, registered or not."""
 
 import json
 import shutil
+import sys
+import types
+from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
-from conftest import mlflow_client
+from conftest import latest_run, mlflow_client, run_stage
+from toy_spec import SPEC as TOY
+from toy_spec import TOY_POINTS, ToySpec, write_points
 
 from mlops_onnx import registry, tracking
 from mlops_onnx.benchmarks import cli
+from mlops_onnx.benchmarks.bundle import load_meta
+from mlops_onnx.benchmarks.registered import passed_parity
 from mlops_onnx.datasets import FASHION_MNIST
 from mlops_onnx.models.fashion import SPEC
 from mlops_onnx.runtime import optimize_offline
@@ -100,8 +109,9 @@ def test_make_bench_measures_the_registered_champion_from_the_registry_alone(reg
     assert cli.main([*argv, "--out-dir", str(out), "--no-readme"]) == 0
 
     report = json.loads((out / "benchmark.json").read_text())
-    cnn = report["models"][SPEC.name]
+    cnn = report["models"][f"{SPEC.name}/cnn"]  # the version's architecture
     assert cnn["registered_version"] == "1" and cnn["alias"] == "champion" and cnn["serving_variant"] == "fp32"
+    assert cnn["model"] == SPEC.name and cnn["architecture"] == "cnn"
     assert cnn["speedup_target"] == SPEC.speedup_target and cnn["speedup_baseline"] == SPEC.speedup_baseline
     assert "no registered version of stock_forecaster" in report["models"]["stock_forecaster"]["skipped"]
     cpu = {(r["variant"], r["batch"]): r for r in report["rows"] if r["provider"] == "cpu"}
@@ -127,5 +137,152 @@ def test_make_bench_measures_the_registered_champion_from_the_registry_alone(reg
     assert not list(settings.home.rglob("gpu_benchmark_input.json"))
     client = mlflow_client(settings.home)
     [bench_run] = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
-    assert bench_run.data.metrics[f"{SPEC.name}.onnx_fp32.cpu.b1.p50_ms"] == fp32["p50_ms"]
-    assert bench_run.data.tags[f"version.{SPEC.name}"] == "1"
+    assert bench_run.data.metrics[f"{SPEC.name}.cnn.onnx_fp32.cpu.b1.p50_ms"] == fp32["p50_ms"]
+    assert bench_run.data.tags[f"version.{SPEC.name}.cnn"] == "1"
+
+
+class ToyTrainingDiverged(RuntimeError):
+    pass
+
+
+class OneFeatureToySpec(ToySpec):
+    """A second toy architecture: the softmax regression on x1 alone (a lower test accuracy than the model on
+    both features, so the gate picks that one), with a preprocessing file beside its checkpoint, as a tokenizer
+    or a scaler; it records the preprocessing folder its test rows are built with."""
+
+    architecture = "softmax_x1"
+
+    def __init__(self) -> None:
+        self.preprocessing_seen = []
+
+    def train(self, snapshot, workdir, settings, on_epoch):
+        result = super().train(snapshot, workdir, settings, on_epoch)
+        saved = dict(np.load(result.checkpoint))
+        saved["weights"][1] = 0.0  # x2 ignored
+        np.savez(result.checkpoint, **saved)
+        rows = super().evaluation_data(snapshot, settings, workdir)
+        accuracy = float(np.mean((rows.inputs @ saved["weights"] + saved["bias"]).argmax(1) == rows.targets))
+        scale = workdir / "toy_scale.json"
+        scale.write_text(json.dumps({"scale": 1.0}))
+        return replace(result, metrics={"test_accuracy": accuracy}, preprocessing=[scale])
+
+    def evaluation_data(self, snapshot, settings, workdir, preprocessing=None):
+        self.preprocessing_seen.append(preprocessing)
+        return super().evaluation_data(snapshot, settings, workdir, preprocessing)
+
+
+class DivergingToySpec(ToySpec):
+    """A third toy architecture whose training fails: its night stops at `train`."""
+
+    architecture = "softmax_diverging"
+
+    def train(self, snapshot, workdir, settings, on_epoch):
+        raise ToyTrainingDiverged("toy training diverged")
+
+
+ONE_FEATURE, DIVERGING = OneFeatureToySpec(), DivergingToySpec()
+
+
+@pytest.fixture
+def toy_night(settings_env, monkeypatch, tmp_path):
+    """One night of a toy model with three candidate architectures, stage by stage as the DAG runs them: two get
+    through parity and the gate registers the better one (the other is not chosen), the third fails in `train`
+    (recorded on its run as the DAG's task wrapper records it). No nightly benchmark: the serving variant is fp32.
+    Then this machine's working folder is removed: `make bench` reads MLflow and the shared storage only."""
+    from mlops_onnx import catalog, tracking
+    from mlops_onnx.tracking import RunContext
+
+    write_points(tmp_path / "data")
+    settings = settings_env(
+        MLOPS_DATA_SOURCE="local",
+        MLOPS_DATA_DIR=str(tmp_path / "data"),
+        MLOPS_BENCH_BATCHES="1",
+        MLOPS_BENCH_RUNS="5",
+        MLOPS_BENCH_WARMUP="1",
+        MLOPS_BENCH_MAX_SECONDS="1",
+    )
+    candidates = [catalog.Candidate(TOY.architecture, "toy_spec")]
+    for spec in (ONE_FEATURE, DIVERGING):
+        module = types.ModuleType(f"toy_spec_{spec.architecture}")
+        module.SPEC = spec
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        candidates.append(catalog.Candidate(spec.architecture, module.__name__))
+    entry = catalog.Pipeline(TOY.name, "toy_points", "toy_points_nightly", "Toy", TOY_POINTS, tuple(candidates))
+    monkeypatch.setitem(catalog.PIPELINES, TOY.name, entry)
+    ONE_FEATURE.preprocessing_seen.clear()
+
+    ctx = RunContext(entry.dag_id, "night-1")
+    night = run_stage("validate", TOY.name, ctx, run_stage("ingest", TOY.name, ctx))
+    finished = []
+    for candidate in run_stage("candidates", TOY.name, ctx, night):
+        try:
+            for stage in ("train", "export", "quantize", "parity"):
+                candidate = run_stage(stage, TOY.name, ctx, candidate)
+        except ToyTrainingDiverged as exc:
+            failure = {"candidate_status": "failed", "failed_stage": "train", "failure_reason": str(exc)}
+            tracking.set_run_tags(candidate["mlflow_run_id"], failure)
+            continue
+        finished.append(candidate)
+    assert [c["architecture"] for c in finished] == [TOY.architecture, ONE_FEATURE.architecture]
+    run_stage("gate_and_register", TOY.name, ctx, night, {"candidate_results": finished})
+    shutil.rmtree(settings.work_dir)
+    return settings
+
+
+def test_make_bench_measures_every_candidate_of_the_champions_night_registered_or_not(toy_night, tmp_path):
+    settings = toy_night
+    client = mlflow_client(settings.home)
+    champion = client.get_model_version_by_alias(TOY.name, "champion")
+    assert champion.tags["architecture"] == TOY.architecture  # the two-feature model won the gate
+    out = tmp_path / "reports"
+    argv = ["all", "--models", TOY.name, "--providers", "cpu", "--variants", "onnx_fp32", "--out-dir", str(out)]
+    assert cli.main([*argv, "--no-readme"]) == 0
+
+    report = json.loads((out / "benchmark.json").read_text())
+    keys = {a: f"{TOY.name}/{a}" for a in (TOY.architecture, ONE_FEATURE.architecture, DIVERGING.architecture)}
+    assert set(report["models"]) == set(keys.values())
+    chosen, other, failed = (report["models"][keys[a]] for a in keys)
+    night = latest_run(client, TOY.name).info.run_id
+    assert chosen["architecture"] == TOY.architecture and chosen["model"] == TOY.name
+    assert (chosen["registered_version"], chosen["alias"], chosen["serving_variant"]) == ("1", "champion", "fp32")
+    assert chosen["candidate_status"] == "chosen" and chosen["mlflow_run_id"] == champion.run_id
+    assert other["architecture"] == ONE_FEATURE.architecture and other["model"] == TOY.name
+    assert other["registered_version"] is None and other["alias"] is None and other["serving_variant"] is None
+    assert other["candidate_status"] == "not chosen"
+    assert other["mlflow_run_id"] == latest_run(client, TOY.name, architecture=ONE_FEATURE.architecture).info.run_id
+    assert chosen["night_run_id"] == other["night_run_id"] == night
+    assert failed["skipped"] == "failed in train: toy training diverged"
+    assert failed["architecture"] == DIVERGING.architecture and failed["registered_version"] is None
+    assert failed["candidate_status"] == "failed"
+
+    # One row per architecture that got through export, each measuring its own model.
+    rows = {r["architecture"]: r for r in report["rows"]}
+    assert len(report["rows"]) == 2 and set(rows) == {TOY.architecture, ONE_FEATURE.architecture}
+    assert (
+        rows[TOY.architecture]["registered_version"] == "1"
+        and rows[ONE_FEATURE.architecture]["registered_version"] is None
+    )
+    assert all(r["variant"] == "onnx_fp32" and r["model"] == TOY.name and r["parity_ok"] for r in rows.values())
+    bundle_dir = settings.bench_dir / "bundle"
+    for architecture in (TOY.architecture, ONE_FEATURE.architecture):
+        bundle = bundle_dir / f"{TOY.name}.{architecture}"
+        props = {p.key: p.value for p in onnx.load(str(bundle / "onnx" / "fp32.onnx")).metadata_props}
+        assert props["architecture"] == architecture  # export's provenance, from the registry or the run's files
+        run = latest_run(client, TOY.name, architecture=architecture)
+        passed = {v for v, ok in passed_parity(run.data.metrics).items() if ok}
+        assert set(load_meta(bundle)["onnx_variants"]) == passed | {"fp32"}
+    # The unregistered candidate's test rows were encoded with the preprocessing its run logged.
+    [preprocessing] = [p for p in ONE_FEATURE.preprocessing_seen if p is not None]
+    assert (preprocessing / "toy_scale.json").is_file() and preprocessing.is_relative_to(bundle_dir)
+
+    speedups = {t["architecture"] for t in report["targets"] if "native" in t["target"]}
+    assert speedups == set(keys)
+    assert [t["architecture"] for t in report["targets"] if "serving" in t["target"]] == [TOY.architecture]
+    text = (out / "benchmark.md").read_text()
+    assert f"## {keys[ONE_FEATURE.architecture]}\n\nNot registered (not chosen)" in text
+    assert f"## {keys[DIVERGING.architecture]}\n\nNot measured: failed in train: toy training diverged." in text
+    client = mlflow_client(settings.home)
+    [bench_run] = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
+    for architecture, row in rows.items():
+        assert bench_run.data.metrics[f"{TOY.name}.{architecture}.onnx_fp32.cpu.b1.p50_ms"] == row["p50_ms"]
+    assert bench_run.data.tags[f"version.{TOY.name}.{ONE_FEATURE.architecture}"] == "not registered"

@@ -11,9 +11,14 @@ TARGETS = {
 }
 
 
-def row(model, variant, p50, batch=1, provider="cpu", **extra):
+# The architecture a row measured when a test does not say: the task's first candidate.
+FIRST_ARCHITECTURE = {"fashion_mnist_classifier": "cnn", "fake_news_classifier": "lstm", "stock_forecaster": "lstm"}
+
+
+def row(model, variant, p50, batch=1, provider="cpu", architecture=None, **extra):
     return {
         "model": model,
+        "architecture": architecture or FIRST_ARCHITECTURE[model],
         "variant": variant,
         "provider": provider,
         "batch": batch,
@@ -30,17 +35,24 @@ def row(model, variant, p50, batch=1, provider="cpu", **extra):
     }
 
 
-def report(rows, serving=None, skipped=()):
-    models = {
-        m: {
-            "serving_variant": (serving or {}).get(m, "fp32"),
-            "registered_version": "1",
-            "mlflow_run_id": "r",
+def report(rows, serving=None, skipped=(), unregistered=()):
+    """A report of `rows`; every architecture measured is registered (version 1, @champion) but those in
+    `unregistered` (subject keys, e.g. "stock_forecaster/transformer")."""
+    models = {}
+    for r in rows:
+        key = bench.subject_key(r)
+        registered = key not in unregistered
+        models[key] = {
+            "model": r["model"],
+            "architecture": r["architecture"],
+            "serving_variant": (serving or {}).get(r["model"], "fp32") if registered else None,
+            "registered_version": "1" if registered else None,
+            "alias": "champion" if registered else None,
+            "candidate_status": "chosen" if registered else "not chosen",
+            "mlflow_run_id": f"run-{key}",
             "data_hash": "ab" * 32,
-            **TARGETS[m],
+            **TARGETS[r["model"]],
         }
-        for m in dict.fromkeys(r["model"] for r in rows)
-    }
     models |= {m: {"skipped": "no registered version of " + m, **TARGETS[m]} for m in skipped}
     return {
         "rows": rows,
@@ -94,10 +106,47 @@ def test_readme_table_is_replaced_between_the_markers_only(tmp_path):
     assert bench.update_readme(bench.readme_table(r), readme)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{bench.README_END}\nrest\n") and "old table" not in text
-    assert "| stock_forecaster | onnx_fp32 | 0.100 |" in text and "test cpu" in text
+    assert "| stock_forecaster | lstm | v1 @champion | onnx_fp32 | 0.100 |" in text and "test cpu" in text
     plain = tmp_path / "other.md"
     plain.write_text("no markers\n")
     assert not bench.update_readme("x", plain) and plain.read_text() == "no markers\n"
+
+
+def test_two_architectures_of_one_model_keep_their_own_rows_targets_and_registration():
+    rows = [
+        row("stock_forecaster", "native_compiled", 0.5),
+        row("stock_forecaster", "onnx_fp32", 0.1),
+        row("stock_forecaster", "native_compiled", 2.0, architecture="transformer"),
+        row("stock_forecaster", "onnx_fp32", 0.4, architecture="transformer"),
+    ]
+    r = report(rows, unregistered=["stock_forecaster/transformer"])
+    r["models"]["stock_forecaster/ensemble"] = {
+        "model": "stock_forecaster",
+        "architecture": "ensemble",
+        "registered_version": None,
+        "candidate_status": "failed",
+        "skipped": "failed in train: out of memory",
+        **TARGETS["stock_forecaster"],
+    }
+    r["targets"] = bench.targets(r)
+    assert bench.find_row(rows, "stock_forecaster/lstm", "onnx_fp32")["p50_ms"] == 0.1
+    assert bench.find_row(rows, "stock_forecaster/transformer", "onnx_fp32")["p50_ms"] == 0.4
+    speedups = {t["architecture"]: t for t in r["targets"] if "native" in t["target"]}
+    assert speedups["lstm"]["ratio"] == 5.0 and speedups["transformer"]["ratio"] == 5.0
+    assert speedups["ensemble"]["met"] is None and "failed in train: out of memory" in speedups["ensemble"]["detail"]
+    # Only a registered version serves: the other candidates have no serving target.
+    assert [t["architecture"] for t in r["targets"] if "serving" in t["target"]] == ["lstm"]
+
+    table = bench.readme_table(r)
+    assert "| stock_forecaster | lstm | v1 @champion | onnx_fp32 | 0.100 | ok |" in table
+    assert "| stock_forecaster | transformer | not registered (not chosen) | onnx_fp32 | 0.400 | ok |" in table
+    assert "| stock_forecaster/transformer: ONNX fp32 ≥ 10× native_compiled" in table
+    text = bench.markdown(r)
+    for section in ("## stock_forecaster/lstm", "## stock_forecaster/transformer", "## stock_forecaster/ensemble"):
+        assert section in text
+    assert "Registered version v1 @champion, serving variant `fp32`; MLflow run `run-stock_forecaster/lstm`" in text
+    assert "Not registered (not chosen); MLflow run `run-stock_forecaster/transformer`" in text
+    assert "Not measured: failed in train: out of memory." in text
 
 
 def test_every_spec_carries_its_speed_up_target():
@@ -146,5 +195,6 @@ def test_the_report_names_the_gpu_and_the_stack_its_cells_loaded():
     )
     assert f"GPU {described}" in bench.markdown(r)
     table = bench.readme_table(r)
-    assert f"GPU {described}" in table and "| model | variant | CPU b=1 | CUDA graph b=1 | parity |" in table
-    assert "| fashion_mnist_classifier | onnx_fp32 | 0.250 | 0.050 | ok |" in table
+    header = "| model | architecture | registered | variant | CPU b=1 | CUDA graph b=1 | parity |"
+    assert f"GPU {described}" in table and header in table
+    assert "| fashion_mnist_classifier | cnn | v1 @champion | onnx_fp32 | 0.250 | 0.050 | ok |" in table

@@ -191,7 +191,8 @@ def test_a_run_keeps_gpu_labels_off_cpu_numbers_and_says_why_each_cell_is_empty(
     text = report.markdown(result)
     assert "| fashion_mnist_classifier | onnx_fp32 | cuda (I/O binding, CUDA graph) | ProviderUnavailable" in text
     table = report.readme_table(result)  # a provider without rows gets no column
-    assert "| model | variant | CPU b=1 | CPU b=256 | parity |" in table and "CUDA" not in table.split("\n\n")[1]
+    header = "| model | architecture | registered | variant | CPU b=1 | CPU b=256 | parity |"
+    assert header in table and "CUDA" not in table.split("\n\n")[1]
 
 
 def test_a_cells_parity_is_judged_by_the_models_spec(tmp_path):

@@ -1,10 +1,10 @@
-"""What a benchmark measures, in one folder (a *bundle*) per model, and how it measures (`BenchConfig`).
+"""What a benchmark measures, in one folder (a *bundle*) per model architecture, and how it measures (`BenchConfig`).
 
 A bundle holds a fixed sample of test inputs (and their targets), the native checkpoint, each ONNX
 variant (with ONNX Runtime's optimised copy when the pipeline saved one) and `meta.json`; with a
 reference, also the native model's outputs on the sample, for parity. The nightly tasks write one
-from the DAG run's state (`bundle_from_state`), `make bench` from a registered version
-(`benchmarks.registered`); everything after reads only the bundle, on any machine.
+from the DAG run's state (`bundle_from_state`), `make bench` from a registered version or another
+candidate of its night (`benchmarks.registered`); everything after reads only the bundle, on any machine.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def load_meta(bundle: Path) -> dict:
 
 
 def bundles(bundle_dir: Path) -> list[Path]:
-    """The bundles under `bundle_dir`, by model name."""
+    """The bundles under `bundle_dir`, by name (`<model>.<architecture>`)."""
     return sorted(p for p in bundle_dir.iterdir() if (p / META).is_file()) if bundle_dir.is_dir() else []
 
 

@@ -1,8 +1,10 @@
 """`python -m mlops_onnx.benchmarks`: `make bench` (`all` = `prepare`, `run`, `report`) and the two
 entries the harness runs in fresh interpreters (`worker`: one cell; `nightly`: the GPU task).
 
-1. `prepare` — for each model, its registered version (`champion`, else the newest) with its files
-   from the MLflow registry and the shared storage: one bundle per model (`benchmarks.bundle`).
+1. `prepare` — for each model, its registered version (`champion`, else the newest) and every other
+   candidate architecture of the night that produced it (of the newest night when none is registered)
+   that got through export, with their files from MLflow and the shared storage: one bundle per
+   architecture (`benchmarks.bundle`); a candidate that stopped earlier is listed with its reason.
 2. `run` — every cell in a fresh interpreter, parity judged by the model's spec; `benchmark.json`.
 3. `report` — `benchmark.md`, PNG charts, the targets, the README table and one MLflow run;
    `report --from DIR/benchmark.json` does it again alone, e.g. on what a GPU machine's
@@ -134,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("prepare", "all"):
         prepared = suite.prepare(settings, bundle_dir, args.models.split(","))
         if all("skipped" in meta for meta in prepared.values()):
-            print("[bench] nothing to benchmark: no registered version (run `make demo` first)", file=sys.stderr)
+            print(
+                "[bench] nothing to benchmark: no candidate got through export (run `make demo` first)", file=sys.stderr
+            )
             return 1
     if args.command in ("run", "all"):
         providers = args.providers.split(",") if args.providers else list(settings.bench_providers)

@@ -33,12 +33,27 @@ def short_label(row: dict, sep: str = " ") -> str:
     return row["provider"] + {"host": "", "io_binding": f"{sep}iob", "cuda_graph": f"{sep}graph"}[binding_of(row)]
 
 
+def subject_key(entry: dict) -> str:
+    """What a row, a note, a target or a bundle's meta measured: `<model>/<architecture>` (two candidates of one
+    model never share rows); just the model for a report from before candidates, whose rows have no architecture."""
+    return entry["model"] + (f"/{entry['architecture']}" if entry.get("architecture") else "")
+
+
+def registration(info: dict) -> str:
+    """ "v3 @champion", "v4", or "not registered (not chosen)": what became of the measured run."""
+    if info.get("registered_version"):
+        return f"v{info['registered_version']}" + (f" @{info['alias']}" if info.get("alias") else "")
+    status = info.get("candidate_status")
+    return "not registered" + (f" ({status})" if status else "")
+
+
 def find_row(
-    rows: list[dict], model: str, variant: str, provider: str = "cpu", batch: int = 1, binding: str = "host"
+    rows: list[dict], subject: str, variant: str, provider: str = "cpu", batch: int = 1, binding: str = "host"
 ) -> dict | None:
+    """The row of `subject` (its `subject_key`) for that variant, provider, batch size and binding."""
     for row in rows:
-        if (row["model"], row["variant"], row["provider"], row["batch"]) == (
-            model,
+        if (subject_key(row), row["variant"], row["provider"], row["batch"]) == (
+            subject,
             variant,
             provider,
             batch,
@@ -48,31 +63,31 @@ def find_row(
 
 
 def targets(report: dict) -> list[dict]:
-    """Each model's targets, from its spec (kept in the report): ONNX fp32 at least `speedup_target` times
-    faster than `speedup_baseline` (else the fastest native path) at batch 1 on the CPU, and the serving
-    variant not slower than fp32; each with the measured ratio, met or by how much it is missed."""
+    """Each measured architecture's targets, from its spec (kept in the report): ONNX fp32 at least
+    `speedup_target` times faster than `speedup_baseline` (else the fastest native path) at batch 1 on the CPU,
+    and, for a registered version, the serving variant not slower than fp32; each with the measured ratio, met
+    or by how much it is missed."""
     rows, results = report["rows"], []
-    for model, info in report["models"].items():
+    about = {
+        key: {"model": info.get("model", key), "architecture": info.get("architecture")}
+        for key, info in report["models"].items()
+    }
+    for key, info in report["models"].items():
         needed, baseline = info.get("speedup_target"), info.get("speedup_baseline")
         if needed is None:
             continue
-        onnx = find_row(rows, model, "onnx_fp32")
-        natives = [r for v in NATIVE_VARIANTS if (r := find_row(rows, model, v)) and v == (baseline or v)]
+        onnx = find_row(rows, key, "onnx_fp32")
+        natives = [r for v in NATIVE_VARIANTS if (r := find_row(rows, key, v)) and v == (baseline or v)]
         if onnx is None or not natives:
-            results.append(
-                {
-                    "model": model,
-                    "target": f"ONNX fp32 ≥ {needed:g}× {baseline or 'native'} at batch 1",
-                    "met": None,
-                    "detail": "not measured" + (f" ({info['skipped']})" if info.get("skipped") else " (see notes)"),
-                }
-            )
+            why = f" ({info['skipped']})" if info.get("skipped") else " (see notes)"
+            target = f"ONNX fp32 ≥ {needed:g}× {baseline or 'native'} at batch 1"
+            results.append(about[key] | {"target": target, "met": None, "detail": "not measured" + why})
             continue
         reference = min(natives, key=lambda r: r["p50_ms"])
         ratio = reference["p50_ms"] / onnx["p50_ms"]
         results.append(
-            {
-                "model": model,
+            about[key]
+            | {
                 "target": f"ONNX fp32 ≥ {needed:g}× {reference['variant']} at batch 1 (CPU p50)",
                 "ratio": round(ratio, 2),
                 "met": ratio >= needed,
@@ -80,25 +95,21 @@ def targets(report: dict) -> list[dict]:
                 + ("" if ratio >= needed else f"; missed by {needed / ratio:.2f}×"),
             }
         )
-    for model, info in report["models"].items():
-        if info.get("skipped"):
+    for key, info in report["models"].items():
+        if info.get("skipped") or not info.get("registered_version"):  # only a registered version serves
             continue
         serving = info.get("serving_variant")
-        fp32, chosen = find_row(rows, model, "onnx_fp32"), find_row(rows, model, f"onnx_{serving}") if serving else None
+        fp32, chosen = find_row(rows, key, "onnx_fp32"), find_row(rows, key, f"onnx_{serving}") if serving else None
         if fp32 is None or chosen is None:
+            target = "serving variant not slower than fp32"
             results.append(
-                {
-                    "model": model,
-                    "target": "serving variant not slower than fp32",
-                    "met": None,
-                    "detail": f"serving variant {serving!r} not measured",
-                }
+                about[key] | {"target": target, "met": None, "detail": f"serving variant {serving!r} not measured"}
             )
             continue
         slower = chosen["p50_ms"] / fp32["p50_ms"]
         results.append(
-            {
-                "model": model,
+            about[key]
+            | {
                 "target": f"serving variant ({serving}) not slower than fp32 at batch 1 (CPU p50)",
                 "ratio": round(fp32["p50_ms"] / chosen["p50_ms"], 2),
                 "met": chosen["p50_ms"] <= fp32["p50_ms"] * 1.02,
@@ -175,21 +186,23 @@ def markdown(report: dict) -> str:
     ]
     for t in report["targets"]:
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
-        lines.append(f"| {t['model']} | {t['target']} | {t.get('ratio', '–')} | {met} | {t['detail']} |")
-    for model in report["models"]:
-        info = report["models"][model]
-        lines += ["", f"## {model}", ""]
+        lines.append(f"| {subject_key(t)} | {t['target']} | {t.get('ratio', '–')} | {met} | {t['detail']} |")
+    for subject, info in report["models"].items():
+        lines += ["", f"## {subject}", ""]
         if info.get("skipped"):
             lines.append(f"Not measured: {info['skipped']}.")
             continue
+        if info.get("registered_version"):
+            what = f"Registered version {registration(info)}, serving variant `{info['serving_variant']}`"
+        else:
+            what = registration(info).capitalize()
         lines += [
-            f"Registered version {info['registered_version'] or '–'} (MLflow run `{info['mlflow_run_id']}`, "
-            f"data `{str(info['data_hash'])[:12]}`), serving variant `{info['serving_variant']}`.",
+            f"{what}; MLflow run `{info['mlflow_run_id']}`, data `{str(info['data_hash'])[:12]}`.",
             "",
             "| variant | provider | batch | p50 ms | p95 ms | p99 ms | items/s | size | peak RSS MB | parity |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for r in (r for r in report["rows"] if r["model"] == model):
+        for r in (r for r in report["rows"] if subject_key(r) == subject):
             provider = cell_label(r)
             parity = "ok" if r["parity_ok"] else "FAIL: " + "; ".join(r["parity_reasons"])
             diff = r["parity_max_abs_diff"]
@@ -200,7 +213,7 @@ def markdown(report: dict) -> str:
                 f"{r['size_bytes'] / 1e6:.2f} MB | {r['peak_rss_mb']} | {parity} |"
             )
         for key, profile in report["profiles"].items():
-            if key.startswith(model + ":") and "top_ops" in profile:
+            if key.startswith(subject + ":") and "top_ops" in profile:
                 ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["top_ops"][:5])
                 share = profile["outside_kernels_share"]
                 seen = "" if profile["provider"] == "cpu" else " (operator times as the host sees them)"
@@ -214,7 +227,7 @@ def markdown(report: dict) -> str:
         lines += ["", "## Empty cells", "", "| model | variant | provider | why |", "| --- | --- | --- | --- |"]
         for n in report["notes"]:
             provider = cell_label(n)
-            lines.append(f"| {n['model']} | {n['variant']} | {provider} | {n['reason'].replace('|', '/')[:300]} |")
+            lines.append(f"| {subject_key(n)} | {n['variant']} | {provider} | {n['reason'].replace('|', '/')[:300]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -228,8 +241,9 @@ README_COLUMNS = (
 
 
 def readme_table(report: dict) -> str:
-    """The README's performance table: p50 at batch 1 and 256 of each model's variants, on each provider
-    (and way of feeding it) that has rows; '–' where a cell is empty (the full report says why)."""
+    """The README's performance table: p50 at batch 1 and 256 of each measured architecture's variants (its
+    registered version and alias, or that it is not registered), on each provider (and way of feeding it)
+    that has rows; '–' where a cell is empty (the full report says why)."""
     m, rows = report["machine"], report["rows"]
     batches = [b for b in (1, 256) if any(r["batch"] == b for r in rows)]
     columns = [c for c in README_COLUMNS if any((r["provider"], binding_of(r)) == c[:2] for r in rows)]
@@ -241,26 +255,29 @@ def readme_table(report: dict) -> str:
         + (f"; GPU {gpu}" if gpu else "")
         + "; full report: `reports/benchmark.md`. p50 latency in ms.",
         "",
-        "| model | variant | " + " | ".join(f"{title} b={b}" for b in batches for *_, title in columns) + " | parity |",
-        "| --- | --- | " + "--- | " * (len(batches) * len(columns)) + "--- |",
+        "| model | architecture | registered | variant | "
+        + " | ".join(f"{title} b={b}" for b in batches for *_, title in columns)
+        + " | parity |",
+        "| --- | --- | --- | --- | " + "--- | " * (len(batches) * len(columns)) + "--- |",
     ]
-    for model in report["models"]:
-        for variant in dict.fromkeys(r["variant"] for r in rows if r["model"] == model):
+    for subject, info in report["models"].items():
+        mine = [r for r in rows if subject_key(r) == subject]
+        about = f"| {info.get('model', subject)} | {info.get('architecture') or '–'} | {registration(info)} |"
+        for variant in dict.fromkeys(r["variant"] for r in mine):
             cells = [
-                find_row(rows, model, variant, provider, b, binding)
+                find_row(rows, subject, variant, provider, b, binding)
                 for b in batches
                 for provider, binding, _ in columns
             ]
-            mine = [r for r in rows if r["model"] == model and r["variant"] == variant]
-            failed = dict.fromkeys(cell_label(r) for r in mine if not r["parity_ok"])
+            failed = dict.fromkeys(cell_label(r) for r in mine if r["variant"] == variant and not r["parity_ok"])
             parity = "ok" if not failed else "FAIL: " + ", ".join(failed)
             lines.append(
-                f"| {model} | {variant} | " + " | ".join(fmt_ms(c and c["p50_ms"]) for c in cells) + f" | {parity} |"
+                f"{about} {variant} | " + " | ".join(fmt_ms(c and c["p50_ms"]) for c in cells) + f" | {parity} |"
             )
     lines += ["", "| target | ratio | met |", "| --- | --- | --- |"]
     for t in report["targets"]:
         lines.append(
-            f"| {t['model']}: {t['target']} | {t.get('ratio', '–')} | "
+            f"| {subject_key(t)}: {t['target']} | {t.get('ratio', '–')} | "
             f"{ {True: 'yes', False: 'no — ' + t['detail'], None: '–'}[t['met']] } |"
         )
     return "\n".join(lines)

@@ -1,7 +1,8 @@
-"""`make bench`: every registered model's native paths and ONNX variants, on every provider (and way of
-feeding it) and batch size, each cell in a fresh interpreter so thread pools, allocators and CUDA
-contexts never mix. Parity of each cell against the native model is judged here, by the model's spec
-(its `quality`, `labels`, `decision_margin` and parity rules), on the outputs the cell sends back."""
+"""`make bench`: each model's registered version and the other candidates of its night, their native paths
+and ONNX variants on every provider (and way of feeding it) and batch size, each cell in a fresh interpreter
+so thread pools, allocators and CUDA contexts never mix. Parity of each cell against the native model is
+judged here, by the model's spec (its `quality`, `labels`, `decision_margin` and parity rules), on the
+outputs the cell sends back."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from mlops_onnx.benchmarks.bundle import META, BenchConfig, bundles, load_meta
 from mlops_onnx.benchmarks.cells import BINDINGS
+from mlops_onnx.benchmarks.report import subject_key
 from mlops_onnx.benchmarks.timing import machine_info
 from mlops_onnx.settings import Settings
 
@@ -25,45 +27,43 @@ ONNX_ORDER = ("fp32", "int8_static", "int8_dynamic", "fp16")  # the order rows a
 
 
 def prepare(settings: Settings, bundle_dir: Path, models: list[str]) -> dict[str, dict]:
-    """One bundle per model from its registered version (`benchmarks.registered`); a model without one
-    gets a meta that says why. Returns {model: meta}."""
+    """One bundle per subject (`benchmarks.registered`: each model's registered version and the other candidates
+    of its night); a subject that cannot be measured gets a meta that says why. Returns {subject key: meta}."""
     import shutil
 
     from mlflow import MlflowClient
 
     from mlops_onnx import tracking
-    from mlops_onnx.benchmarks.registered import version_bundle, versions_to_benchmark
+    from mlops_onnx.benchmarks.registered import subject_bundle, subjects_to_benchmark
     from mlops_onnx.models import load_spec
 
     tracking.configure(settings)
     client = MlflowClient()
     shutil.rmtree(bundle_dir, ignore_errors=True)
     prepared = {}
-    for candidate in versions_to_benchmark(client, models):
-        folder = bundle_dir / candidate.model
-        reason = candidate.reason
-        if candidate.version is not None:
+    for subject in subjects_to_benchmark(client, models):
+        key = subject.key
+        folder = bundle_dir / key.replace("/", ".")
+        reason = subject.reason
+        if not reason:
             try:
-                prepared[candidate.model] = meta = version_bundle(settings, client, candidate, folder)
-                alias = f" (@{candidate.alias})" if candidate.alias else ""
-                print(
-                    f"[bench] {candidate.model}: version {meta['registered_version']}{alias}, "
-                    f"variants {', '.join(meta['onnx_variants'])}",
-                    flush=True,
-                )
+                prepared[key] = meta = subject_bundle(settings, client, subject, folder)
+                print(f"[bench] {subject.label}: variants {', '.join(meta['onnx_variants'])}", flush=True)
                 continue
             except (LookupError, OSError) as exc:
-                reason = f"version {candidate.version.version}: {type(exc).__name__}: {exc}"
-        spec = load_spec(candidate.model)
+                reason = f"{type(exc).__name__}: {exc}"
+        spec = load_spec(subject.model, subject.architecture)
         folder.mkdir(parents=True, exist_ok=True)
-        prepared[candidate.model] = meta = {
-            "model": candidate.model,
+        prepared[key] = meta = {
+            "model": subject.model,
+            "architecture": subject.architecture,
+            **subject.about(),
             "skipped": reason,
             "speedup_target": spec.speedup_target,
             "speedup_baseline": spec.speedup_baseline,
         }
         (folder / META).write_text(json.dumps(meta, indent=2))
-        print(f"[bench] {candidate.model}: skipped ({reason})", flush=True)
+        print(f"[bench] {subject.label}: skipped ({reason})", flush=True)
     return prepared
 
 
@@ -138,7 +138,11 @@ def parity_fields(spec, bundle: Path, variant: str, outputs: np.ndarray) -> dict
 
 
 MODEL_FIELDS = (
+    "model",
+    "architecture",
     "registered_version",
+    "candidate_status",
+    "night_run_id",
     "alias",
     "mlflow_run_id",
     "airflow_run_id",
@@ -149,6 +153,7 @@ MODEL_FIELDS = (
     "speedup_baseline",
     "skipped",
 )
+ROW_FIELDS = ("architecture", "registered_version", "alias")
 
 
 def run(
@@ -184,18 +189,20 @@ def run(
     not_loaded: dict[str, str] = {}  # provider -> why it did not load: its later ONNX cells are not started
     for bundle in bundles(bundle_dir):
         meta = load_meta(bundle)
-        model = meta["model"]
-        models[model] = {k: meta.get(k) for k in MODEL_FIELDS if k in meta}
+        model, key = meta["model"], subject_key(meta)
+        models[key] = {k: meta.get(k) for k in MODEL_FIELDS if k in meta}
         if "skipped" in meta:
             continue
         spec = load_spec(model, meta.get("architecture"))
         reference, targets = np.load(bundle / "reference.npy"), np.load(bundle / "targets.npy")
-        models[model]["native_quality"] = spec.quality(reference, targets)
+        models[key]["native_quality"] = spec.quality(reference, targets)
+        # Every row and note says which architecture and which registered version (if any) it measured.
+        subject = {k: meta.get(k) for k in ROW_FIELDS}
         for provider in providers:
             for variant, binding in cells(meta, provider):
                 if variants and variant not in variants:
                     continue
-                label = f"{model} {variant} {provider}" + ("" if binding == "host" else f" {binding}")
+                label = f"{key} {variant} {provider}" + ("" if binding == "host" else f" {binding}")
                 started = time.perf_counter()
                 with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
                     outputs = Path(tmp) / "outputs.npy"
@@ -205,12 +212,12 @@ def run(
                         result = run_worker(bundle, variant, provider, cfg, binding, outputs=outputs)
                     if "rows" in result:
                         fields = parity_fields(spec, bundle, variant, np.load(outputs))
-                        result["rows"] = [row | fields for row in result["rows"]]
+                        result["rows"] = [row | subject | fields for row in result["rows"]]
                 if provider_did_not_load(result.get("error", "")):
                     not_loaded.setdefault(provider, result["error"])
                 if "error" in result:
                     notes.append(
-                        {"model": model, "variant": variant, "provider": provider, "binding": binding}
+                        {"model": model, **subject, "variant": variant, "provider": provider, "binding": binding}
                         | {"reason": result["error"]}
                     )
                     print(f"[bench] {label}: empty ({result['error'][:160]})", flush=True)
@@ -228,7 +235,7 @@ def run(
                     partial.write_text(json.dumps(report))
             if provider in ("cpu", "cuda") and provider not in not_loaded and "fp32" in meta["onnx_variants"]:
                 profile = run_worker(bundle, "onnx_fp32", provider, cfg, profile=True)
-                profiles[f"{model}:{provider}"] = profile.get("profile", {"error": profile.get("error")})
+                profiles[f"{key}:{provider}"] = profile.get("profile", {"error": profile.get("error")})
     if partial:
         partial.unlink(missing_ok=True)
     return report

@@ -106,12 +106,7 @@ def _best(spec, passing: dict) -> str:
 def _dropped_out(model: str, ctx: RunContext, architecture: str, settings: Settings) -> str:
     """Why a candidate that did not reach the gate stopped: from its MLflow run's tags."""
     run_id = tracking.find_run(model, ctx, settings, architecture)
-    tags = tracking.get_run_tags(run_id) if run_id else {}
-    if tags.get("promotion_decision") == "skipped_unchanged":
-        return tags.get("promotion_reason", "unchanged")
-    if tags.get("candidate_status") == "failed":
-        return f"failed in {tags.get('failed_stage', '?')}: {tags.get('failure_reason', '')[:300]}"
-    return f"did not finish ({tags.get('candidate_status', 'no run')})"
+    return tracking.why_dropped_out(tracking.get_run_tags(run_id) if run_id else {})
 
 
 def _tag_night(night: dict, tags: dict) -> None:
