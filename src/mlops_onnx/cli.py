@@ -173,17 +173,15 @@ def task_seconds(metrics: dict) -> dict[str, float]:
 
 def candidate_entry(run) -> dict:
     """One candidate's run of the night: its metrics, parity, latency, task times and what became of it."""
+    from mlops_onnx.parity import passed_parity
+
     metrics, tags = run.data.metrics, run.data.tags
     return {
         "mlflow_run_id": run.info.run_id,
         "candidate_status": tags.get("candidate_status"),
         "test_metrics": {k: metrics[k] for k in HEADLINE_METRICS if k in metrics},
         "parity_fp32_max_abs_diff": metrics.get("parity_fp32_max_abs_diff"),
-        "parity": {
-            k.removeprefix("parity_").removesuffix("_passed"): bool(v)
-            for k, v in metrics.items()
-            if k.startswith("parity_") and k.endswith("_passed")
-        },
+        "parity": passed_parity(metrics),
         "cpu_b1_p50_ms": {
             k.removeprefix("bench_cpu_").removesuffix("_b1_p50_ms"): v
             for k, v in metrics.items()

@@ -112,3 +112,12 @@ def compare(
         reasons=reasons,
         boundary_rows=int(boundary.sum()),
     )
+
+
+def passed_parity(metrics: dict) -> dict[str, bool]:
+    """The pipeline's parity verdict per variant, from a run's `parity_<variant>_passed` metrics."""
+    return {
+        k.removeprefix("parity_").removesuffix("_passed"): bool(v)
+        for k, v in metrics.items()
+        if k.startswith("parity_") and k.endswith("_passed")
+    }

@@ -19,9 +19,9 @@ from toy_spec import TOY_POINTS, ToySpec, write_points
 from mlops_onnx import registry, tracking
 from mlops_onnx.benchmarks import cli
 from mlops_onnx.benchmarks.bundle import load_meta
-from mlops_onnx.benchmarks.registered import passed_parity
 from mlops_onnx.datasets import FASHION_MNIST
 from mlops_onnx.models.fashion import SPEC
+from mlops_onnx.parity import passed_parity
 from mlops_onnx.runtime import optimize_offline
 from mlops_onnx.snapshots import SnapshotStore
 from mlops_onnx.sources.synthetic import write_fashion

@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_onnx.parity import passed_parity
 from mlops_onnx.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -176,15 +177,6 @@ def candidate_onnx_files(run, workdir: Path) -> dict[str, Path]:
                 "run %s: %s passed parity but %s is not in its files; not measured", run.info.run_id, name, path
             )
     return files
-
-
-def passed_parity(metrics: dict) -> dict[str, bool]:
-    """The pipeline's parity verdict per variant, from a run's `parity_<variant>_passed` metrics."""
-    return {
-        k.removeprefix("parity_").removesuffix("_passed"): bool(v)
-        for k, v in metrics.items()
-        if k.startswith("parity_") and k.endswith("_passed")
-    }
 
 
 def version_preprocessing(client, version, folder: Path) -> Path | None:
