@@ -55,6 +55,34 @@ def test_a_spec_module_and_a_catalog_entry_make_a_registered_champion(settings_e
     assert night_tags["promotion_decision"] == "first_champion"
     assert run.data.metrics["bench_cpu_onnx_fp32_b1_p50_ms"] > 0
     assert run.data.metrics["parity_fp32_reference_max_abs_diff"] <= 1e-5  # onnx's reference runtime agrees
+    assert client.list_artifacts(run.info.run_id, "onnx") == []  # kept in the run only for the dashboard's task
+
+
+def test_a_task_the_dashboard_shows_keeps_each_candidates_fp32_model_in_its_run(
+    settings_env, toy_in_the_catalog, tmp_path, monkeypatch
+):
+    """The dashboard draws the candidates of the champion's night that were not registered from their runs."""
+    import dataclasses
+
+    import mlflow
+    import onnx
+
+    from mlops_onnx import catalog
+
+    monkeypatch.setitem(catalog.PIPELINES, SPEC.name, dataclasses.replace(toy_in_the_catalog, served_by="dashboard"))
+    write_points(tmp_path / "data")
+    settings = settings_env(MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(tmp_path / "data"))
+    ctx = RunContext(toy_in_the_catalog.dag_id, "night-1")
+    night = run_stage("validate", SPEC.name, ctx, run_stage("ingest", SPEC.name, ctx))
+    (candidate,) = run_stage("candidates", SPEC.name, ctx, night)
+    exported = run_stage("export", SPEC.name, ctx, run_stage("train", SPEC.name, ctx, candidate))
+    client = mlflow_client(settings.home)
+    assert [a.path for a in client.list_artifacts(exported["mlflow_run_id"], "onnx")] == ["onnx/model_fp32.onnx"]
+    logged = mlflow.artifacts.download_artifacts(
+        run_id=exported["mlflow_run_id"], artifact_path="onnx/model_fp32.onnx", dst_path=str(tmp_path / "logged")
+    )
+    props = {p.key: p.value for p in onnx.load(logged).metadata_props}
+    assert props["model"] == SPEC.name and props["architecture"] == SPEC.architecture and props["data_hash"]
 
 
 def test_the_catalog_finds_the_spec_and_rejects_a_mismatch(toy_in_the_catalog, monkeypatch):

@@ -3,7 +3,8 @@
 A version registered by `registry._register` is self-contained: its model directory (`models:/<name>/<n>`)
 holds, beside the fp32 ONNX flavor, `preprocessing/` (the tokenizer or scaler the inputs need) and
 `serving/` (the ONNX file of the serving variant the gate chose, and `serving.json` naming it), so
-serving needs nothing but the model URI. `run_file` still reads a run's own artifacts (reports).
+serving needs nothing but the model URI. `run_file` still reads a run's own artifacts (reports, and a
+candidate's fp32 export, `RUN_FP32_ONNX`, which the dashboard draws for candidates that were not registered).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 SERVING_MANIFEST = "serving/serving.json"
 PREPROCESSING = "preprocessing"
+RUN_FP32_ONNX = "onnx/model_fp32.onnx"  # a candidate's fp32 export in its own run (`stages.export`)
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,9 @@ def flavor_onnx(model_dir: Path) -> Path:
 
 
 def run_file(version, artifact_path: str, folder: Path) -> Path:
-    """One artifact of the run that produced the version (a tokenizer, a scaler, a report)."""
+    """One artifact of the run that produced the version (a tokenizer, a scaler, a report); `version` may
+    also be a run id."""
     import mlflow
 
-    return Path(
-        mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=artifact_path, dst_path=str(folder))
-    )
+    run_id = version if isinstance(version, str) else version.run_id
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(folder)))

@@ -1,9 +1,11 @@
 """Stock forecasts dashboard (Streamlit): `make dashboard`, on 127.0.0.1:8501.
 
 View 1: pick a ticker; its actual close, the forecaster's `@champion` next-day forecast run through
-ONNX Runtime (the gate's serving variant, with the scaler registered beside it) and the naive
-forecast (tomorrow = today), with their error metrics.
-View 2: the registered versions side by side (MASE, latency, size) from MLflow.
+ONNX Runtime (the gate's serving variant, with the scaler registered beside it), every other candidate
+of the champion's night that has an fp32 ONNX model (from its own MLflow run, with its own scaler) and
+the statistical baselines naive, drift and ETS, with each line's error metrics on the same days
+(`stock_views`); a candidate that failed or has no ONNX model is listed with the reason its run gives.
+View 2: the registered versions side by side (architecture, MASE, latency, size) from MLflow.
 Against an MLflow server with authentication it logs in as the read-only `reader` account.
 """
 
@@ -14,12 +16,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mlops_onnx.catalog import PIPELINES, served_model
+from mlops_onnx.catalog import PIPELINES
+from mlops_onnx.serving.stock_views import (
+    MODEL_NAME,
+    CandidateRun,
+    Line,
+    OnnxForecaster,
+    forecast_view,
+    load_candidate,
+    night_candidates,
+    read_scaler,
+)
 
-MODEL_NAME = served_model("dashboard")
 DAG_ID = PIPELINES[MODEL_NAME].dag_id
 VERSION_METRICS = {
     "val_mase": "val MASE",
@@ -34,13 +44,17 @@ VERSION_METRICS = {
 @dataclass
 class Champion:
     version: str
+    architecture: str
+    run_id: str
     variant: str
-    session: object
-    scaler: object
-    window: int
+    model: OnnxForecaster
     data_hash: str
     tickers_used: list[str]
     passing_files: set[str] | None  # files that passed validation in the champion's run (None: unknown)
+
+    @property
+    def label(self) -> str:
+        return f"{self.architecture} v{self.version} (champion)"
 
 
 def champion_version(client, name: str = MODEL_NAME) -> str | None:
@@ -50,6 +64,11 @@ def champion_version(client, name: str = MODEL_NAME) -> str | None:
         return str(client.get_model_version_by_alias(name, "champion").version)
     except MlflowException:
         return None
+
+
+def version_architecture(version) -> str:
+    """The version's `architecture` tag; a version registered before candidates is the task's first one."""
+    return version.tags.get("architecture") or PIPELINES[MODEL_NAME].candidate().architecture
 
 
 def load_champion(client, name: str = MODEL_NAME) -> Champion | None:
@@ -66,13 +85,12 @@ def load_version(client, name: str, version_number: str) -> Champion:
     from mlops_onnx.models.stocks import PREPROCESSING_FILE
     from mlops_onnx.runtime import make_session
     from mlops_onnx.serving.artifacts import download_version, run_file
-    from mlops_onnx.timeseries import FeatureScaler
 
     version = client.get_model_version(name, version_number)
     with tempfile.TemporaryDirectory(prefix=f"{name}-v{version.version}-") as tmp:
         folder = Path(tmp)
         files = download_version(name, str(version.version), folder / "model")
-        scaler_path = files.preprocessing / PREPROCESSING_FILE
+        scaler, window = read_scaler(files.preprocessing / PREPROCESSING_FILE)
         try:
             used = json.loads(run_file(version, "reports/stock_tickers.json", folder).read_text())
             tickers_used = [Path(f).name.split(".")[0] for f in used.get("files", [])]
@@ -85,10 +103,10 @@ def load_version(client, name: str, version_number: str) -> Champion:
             passing = None
         return Champion(
             version=str(version.version),
+            architecture=version_architecture(version),
+            run_id=version.run_id,
             variant=files.variant,
-            session=make_session(files.onnx),
-            scaler=FeatureScaler.from_json(scaler_path),
-            window=int(json.loads(scaler_path.read_text())["window"]),
+            model=OnnxForecaster(make_session(files.onnx), scaler, window),
             data_hash=version.tags.get("data_hash", ""),
             tickers_used=tickers_used,
             passing_files=passing,
@@ -104,27 +122,6 @@ def ticker_files(snapshot_path: Path, passing: set[str] | None = None) -> dict[s
     }
 
 
-def forecast_ticker(champion: Champion, path: Path, days: int) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Next-day close forecasts for the last `days` days of a ticker: model, naive and actual."""
-    from mlops_onnx.runtime import run_batched
-    from mlops_onnx.timeseries import WARMUP, forecast_metrics, make_features, read_ticker, windows
-
-    frame = read_ticker(path)
-    first_origin = WARMUP + champion.window - 1
-    origins = np.arange(max(first_origin, len(frame) - 1 - days), len(frame) - 1)
-    if len(origins) == 0:
-        raise ValueError(f"{path.name}: {len(frame)} rows are too few for a {champion.window}-day window")
-    features = champion.scaler.transform(make_features(frame).to_numpy(dtype=np.float32))
-    predicted = run_batched(champion.session, windows(features, origins, champion.window)).reshape(-1)
-    close = frame["Close"].to_numpy(dtype=np.float64)
-    close_now, close_next = close[origins], close[origins + 1]
-    chart = pd.DataFrame(
-        {"actual close": close_next, "model forecast": close_now * np.exp(predicted), "naive forecast": close_now},
-        index=pd.DatetimeIndex(frame["Date"].to_numpy()[origins + 1], name="date"),
-    )
-    return chart, forecast_metrics(close_now, close_next, predicted, "view")
-
-
 def versions_table(client, name: str = MODEL_NAME) -> pd.DataFrame:
     """One row per registered version with the figures a reviewer compares."""
     rows = []
@@ -132,6 +129,7 @@ def versions_table(client, name: str = MODEL_NAME) -> pd.DataFrame:
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
         row = {
             "version": int(version.version),
+            "architecture": version_architecture(version),
             "aliases": ", ".join(version.aliases),
             "serving variant": version.tags.get("serving_variant", ""),
         }
@@ -144,68 +142,95 @@ def versions_table(client, name: str = MODEL_NAME) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame()
 
 
+def forecast_lines(champion: Champion, others: list[CandidateRun], load) -> tuple[list[Line], dict[str, str]]:
+    """The champion's line and one per other candidate that has a model (`load`: run id -> OnnxForecaster),
+    and why each of the rest is not drawn."""
+    from mlflow.exceptions import MlflowException
+
+    lines, not_drawn = [Line(champion.label, "champion", champion.model)], {}
+    for candidate in others:
+        if candidate.why_not_drawn:
+            not_drawn[candidate.architecture] = candidate.why_not_drawn
+            continue
+        try:
+            model = load(candidate.run_id)
+        except (MlflowException, OSError, ValueError, RuntimeError) as exc:  # onnxruntime's errors are RuntimeErrors
+            not_drawn[candidate.architecture] = f"its model could not be loaded from run {candidate.run_id}: {exc}"
+        else:
+            lines.append(Line(candidate.architecture, f"candidate: {candidate.status or 'no status'}", model))
+    return lines, not_drawn
+
+
+def show_forecast(st, client, settings, champion: Champion, load) -> None:
+    """The forecast tab: ticker and days, the chart of every line, their scores and what is not drawn
+    (`load`: run id -> OnnxForecaster, cached)."""
+    from mlops_onnx.snapshots import SnapshotError, SnapshotStore
+
+    try:
+        snapshot = SnapshotStore(settings.snapshots_dir).get("stocks", champion.data_hash)
+    except SnapshotError:
+        st.error(f"The champion's data snapshot {champion.data_hash[:12]} is not under {settings.snapshots_dir}.")
+        return
+    files = ticker_files(snapshot.path, champion.passing_files)
+    names = sorted(files, key=lambda t: (t not in champion.tickers_used, t))
+    ticker = st.selectbox("Ticker", names, help="Tickers the model trained on come first.")
+    days = st.slider("Days", min_value=20, max_value=500, value=120, step=10)
+    others = night_candidates(client, champion.run_id)
+    st.caption(
+        f"Champion: {champion.architecture} · {MODEL_NAME} v{champion.version} · serving variant "
+        f"{champion.variant} · data {champion.data_hash[:12]}. "
+        + (
+            "The other candidates of its night in fp32 (each with its own scaler); "
+            if others
+            else "Its run is not nested in a night's run: no other candidates to draw. "
+        )
+        + "the baselines naive, drift and ETS (drift and ETS fitted on the closes before the first day forecast)."
+    )
+    lines, not_drawn = forecast_lines(champion, others, load)
+    try:
+        view = forecast_view(lines, files[ticker], days)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.line_chart(view.chart)
+    st.dataframe(view.table)
+    not_drawn |= view.not_drawn
+    if not_drawn:
+        st.dataframe(pd.DataFrame({"not drawn": list(not_drawn), "why": list(not_drawn.values())}), hide_index=True)
+
+
 def main() -> None:
     import streamlit as st
     from mlflow import MlflowClient
 
     from mlops_onnx import mlflow_auth, tracking
     from mlops_onnx.settings import get_settings
-    from mlops_onnx.snapshots import SnapshotError, SnapshotStore
 
     settings = get_settings()
     tracking.configure(settings, account=mlflow_auth.READER)
     client = MlflowClient()
     st.set_page_config(page_title="Stock forecasts", layout="wide")
-    st.title(f"Stock forecasts: {MODEL_NAME}@champion vs the naive forecast")
-    forecast_tab, versions_tab = st.tabs(["Forecast", "Registered versions"])
 
     @st.cache_resource(show_spinner="Loading the champion from MLflow")
     def cached_version(version: str) -> Champion:  # one download and session per version, not per rerun
         return load_version(client, MODEL_NAME, version)
 
+    @st.cache_resource(show_spinner="Loading a candidate from MLflow")
+    def cached_candidate(run_id: str) -> OnnxForecaster:  # one download and session per candidate run
+        return load_candidate(run_id)
+
+    version = champion_version(client)
+    champion = cached_version(version) if version else None
+    if champion is None:
+        st.title(f"Stock forecasts: no {MODEL_NAME}@champion yet")
+    else:
+        st.title(f"Stock forecasts: {MODEL_NAME}@champion is {champion.architecture} (v{champion.version})")
+    forecast_tab, versions_tab = st.tabs(["Forecast", "Registered versions"])
     with forecast_tab:
-        version = champion_version(client)
-        champion = cached_version(version) if version else None
         if champion is None:
             st.warning(f"No {MODEL_NAME}@champion in the registry yet: run the {DAG_ID} DAG.")
         else:
-            try:
-                snapshot = SnapshotStore(settings.snapshots_dir).get("stocks", champion.data_hash)
-            except SnapshotError:
-                snapshot = None
-                st.error(
-                    f"The champion's data snapshot {champion.data_hash[:12]} is not under {settings.snapshots_dir}."
-                )
-            if snapshot is not None:
-                files = ticker_files(snapshot.path, champion.passing_files)
-                names = sorted(files, key=lambda t: (t not in champion.tickers_used, t))
-                ticker = st.selectbox("Ticker", names, help="Tickers the model trained on come first.")
-                days = st.slider("Days", min_value=20, max_value=500, value=120, step=10)
-                st.caption(
-                    f"{MODEL_NAME} v{champion.version} · serving variant {champion.variant} · "
-                    f"data {champion.data_hash[:12]}"
-                )
-                try:
-                    chart, metrics = forecast_ticker(champion, files[ticker], days)
-                except ValueError as exc:
-                    st.error(str(exc))
-                else:
-                    st.line_chart(chart)
-                    st.dataframe(
-                        pd.DataFrame(
-                            {
-                                "model": [metrics["view_mae"], metrics["view_rmse"], metrics["view_mape"]],
-                                "naive": [
-                                    metrics["naive_view_mae"],
-                                    metrics["naive_view_rmse"],
-                                    metrics["naive_view_mape"],
-                                ],
-                            },
-                            index=["MAE", "RMSE", "MAPE %"],
-                        )
-                    )
-                    st.metric("MASE (model MAE / naive MAE)", f"{metrics['view_mase']:.4f}")
-                    st.metric("Directional accuracy", f"{metrics['view_directional_accuracy']:.1%}")
+            show_forecast(st, client, settings, champion, cached_candidate)
 
     with versions_tab:
         table = versions_table(client)

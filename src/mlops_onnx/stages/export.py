@@ -1,4 +1,9 @@
-"""`export`: the native model to ONNX fp32, checked, with provenance in its metadata."""
+"""`export`: the native model to ONNX fp32, checked, with provenance in its metadata.
+
+For a task the dashboard shows, the fp32 file also goes into the candidate's MLflow run
+(`artifacts.RUN_FP32_ONNX`): the dashboard draws every candidate of the champion's night, and only the
+winner is registered. Other tasks do not keep it there (MiniLM's fp32 file alone is about 90 MB a night).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,12 @@ def export(spec, ctx: RunContext, state: dict) -> dict:
     import mlflow
     import onnx
 
+    from mlops_onnx.catalog import PIPELINES
     from mlops_onnx.runtime import optimize_offline
+    from mlops_onnx.serving.artifacts import RUN_FP32_ONNX
     from mlops_onnx.variants import graph_op_types
 
-    out = Path(state["workdir"]) / "model_fp32.onnx"
+    out = Path(state["workdir"]) / Path(RUN_FP32_ONNX).name
     started = time.perf_counter()
     spec.export_onnx(Path(state["checkpoint"]), out)
     proto = onnx.load(str(out))
@@ -48,4 +55,6 @@ def export(spec, ctx: RunContext, state: dict) -> dict:
             {"size_onnx_fp32_bytes": out.stat().st_size, "export_seconds": time.perf_counter() - started}
         )
         mlflow.log_dict({"op_types": ops, "opset": opset}, "reports/onnx_graph.json")
+        if PIPELINES[spec.name].served_by == "dashboard":
+            mlflow.log_artifact(str(out), Path(RUN_FP32_ONNX).parent.as_posix())
     return {**state, "onnx_fp32": str(out), "onnx_ops": ops}
