@@ -156,6 +156,8 @@ def test_the_better_candidate_beats_naive_and_is_registered_as_the_first_champio
         for baseline in ("naive", "drift", "ets"):
             assert run.data.metrics[f"baseline_{baseline}_test_mase"] > 0, (architecture, baseline)
         assert 0 <= run.data.metrics["dm_pvalue_vs_drift"] <= 1
+        # the dashboard draws the night's candidates that were not registered from their own run's fp32 export
+        assert "onnx/model_fp32.onnx" in {a.path for a in client.list_artifacts(run.info.run_id, "onnx")}
     best = min(runs, key=lambda a: runs[a].data.metrics["test_mase"])
     run, other = runs[best], runs["transformer" if best == "lstm" else "lstm"]
     metrics, tags = run.data.metrics, run.data.tags
