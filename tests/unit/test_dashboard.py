@@ -74,7 +74,9 @@ def scores_by_hand(close: np.ndarray, days: int, log_return: float) -> dict[str,
         "RMSE": np.sqrt(np.mean((forecast - nxt) ** 2)),
         "MAPE %": np.mean(np.abs(forecast - nxt) / nxt) * 100,
         "MASE": np.mean(np.abs(forecast - nxt)) / np.mean(np.abs(now - nxt)),
-        "directional accuracy": np.mean(np.sign(forecast - now)[moved] == np.sign(nxt - now)[moved]),
+        "directional accuracy": np.mean(np.sign(forecast - now)[moved] == np.sign(nxt - now)[moved])
+        if log_return
+        else np.nan,  # a no-change forecast calls no direction
     }
 
 
@@ -203,8 +205,9 @@ def test_forecast_view_draws_every_candidate_of_the_night_and_every_baseline(nig
     table = app.dataframe[0].value
     assert list(table.index) == lines
     assert list(table["kind"]) == ["champion", "candidate: not chosen", "baseline", "baseline", "baseline"]
-    metrics = table.drop(columns="kind").to_numpy(dtype=float)
+    metrics = table.drop(columns=["kind", "directional accuracy"]).to_numpy(dtype=float)
     assert np.isfinite(metrics).all()
+    assert table["directional accuracy"].isna().tolist() == [False, False, True, False, False]  # naive: no direction
     assert table.loc["naive", "MASE"] == pytest.approx(1.0)
     # The transformer's constant log return is the drift baseline's: the same forecasts, the same scores.
     assert table.loc["transformer"].drop("kind").to_numpy(dtype=float) == pytest.approx(
@@ -242,8 +245,8 @@ def test_forecast_numbers_match_a_hand_computation(night_of_three):
         "drift": scores_by_hand(close, 120, drift_baseline(close, 120)),
     }
     for line, scores in expected.items():
-        assert view.table.loc[line].drop("kind").to_dict() == pytest.approx(scores, rel=1e-6), line
-    assert view.table.loc["naive", "directional accuracy"] == 0.0  # no change forecast: no direction right
+        assert view.table.loc[line].drop("kind").to_dict() == pytest.approx(scores, rel=1e-6, nan_ok=True), line
+    assert np.isnan(view.table.loc["naive", "directional accuracy"])  # a no-change forecast calls no direction
 
 
 def test_a_candidate_without_an_onnx_model_is_listed_with_its_reason(registry):

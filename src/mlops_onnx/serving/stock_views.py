@@ -143,7 +143,10 @@ def scores(close_now: np.ndarray, close_next: np.ndarray, predicted: np.ndarray)
     from mlops_onnx.timeseries import forecast_metrics
 
     metrics = forecast_metrics(close_now, close_next, predicted, "view")
-    return {label: metrics[f"view_{key}"] for key, label in SCORES.items()}
+    scored = {label: metrics[f"view_{key}"] for key, label in SCORES.items()}
+    if not np.any(predicted):  # a forecast that never moves (naive) calls no direction: not scored, not 0 %
+        scored[SCORES["directional_accuracy"]] = float("nan")
+    return scored
 
 
 def forecast_view(lines: list[Line], path: Path, days: int) -> ForecastView:
