@@ -323,7 +323,7 @@ def bring_up(cluster: Cluster) -> None:
         state = wait_until(f"the DAG run {run_id} to finish", lambda r=run_id: finished(r), 480, cluster, 3)
         cluster.seconds[f"dag_run {run_id}"] = time.monotonic() - triggered
         assert state == "success", f"DAG run {run_id} {state}: {task_instances(cluster, run_id)}\n" + failed_logs(
-            cluster
+            cluster, run_id
         )
 
 
@@ -345,8 +345,10 @@ def short(task_id: str) -> str:
     return task_id.removeprefix("candidate.")
 
 
-def task_logs(cluster: Cluster, worker: str) -> dict[str, str]:
-    folder = cluster.worker_home(worker) / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={cluster.run_id}"
+def task_logs(cluster: Cluster, worker: str, run_id: str | None = None) -> dict[str, str]:
+    folder = (
+        cluster.worker_home(worker) / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id or cluster.run_id}"
+    )
     return {
         short(next(part for part in p.parts if part.startswith("task_id=")).removeprefix("task_id=")): p.read_text(
             errors="replace"
@@ -355,10 +357,13 @@ def task_logs(cluster: Cluster, worker: str) -> dict[str, str]:
     }
 
 
-def failed_logs(cluster: Cluster) -> str:
+def failed_logs(cluster: Cluster, run_id: str | None = None) -> str:
+    """The failed run's task logs, failed tasks first and with the longest tails, then the workers' logs."""
+    failed = {t for t, ti in task_instances(cluster, run_id).items() if ti["state"] in ("failed", "upstream_failed")}
     parts = []
     for worker in WORKERS:
-        parts += [f"--- {worker} {task}\n{text[-4000:]}" for task, text in task_logs(cluster, worker).items()]
+        logs = sorted(task_logs(cluster, worker, run_id).items(), key=lambda item: item[0] not in failed)
+        parts += [f"--- {worker} {task}\n{text[-(8000 if task in failed else 1500) :]}" for task, text in logs]
         parts.append(f"--- {worker} (worker log)\n{cluster.log_tail(worker)}")
     return "\n".join(parts + [f"--- scheduler\n{cluster.log_tail('scheduler')}"])
 
