@@ -1,5 +1,7 @@
 """Shared storage: one DAG run's files handed from one worker's local folder to another's, on file:// and s3://."""
 
+from pathlib import Path
+
 import pytest
 
 from mlops_onnx.snapshots import SnapshotStore
@@ -123,3 +125,27 @@ def test_the_default_storage_is_the_home_folder_and_s3_is_a_setting(settings_env
     assert settings.snapshots_dir == f"{home.as_uri()}/snapshots" and settings.work_dir == home / "work"
     settings = settings_env(MLOPS_STORAGE_URL="s3://bucket/mlops/", MLOPS_WORK_DIR=str(tmp_path / "local"))
     assert settings.runs_url == "s3://bucket/mlops/runs" and settings.work_dir == tmp_path / "local"
+
+
+def test_a_stage_on_a_worker_that_never_saw_the_candidates_folder_writes_into_it(settings_env, tmp_path):
+    """`candidates` ran on worker A and named an empty folder; `train` runs on worker B, where nothing was
+    pulled into it (an empty folder is no file in the storage): the stage still finds its folder to write to."""
+    from mlops_onnx.stages import run_files, stage
+    from mlops_onnx.tracking import RunContext
+
+    settings = settings_env(MLOPS_STORAGE_URL=(tmp_path / "shared").as_uri(), MLOPS_WORK_DIR=str(tmp_path / "a"))
+    ctx = RunContext(dag_id="dag", run_id="manual__1", try_number=1)
+    worker_a = run_files(settings, ctx)
+    (worker_a.local / "cnn").mkdir(parents=True)
+    handed_on = worker_a.publish({"architecture": "cnn", "workdir": str(worker_a.local / "cnn")})
+
+    @stage(reads=("checkpoint",))
+    def train(spec, ctx, state):
+        checkpoint = Path(state["workdir"]) / "model.pt"
+        checkpoint.write_bytes(b"weights")
+        return {**state, "checkpoint": str(checkpoint)}
+
+    settings_env(MLOPS_WORK_DIR=str(tmp_path / "b"))  # now on worker B
+    result = train(None, ctx, handed_on)
+    assert result["checkpoint"] == f"{handed_on['workdir']}/model.pt"
+    assert (tmp_path / "shared" / "runs" / "dag" / "manual__1" / "cnn" / "model.pt").read_bytes() == b"weights"

@@ -64,6 +64,8 @@ def stage(reads: Iterable[str] | None = ()) -> Callable[[Callable[..., dict]], C
             log.info("run files: %d pulled from %s into %s", len(pulled), files.remote.url, files.local)
             local = [files.localise(state) for state in upstream]
             scope = _own_folder(files, local)
+            # A candidate's folder holds no file before it trains, so no pull makes it on this machine.
+            (files.local / scope).mkdir(parents=True, exist_ok=True)
             try:
                 result = fn(spec, ctx, *local)
             except StageSkipped:
