@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from mlops_onnx import tracking
-from mlops_onnx.decisions import DECIDED
+from mlops_onnx.decisions import DECIDED, NOT_CHOSEN
 from mlops_onnx.settings import Settings
 
 
@@ -47,6 +47,8 @@ def unchanged_reason(earlier) -> str:
     if tags.get("registered_version"):
         pruned = " (since pruned from the registry)" if tags.get("pruned_version") else ""
         outcome = f"version {tags['registered_version']}{pruned}, {tags['promotion_decision']}"
+    elif tags.get("promotion_decision") == NOT_CHOSEN:  # passed the gate, behind another candidate that night
+        outcome = tags.get("promotion_reason", "not chosen").rstrip(".")[:200]
     else:
         outcome = f"rejected by the gate ({tags.get('gate_reason', 'no reason recorded')[:200]})"
     return (

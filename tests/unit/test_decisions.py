@@ -205,3 +205,29 @@ def test_a_champion_that_cannot_run_on_tonights_rows_is_kept_with_the_reason(nig
     reason = mlflow_client(settings.home).get_model_version(SPEC.name, "2").tags["promotion_reason"]
     assert reason.startswith("Champion kept: champion v1 could not be run on tonight's test rows")
     assert json.loads(json.dumps(reason))  # one sentence, stored as is
+
+
+@pytest.mark.parametrize(
+    ("tags", "outcome"),
+    [
+        ({"registered_version": "3", "promotion_decision": "first_champion"}, "version 3, first_champion"),
+        (
+            {
+                "promotion_decision": "not_chosen",
+                "promotion_reason": "Not chosen: test_mase 0.9955, behind transformer's 0.9946 on the same test rows.",
+            },
+            "Not chosen: test_mase 0.9955, behind transformer's 0.9946 on the same test rows",
+        ),
+        (
+            {"promotion_decision": "rejected", "gate_reason": "test_accuracy 0.41 < 0.85"},
+            "rejected by the gate (test_accuracy 0.41 < 0.85)",
+        ),
+    ],
+)
+def test_an_unchanged_night_says_what_became_of_the_run_it_repeats(settings_env, tmp_path, tags, outcome):
+    from mlops_onnx import fingerprint
+
+    client = mlflow_client(tmp_path)
+    run = client.create_run(client.create_experiment("m"), tags={"airflow_run_id": "scheduled__1", **tags})
+    reason = fingerprint.unchanged_reason(client.get_run(run.info.run_id))
+    assert reason.startswith("unchanged since run scheduled__1 (") and reason.endswith(f"): {outcome}"), reason
