@@ -1,7 +1,9 @@
 """The benchmark report's arithmetic: targets from one run's rows, the README table, Airflow's overhead."""
 
+import pytest
+
 from mlops_onnx.benchmarks import report as bench
-from mlops_onnx.cli import add_airflow_overhead
+from mlops_onnx.cli import add_airflow_overhead, night_task_seconds
 
 # Each model's target as its spec sets it (`speedup_target`, `speedup_baseline`), kept in the report.
 TARGETS = {
@@ -198,3 +200,15 @@ def test_the_report_names_the_gpu_and_the_stack_its_cells_loaded():
     header = "| model | architecture | registered | variant | CPU b=1 | CUDA graph b=1 | parity |"
     assert f"GPU {described}" in table and header in table
     assert "| fashion_mnist_classifier | cnn | v1 @champion | onnx_fp32 | 0.250 | 0.050 | ok |" in table
+
+
+def test_the_nights_task_time_counts_every_candidate_as_dags_test_runs_them_one_after_another():
+    candidates = {
+        "lstm": {"task_seconds": {"train": 124.0, "parity": 5.0}},
+        "minilm": {"task_seconds": {"train": 447.0, "benchmark_cpu": 104.0}},
+    }
+    seconds = night_task_seconds({"task_seconds_ingest": 1.1, "test_f1": 0.9, "task_seconds_prune": 0.1}, candidates)
+    assert seconds == {"ingest": 1.1, "prune": 0.1, "candidates": 680.0}
+    assert add_airflow_overhead({"models": {"m": {"task_seconds": seconds}}}, {"m": 700.0})["models"]["m"][
+        "airflow_overhead_seconds"
+    ] == pytest.approx(18.8)
