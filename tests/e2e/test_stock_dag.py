@@ -87,7 +87,7 @@ def test_mase_and_naive_metrics_are_logged(home):
     days = sum(t["test_days"] for t in by_ticker.values())
     pooled = sum(t["test_mase"] * t["test_days"] for t in by_ticker.values()) / days
     assert metrics["test_mase"] == pytest.approx(pooled, rel=1e-9) and days == metrics["test_windows"]
-    assert 0 <= metrics["test_dm_p_value_vs_naive"] <= 1 and metrics["val_mase"] > 0
+    assert 0 <= metrics["dm_pvalue_vs_naive"] <= 1 and metrics["val_mase"] > 0
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in history] == list(range(1, len(history) + 1)) and history
 
@@ -161,7 +161,7 @@ def test_the_better_candidate_beats_naive_and_is_registered_as_the_first_champio
     best = min(runs, key=lambda a: runs[a].data.metrics["test_mase"])
     run, other = runs[best], runs["transformer" if best == "lstm" else "lstm"]
     metrics, tags = run.data.metrics, run.data.tags
-    assert metrics["test_mase"] < 0.9 and metrics["test_dm_p_value_vs_naive"] < 0.05, metrics
+    assert metrics["test_mase"] < 0.9 and metrics["dm_pvalue_vs_naive"] < 0.05, metrics
     assert tags["gate_status"] == "registered", tags.get("gate_reason")
     assert tags["promotion_decision"] == "first_champion"
     assert night.data.tags["chosen_architecture"] == best and night.data.tags["promotion_decision"] == "first_champion"

@@ -71,7 +71,7 @@ def test_metrics_compare_the_model_with_the_naive_forecast(trained):
         assert np.isfinite(metrics[name]), name
     # Starting from the naive forecast (zero head) and stopping early, the model cannot be far off it.
     assert 0.8 < metrics["val_mase"] < 1.2 and 0.8 < metrics["test_mase"] < 1.2
-    assert 0 <= metrics["test_dm_p_value_vs_naive"] <= 1
+    assert 0 <= metrics["dm_pvalue_vs_naive"] <= 1
 
 
 def test_tickers_come_from_passing_files_longest_history_first(trained):

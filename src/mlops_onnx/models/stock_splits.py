@@ -123,15 +123,6 @@ def split_periods(series: list[TickerSeries]) -> dict[str, dict[str, list[str]]]
     }
 
 
-def dm_vs_naive(data: SplitData) -> float:
-    """Diebold–Mariano p-value of the model against the naive forecast on the same days (scaled absolute errors)."""
-    from mlops_onnx.stats import diebold_mariano
-    from mlops_onnx.timeseries import daily_loss_differential, scaled_errors
-
-    model, naive = scaled_errors(data.close_now, data.close_next, data.predicted, data.tickers)
-    return diebold_mariano(daily_loss_differential(data.dates, model, naive).to_numpy()).p_value
-
-
 def per_ticker_metrics(data: SplitData) -> dict[str, dict[str, float]]:
     return {
         str(ticker): {

@@ -39,7 +39,6 @@ from mlops_onnx.datasets import STOCKS
 from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
 from mlops_onnx.models.stock_splits import (
     SplitData,
-    dm_vs_naive,
     per_ticker_metrics,
     plot_forecasts,
     row_ids,
@@ -272,7 +271,6 @@ class StockSpec(ModelSpec):
             {
                 "val_mase": val_metrics["val_mase"],
                 "val_mae": val_metrics["val_mae"],
-                "test_dm_p_value_vs_naive": dm_vs_naive(test),
                 "tickers_left_out": float(len(left_out)),
                 "naive_val_mae": val_metrics["naive_val_mae"],
                 **fitted.metrics,
