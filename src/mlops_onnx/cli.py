@@ -165,9 +165,9 @@ EMPTY_CANDIDATE = {"test_metrics": {}, "parity": {}, "parity_fp32_max_abs_diff":
 
 
 def night_task_seconds(metrics: dict, candidates: dict[str, dict]) -> dict[str, float]:
-    """The night's own tasks and, as `candidates`, every candidate's task time added up: `airflow dags test`
-    runs one task at a time, so the candidates' tasks follow each other (a scheduler with free slots
-    runs them side by side: each candidate's own times are under `candidates`)."""
+    """The night's own tasks and, under the key `candidates`, every candidate's task time added up:
+    `airflow dags test` runs one task at a time, so the candidates' tasks follow each other. (A scheduler
+    with free slots runs them side by side; each candidate's own times stay in its summary entry.)"""
     total = sum(sum(c["task_seconds"].values()) for c in candidates.values())
     return {**task_seconds(metrics), "candidates": round(total, 2)}
 
