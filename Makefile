@@ -17,12 +17,12 @@ $(STAMP): requirements.lock pyproject.toml
 	@mkdir -p $(VENV)
 	@$(PY) -m pip install -r requirements.lock > $(VENV)/setup.log 2>&1 || { grep -v '^WARNING: Location' $(VENV)/setup.log | tail -30; exit 1; }
 	@$(PY) -m pip install --no-deps -e . >> $(VENV)/setup.log 2>&1 || { tail -30 $(VENV)/setup.log; exit 1; }
-	@$(MAKE) --no-print-directory system-packages
 	@touch $(STAMP)
 	@echo "environment ready: $(VENV)"
 
 # Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser) and
-# docker-compose v1 to validate docker-compose.yaml without an engine. Skipped, with a note, without apt/root.
+# docker-compose v1 to validate docker-compose.yaml without an engine: the tests' only (`make demo` needs
+# neither). Skipped, with a note, without apt/root; nothing to do once both are on the PATH.
 system-packages:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
@@ -71,11 +71,11 @@ summary: setup
 
 # Two workers (pytest-xdist), each taking whole test modules (a module's fixtures stay in one process);
 # the 25 slowest tests are listed at the end, for the 40-minute budget.
-test: setup lint
+test: setup system-packages lint
 	$(PY) -m pytest -n 2 --dist loadfile --durations=25
 
 # The edit-run loop: unit, data and DAG-integrity tests without the slow ones (under 5 minutes).
-test-fast: setup lint
+test-fast: setup system-packages lint
 	$(PY) -m pytest tests/unit tests/data tests/dags -m "not slow and not e2e"
 
 lint: setup

@@ -21,7 +21,7 @@ import numpy as np
 from mlops_onnx.settings import Settings
 
 NEWS_ROWS = {"small": (320, 300), "demo": (1200, 1100), "full": (2500, 2400)}  # (Fake.csv, True.csv)
-LIAR_ROWS = {"small": (240, 60), "demo": (600, 100), "full": (1200, 160)}  # (train.tsv, valid.tsv)
+LIAR_ROWS = {"small": (240, 60), "demo": (300, 100), "full": (1200, 160)}  # (train.tsv, valid.tsv)
 TITLE_SHARE, BODY_SHARE = 0.15, 0.06  # chance that a word comes from the class's own vocabulary
 STYLE_SWAP = 0.03  # share of articles written with the other class's words
 

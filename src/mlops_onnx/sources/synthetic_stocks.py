@@ -22,7 +22,7 @@ LAST_DATE = "2017-11-10"
 STOCKS = ("acme", "bolt", "cobl", "dyna", "echo", "flux", "grid", "hale", "iris", "jolt", "kite", "lumo")
 ETFS = ("mkt", "bond", "gold", "tech")
 # MLOPS_SYNTHETIC_SIZE -> (stock tickers, ETF tickers, business days of history)
-SIZES = {"small": (6, 2, 700), "demo": (8, 2, 3000), "full": (12, 4, 3000)}
+SIZES = {"small": (6, 2, 700), "demo": (8, 2, 1500), "full": (12, 4, 3000)}
 BAD_FILES = {
     "Stocks/empt.us.txt": "0-byte file, no header",
     "Stocks/solo.us.txt": "a single data row",

@@ -15,8 +15,9 @@ DATA_TAGS = ("data_hash", "data_source", "data_source_reason", "dataset", "profi
 
 @stage(reads=("validation_report",))
 def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
-    """One state per candidate that runs tonight (MLOPS_CANDIDATES_<TASK>, default all): the DAG maps the
-    candidate stages over this list, so each candidate is its own task instances in the Airflow UI.
+    """One state per candidate that runs tonight (`Pipeline.active`: MLOPS_CANDIDATES_<TASK>, else the task's
+    default set, on synthetic data its first): the DAG maps the candidate stages over this list, so each
+    candidate is its own task instances in the Airflow UI.
 
     Each candidate gets a run nested under the night's MLflow run (tag `architecture`) and a folder of the
     run's files of its own (`<run>/<architecture>/`, with a copy of the validation report its spec reads),
@@ -24,7 +25,8 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
     from mlops_onnx.catalog import PIPELINES
 
     settings = get_settings()
-    architectures = PIPELINES[spec.name].active(settings)
+    pipeline = PIPELINES[spec.name]
+    architectures = pipeline.active(settings)
     tracking.configure(settings)
     tracking.set_run_tags(
         # The night's own run is not one architecture's: its `architecture` tag says so, `candidates` which ran.
@@ -55,5 +57,11 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
                 "workdir": str(folder),
             }
         )
-    print(f"[{spec.name}] candidates tonight: {', '.join(architectures)}", flush=True)
+    defaults = [c.architecture for c in pipeline.candidates if c.by_default]
+    why = (
+        f" (synthetic data: the first of {', '.join(defaults)}; MLOPS_CANDIDATES_{pipeline.task.upper()} for more)"
+        if pipeline.task not in settings.candidates and len(architectures) < len(defaults)
+        else ""
+    )
+    print(f"[{spec.name}] candidates tonight: {', '.join(architectures)}{why}", flush=True)
     return states
