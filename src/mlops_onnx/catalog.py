@@ -46,13 +46,17 @@ class Pipeline:
         known = ", ".join(c.architecture for c in self.candidates)
         raise KeyError(f"{self.model} has no candidate architecture {architecture!r}; its candidates: {known}")
 
+    def first_only(self, settings) -> bool:
+        """Synthetic data (a first look: no data configured) and no MLOPS_CANDIDATES_<TASK>: only the first
+        candidate runs, so a first `make demo` takes minutes (the MiniLM candidate alone takes 6 on 2 cores)."""
+        return settings.data_source == "synthetic" and not settings.candidates.get(self.task)
+
     def active(self, settings) -> tuple[str, ...]:
-        """The architectures that run tonight: MLOPS_CANDIDATES_<TASK> (comma-separated), else the default set;
-        on synthetic data (a first look, no data configured) the first candidate only, so a first `make demo`
-        takes minutes: a pretrained encoder learns nothing from generated words that is worth its 6 minutes."""
-        chosen = settings.candidates.get(self.task)
-        if not chosen and settings.data_source == "synthetic":
+        """The architectures that run tonight: MLOPS_CANDIDATES_<TASK> (comma-separated), else the default set,
+        or its first candidate only (`first_only`)."""
+        if self.first_only(settings):
             return (self.candidates[0].architecture,)
+        chosen = settings.candidates.get(self.task)
         if not chosen:
             return tuple(c.architecture for c in self.candidates if c.by_default)
         unknown = [a for a in chosen if a not in {c.architecture for c in self.candidates}]

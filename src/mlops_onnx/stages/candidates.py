@@ -60,7 +60,7 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
     defaults = [c.architecture for c in pipeline.candidates if c.by_default]
     why = (
         f" (synthetic data: the first of {', '.join(defaults)}; MLOPS_CANDIDATES_{pipeline.task.upper()} for more)"
-        if pipeline.task not in settings.candidates and len(architectures) < len(defaults)
+        if pipeline.first_only(settings) and len(defaults) > 1
         else ""
     )
     print(f"[{spec.name}] candidates tonight: {', '.join(architectures)}{why}", flush=True)
