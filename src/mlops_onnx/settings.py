@@ -20,8 +20,9 @@ DATA_SOURCES = ("kaggle", "local", "synthetic")
 ON_SOURCE_FAILURE = ("fail", "use_last_good")
 PROFILES = ("full", "quick")
 BENCH_PROVIDERS = ("cpu", "cuda", "tensorrt")
-# Synthetic data sizes: `small` for tests, `demo` for a first `make demo` in minutes, `full` at the real datasets' size.
-SYNTHETIC_SIZES = ("small", "demo", "full")
+# Synthetic data sizes: `small` for tests, `demo` for a first `make demo` in minutes, `kaggle` at the real datasets'
+# sizes and layout (times MLOPS_SYNTHETIC_SCALE).
+SYNTHETIC_SIZES = ("small", "demo", "kaggle")
 # The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
 DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
@@ -97,6 +98,7 @@ class Settings:
     serve_batch_max_items: int = 32  # MLOPS_SERVE_BATCH_MAX_ITEMS: most articles in one ONNX Runtime call
     max_test_days: int | None = None  # stocks: the first test days per ticker only (None = all)
     synthetic_size: str = "demo"  # one of SYNTHETIC_SIZES; default `small` with the quick profile, else `demo`
+    synthetic_scale: float = 1.0  # MLOPS_SYNTHETIC_SCALE: the `kaggle` size's fraction of the real sizes, (0, 1]
     # Validation thresholds: what a dataset file must hold to pass, whatever the training profile.
     fashion_min_train_rows: int = 1000  # rows of fashion-mnist_train.csv
     fashion_min_test_rows: int = 200  # rows of fashion-mnist_test.csv
@@ -250,6 +252,7 @@ def get_settings() -> Settings:
         serve_batch_max_items=max(1, _int("MLOPS_SERVE_BATCH_MAX_ITEMS", 32)),
         max_test_days=_int("MLOPS_MAX_TEST_DAYS", None),
         synthetic_size=_choice("MLOPS_SYNTHETIC_SIZE", "small" if quick else "demo", SYNTHETIC_SIZES),
+        synthetic_scale=_fraction("MLOPS_SYNTHETIC_SCALE", 1.0),
         fashion_min_train_rows=max(1, _int("MLOPS_FASHION_MIN_TRAIN_ROWS", 1000) or 1),
         fashion_min_test_rows=max(1, _int("MLOPS_FASHION_MIN_TEST_ROWS", 200) or 1),
         fashion_pretrained_weights=os.environ.get("MLOPS_FASHION_PRETRAINED_WEIGHTS", "").strip() or None,
@@ -291,6 +294,13 @@ def _flag(name: str, default: bool = False) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"{name}={raw!r}; expected 1/0, true/false, yes/no or on/off")
+
+
+def _fraction(name: str, default: float) -> float:
+    value = _float(name, default)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name}={value!r}; expected a fraction in (0, 1]")
+    return value
 
 
 def _alpha() -> float:

@@ -22,12 +22,12 @@ FULL_SIZE = {  # model -> settings for full-size data
     # 50 batches of the epoch: memory is set by the data held (all 54,000 training images), not the steps.
     "fashion_mnist_classifier": {
         "MLOPS_DATA_SOURCE": "synthetic",
-        "MLOPS_SYNTHETIC_SIZE": "full",
+        "MLOPS_SYNTHETIC_SIZE": "kaggle",
         "MLOPS_MAX_TRAIN_BATCHES": "50",
     },
     "stock_forecaster": {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(SHARED_DATA)}
     if HAS_SHARED_DATA
-    else {"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_SYNTHETIC_SIZE": "full"},
+    else {"MLOPS_DATA_SOURCE": "synthetic", "MLOPS_SYNTHETIC_SIZE": "kaggle", "MLOPS_SYNTHETIC_SCALE": "0.01"},
 }
 
 

@@ -124,7 +124,10 @@ def test_validation_thresholds_and_synthetic_size_do_not_follow_the_training_pro
     assert (quick.stock_min_tickers, full.stock_min_tickers) == (3, 3)
     assert settings_env(MLOPS_STOCK_MIN_ROWS="400", MLOPS_NEWS_MIN_ROWS="50").stock_min_rows == 400
     assert (quick.synthetic_size, full.synthetic_size) == ("small", "demo")
-    assert settings_env(MLOPS_PROFILE="full", MLOPS_SYNTHETIC_SIZE="full").synthetic_size == "full"
+    assert settings_env(MLOPS_PROFILE="full", MLOPS_SYNTHETIC_SIZE="kaggle").synthetic_size == "kaggle"
+    assert settings_env(MLOPS_SYNTHETIC_SCALE="0.25").synthetic_scale == 0.25
+    with pytest.raises(SettingsError, match="MLOPS_SYNTHETIC_SCALE=2.0"):
+        settings_env(MLOPS_SYNTHETIC_SCALE="2")
     with pytest.raises(SettingsError, match="MLOPS_SYNTHETIC_SIZE='huge'"):
         settings_env(MLOPS_SYNTHETIC_SIZE="huge")
 

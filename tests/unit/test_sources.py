@@ -125,3 +125,58 @@ def test_synthetic_fashion_is_learnable_but_not_trivially_separable(settings_env
     linear = LogisticRegression(max_iter=300).fit(train[:, 1:] / 255, train[:, 0])
     accuracy = linear.score(test[:, 1:] / 255, test[:, 0])
     assert 0.6 < accuracy < 0.95, accuracy
+
+
+def test_kaggle_size_has_the_real_row_counts_and_layout_at_a_reduced_scale(settings_env, tmp_path):
+    """`MLOPS_SYNTHETIC_SIZE=kaggle` at 1/50 of the real sizes: the real files' row counts scaled, Kaggle's
+    layout, and the stock archive's defects (empty files, one-row files, short histories, Volume=0 days)."""
+    from mlops_onnx.datasets import FAKE_NEWS, LIAR, STOCKS
+    from mlops_onnx.sources.synthetic_stocks import HEADER, KAGGLE_FILES
+
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_SYNTHETIC_SIZE="kaggle", MLOPS_SYNTHETIC_SCALE="0.02")
+    folders = {d.name: tmp_path / d.name for d in (FASHION_MNIST, FAKE_NEWS, LIAR, STOCKS)}
+    for dataset in (FASHION_MNIST, FAKE_NEWS, LIAR, STOCKS):
+        folders[dataset.name].mkdir()
+        sources.fetch("synthetic", dataset, folders[dataset.name], settings)
+
+    train, test = (pd.read_csv(folders["fashionmnist"] / n) for n in FASHION_MNIST.file_patterns)
+    assert (len(train), len(test)) == (1200, 200) and list(train.columns) == COLUMNS
+    fake, true = (pd.read_csv(folders["fake_news"] / n) for n in ("Fake.csv", "True.csv"))
+    assert (len(fake), len(true)) == (470, 428) and list(fake.columns) == ["title", "text", "subject", "date"]
+    words = true["text"].str.split().str.len()
+    assert 250 < words.median() < 450 and words.max() > 2 * words.median()  # realistic length, a long tail
+    assert [len((folders["liar"] / n).read_text().splitlines()) for n in ("train.tsv", "valid.tsv")] == [205, 26]
+
+    stocks, etfs = (sorted((folders["stocks"] / kind).glob("*.us.txt")) for kind in ("Stocks", "ETFs"))
+    assert (len(stocks), len(etfs)) == tuple(round(n * 0.02) for n in KAGGLE_FILES)
+    sizes = [p.stat().st_size for p in stocks + etfs]
+    lines = [p.read_bytes().split(b"\r\n") for p in stocks + etfs if p.stat().st_size]
+    assert sizes.count(0) >= 1 and all(f[0].decode() == HEADER and f[-1] == b"" for f in lines)
+    rows = [len(f) - 2 for f in lines]
+    assert rows.count(1) >= 1 and sum(1 < r < 250 for r in rows) >= 3 and max(rows) > 4000
+    volumes = [pd.read_csv(p)["Volume"] for p in stocks + etfs if p.stat().st_size]
+    assert any((v == 0).mean() > 0.03 for v in volumes)
+
+
+def test_synthetic_data_is_generated_once_and_copied_from_the_cache(settings_env, tmp_path, monkeypatch):
+    from mlops_onnx.sources import synthetic
+
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_SYNTHETIC_SIZE="kaggle", MLOPS_SYNTHETIC_SCALE="0.01")
+    calls = []
+    real = synthetic.generate_fashion
+    monkeypatch.setattr(synthetic, "generate_fashion", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setitem(synthetic.GENERATORS, "fashionmnist", "mlops_onnx.sources.synthetic:generate_fashion")
+    for night in ("a", "b"):
+        (tmp_path / night).mkdir()
+        sources.fetch("synthetic", FASHION_MNIST, tmp_path / night, settings)
+    assert len(calls) == 1  # the second night copied the cached files
+    name = FASHION_MNIST.file_patterns[0]
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    (tmp_path / "b" / name).write_text("changed in a snapshot")  # a copy: the cache is untouched
+    cached = next((settings.cache_dir / "synthetic").glob("fashionmnist-kagglex0.01-seed*"))
+    assert (cached / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+    other = settings_env(MLOPS_SYNTHETIC_SCALE="0.02")  # another scale is another dataset
+    (tmp_path / "c").mkdir()
+    sources.fetch("synthetic", FASHION_MNIST, tmp_path / "c", other)
+    assert len(calls) == 2 and len(pd.read_csv(tmp_path / "c" / name)) == 1200

@@ -4,11 +4,19 @@ The data is learnable (each class has its own shape) but not trivially so: as in
 some classes look alike and a few labels are wrong, so the models land where they do on real data
 (fashion ~0.9 accuracy, fake news ~0.95) and parity and quantization see uncertain outputs too.
 `MLOPS_SYNTHETIC_SIZE` picks the size: `small` (tests), `demo` (a first `make demo` in minutes) or
-`full` (Fashion-MNIST's real 60,000 + 10,000 images).
+`kaggle` (the real datasets' sizes and layout, times MLOPS_SYNTHETIC_SCALE: `make scale` measures the
+pipelines on it). A generated dataset is kept under MLOPS_HOME (`cache/synthetic/`) and copied from
+there on later nights: the kaggle size takes minutes to write, and the same settings give the same files.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +26,9 @@ from mlops_onnx.datasets import FASHION_MNIST, DatasetSpec
 from mlops_onnx.settings import Settings
 from mlops_onnx.sources.errors import SourceError
 
-# (train, test) images per MLOPS_SYNTHETIC_SIZE; `full` is the real dataset's size.
-FASHION_ROWS = {"small": (2000, 500), "demo": (2000, 1000), "full": (60000, 10000)}
+# (train, test) images per MLOPS_SYNTHETIC_SIZE; `kaggle` is the real dataset's size (times the scale).
+FASHION_ROWS = {"small": (2000, 500), "demo": (2000, 1000), "kaggle": (60000, 10000)}
+CHUNK = 10_000  # images generated at once: memory stays flat at the kaggle size
 # Each class's look-alike (T-shirt/shirt, pullover/coat, dress/coat, sandal/sneaker/ankle boot, bag/coat): an
 # image is its class's silhouette blended with up to MAX_BLEND of its look-alike's, so near the top of that
 # range the two are hard to tell apart, as in the real Fashion-MNIST.
@@ -78,15 +87,30 @@ def _fashion_rows(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([labels, pixels])
 
 
+_NUMBERS = np.array([str(i) for i in range(256)], dtype=object)  # a label or a pixel value, as CSV text
+
+
 def write_fashion(dest: Path, rng: np.random.Generator, rows: tuple[int, int]) -> dict:
     header = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
     for name, n in zip(FASHION_MNIST.file_patterns, rows):
-        np.savetxt(dest / name, _fashion_rows(n, rng), fmt="%d", delimiter=",", header=header, comments="")
+        with (dest / name).open("w", encoding="ascii", newline="\n") as handle:
+            handle.write(header + "\n")
+            for start in range(0, n, CHUNK):
+                table = _NUMBERS[_fashion_rows(min(CHUNK, n - start), rng)]
+                handle.writelines(",".join(row) + "\n" for row in table.tolist())
     return {"rows": dict(zip(FASHION_MNIST.file_patterns, rows))}
 
 
 def generate_fashion(dest: Path, rng: np.random.Generator, settings: Settings) -> dict:
-    return write_fashion(dest, rng, FASHION_ROWS[settings.synthetic_size])
+    return write_fashion(dest, rng, scaled(FASHION_ROWS, settings))
+
+
+def scaled(sizes: dict[str, tuple[int, ...]], settings: Settings) -> tuple[int, ...]:
+    """The row counts of MLOPS_SYNTHETIC_SIZE; the `kaggle` ones times MLOPS_SYNTHETIC_SCALE (at least 20 each)."""
+    counts = sizes[settings.synthetic_size]
+    if settings.synthetic_size != "kaggle":
+        return counts
+    return tuple(max(20, round(n * settings.synthetic_scale)) for n in counts)
 
 
 Generator = Callable[[Path, np.random.Generator, Settings], dict]
@@ -101,6 +125,7 @@ GENERATORS: dict[str, str] = {
 
 
 def fetch_synthetic(dataset: DatasetSpec, dest: Path, settings: Settings) -> dict:
+    """Copy the dataset's files into `dest` from the cache, generating them there first if needed."""
     import importlib
 
     target = GENERATORS.get(dataset.name)
@@ -108,6 +133,36 @@ def fetch_synthetic(dataset: DatasetSpec, dest: Path, settings: Settings) -> dic
         raise SourceError(f"synthetic source: no generator for dataset {dataset.name!r}")
     module, function = target.split(":")
     generator: Generator = getattr(importlib.import_module(module), function)
-    rng = np.random.default_rng(settings.seed)
-    details = generator(dest, rng, settings)
+    folder = _cached(dataset.name, generator, settings)
+    details = json.loads((folder / DETAILS).read_text())
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != DETAILS:
+            copy = dest / path.relative_to(folder)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)  # a copy, not a link: nothing done to a snapshot reaches the cache
     return {"seed": settings.seed, "size": settings.synthetic_size, **details}
+
+
+DETAILS = ".details.json"  # written last: a cache folder without it was never finished
+
+
+def _cached(name: str, generator: Generator, settings: Settings) -> Path:
+    """The cache folder of this dataset, size, scale, seed and generator code: generated on first use, into a
+    private folder renamed into place, so a crash or a second writer never leaves half a dataset there."""
+    code = hashlib.sha256(Path(sys.modules[generator.__module__].__file__).read_bytes()).hexdigest()[:12]
+    scale = f"x{settings.synthetic_scale:g}" if settings.synthetic_size == "kaggle" else ""
+    folder = settings.cache_dir / "synthetic" / f"{name}-{settings.synthetic_size}{scale}-seed{settings.seed}-{code}"
+    if (folder / DETAILS).is_file():
+        return folder
+    private = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}")
+    private.mkdir(parents=True)
+    try:
+        details = generator(private, np.random.default_rng(settings.seed), settings)
+        (private / DETAILS).write_text(json.dumps(details, default=str))
+        os.replace(private, folder)
+    except OSError:
+        if not (folder / DETAILS).is_file():  # not another writer's finished folder: a real failure
+            raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return folder

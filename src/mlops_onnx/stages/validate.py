@@ -37,7 +37,11 @@ def validate(spec, ctx: RunContext, state: dict) -> dict:
         if report.min_passing_files is not None:  # per-file verdicts: bad files are quarantined, not fatal
             mlflow.log_dict(quarantined, "reports/quarantine.json")
             mlflow.log_metrics(
-                {"data_files_passed": len(report.files) - len(quarantined), "data_files_quarantined": len(quarantined)}
+                {
+                    "data_files_passed": len(report.files) - len(quarantined),
+                    "data_files_quarantined": len(quarantined),
+                    "data_rows_archive": sum(f.rows or 0 for f in report.files.values()),
+                }
             )
         else:
             for name, file_report in report.files.items():
