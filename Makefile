@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 
-.PHONY: system-packages setup demo bench test test-fast lint lock summary clean-state up down status serve dashboard loadtest
+.PHONY: system-packages setup demo bench scale test test-fast lint lock summary clean-state up down status serve dashboard loadtest
 
 setup: $(STAMP)
 
@@ -43,6 +43,12 @@ demo: setup
 # PNG charts and the README's performance table, and logs them to MLflow.
 bench: setup
 	$(PY) -m mlops_onnx.benchmarks all
+
+# One night of every task on synthetic data at Kaggle's sizes times each of SIZES (default 1/16, 1/8, 1/4;
+# `make scale SIZES=1` for the full-size night), default candidates; merges into reports/scale.{json,md,png}
+# the sizes measured before. Long (the full-size night alone is most of an hour); not part of `make test`.
+scale: setup
+	$(PY) -m mlops_onnx.benchmarks.scale $(if $(SIZES),--sizes $(SIZES))
 
 up: setup
 	$(PY) -m mlops_onnx.services up

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from mlops_onnx.airflow_env import REPO_ROOT, airflow, airflow_environment, create_pools, prepare_airflow
 from mlops_onnx.catalog import PIPELINES
@@ -27,16 +28,20 @@ HEADLINE_METRICS = (
     "test_accuracy_raw_text",
     "leakage_probe_subject_date_accuracy",
     "liar_accuracy",
-    "liar_f1",  # fake news
+    "liar_f1",
+    "liar_roc_auc",  # fake news
     "val_mase",
     "test_mase",
     "test_mae",
     "naive_test_mae",
-    "test_directional_accuracy",  # forecaster
+    "test_directional_accuracy",
+    "baseline_naive_test_mase",
+    "baseline_drift_test_mase",
+    "baseline_ets_test_mase",  # forecaster
 )
 
 
-def run_demo(models: list[str], nights: int = 2) -> int:
+def run_demo(models: list[str], nights: int = 2, summary_path: Path = SUMMARY_PATH) -> int:
     settings = get_settings()
     print(
         f"MLOPS_HOME={settings.home}\nDATA SOURCE: {settings.data_source} ({settings.data_source_reason})\n"
@@ -76,9 +81,9 @@ def run_demo(models: list[str], nights: int = 2) -> int:
         summary["unchanged_night_share"] = round(last / first, 3) if first else None
     print_summary(summaries[0])
     print_nights(summary)
-    SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str))
-    print(f"\nsummary written to {SUMMARY_PATH}")
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=2, default=str))
+    print(f"\nsummary written to {summary_path}")
     if failures:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
         return 1
@@ -146,6 +151,7 @@ def build_summary(settings: Settings, models: list[str]) -> dict:
             "chosen_architecture": tags.get("chosen_architecture"),
             "candidates": candidates,
             "task_seconds": night_task_seconds(metrics, candidates),
+            "peak_rss_mb": peak_rss_mb(metrics),
             "gate": tags.get("gate_status", "not reached"),
             "gate_reason": tags.get("gate_reason"),
             "promotion_decision": tags.get("promotion_decision"),
@@ -176,6 +182,10 @@ def task_seconds(metrics: dict) -> dict[str, float]:
     return {k.removeprefix("task_seconds_"): round(v, 2) for k, v in metrics.items() if k.startswith("task_seconds_")}
 
 
+def peak_rss_mb(metrics: dict) -> dict[str, float]:
+    return {k.removeprefix("peak_rss_mb_"): round(v, 1) for k, v in metrics.items() if k.startswith("peak_rss_mb_")}
+
+
 def candidate_entry(run) -> dict:
     """One candidate's run of the night: its metrics, parity, latency, task times and what became of it."""
     from mlops_onnx.parity import passed_parity
@@ -193,6 +203,7 @@ def candidate_entry(run) -> dict:
             if k.startswith("bench_cpu_") and k.endswith("_b1_p50_ms")
         },
         "task_seconds": task_seconds(metrics),
+        "peak_rss_mb": peak_rss_mb(metrics),
         "gpu": tags.get("bench_gpu_status", "not run"),
         "fingerprint": tags.get("fingerprint"),
         "promotion_decision": tags.get("promotion_decision"),
@@ -285,13 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--nights", type=int, default=2, help="run every DAG this many times (night 2 on unchanged data skips training)"
     )
+    demo.add_argument("--summary", type=Path, default=SUMMARY_PATH, help="where to write the summary (JSON)")
     summary = sub.add_parser("summary", help="print the summary of the latest runs from MLflow")
     summary.add_argument("models", nargs="*", default=list(PIPELINES))
     sub.add_parser("airflow-env", help="print the Airflow environment variables for this MLOPS_HOME")
     sub.add_parser("pools", help="create the Airflow pools the DAGs use in the configured Airflow (idempotent)")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return run_demo(args.models, args.nights)
+        return run_demo(args.models, args.nights, args.summary)
     if args.command == "pools":
         create_pools(dict(os.environ))
         return 0

@@ -1,0 +1,415 @@
+"""`make scale`: what one night costs as the data grows, measured, not assumed.
+
+For each size (a fraction of the real Kaggle sizes: `MLOPS_SYNTHETIC_SIZE=kaggle` at
+`MLOPS_SYNTHETIC_SCALE=size`), one night of every task runs with the default candidates through Airflow
+(`mlops_onnx.cli demo --nights 1`) in a home of its own (`<MLOPS_HOME>/scale/size-<size>`, emptied
+first except its cache of generated data). Every stage already logs its wall time and peak RSS to
+MLflow (`task_seconds_<stage>`, `peak_rss_mb_<stage>`); the demo's summary reads them back, and this
+module turns them into rows (size × task × candidate × stage), fits cost ∝ rows^k per task and stage
+(least squares on log–log), projects the full-size night, and names the stages whose cost grows faster
+than the data. Sizes measured earlier stay in `reports/scale.json`: a full-size night run on its own
+joins the curve of the small ones.
+
+After each size's night, a changed fake-news night: the same articles plus `--changed` (1 %) new ones,
+read through the `local` source from a copy in Kaggle's layout, so the night retrains on changed data
+(what a nightly user meets), and its cost is reported against the full news night's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlops_onnx.airflow_env import REPO_ROOT
+from mlops_onnx.catalog import PIPELINES
+
+REPORT_DIR = REPO_ROOT / "reports"
+DEFAULT_SIZES = (1 / 16, 1 / 8, 1 / 4)
+NIGHT_BUDGET_SECONDS = 3600.0
+SUPERLINEAR = 1.15  # an exponent above this (with at least 3 sizes, or a size-1 measurement) is flagged
+NIGHT_STAGE = "-"  # the `candidate` of the night's own stages (ingest, validate, candidates, gate_and_register)
+FLAT = 0.005  # a learning curve is flat from the smallest size within 0.5 % (relative) of its best score
+QUALITY = {  # task -> the test metrics the report shows at every size; the first decides the learning curve
+    "fashion": ("test_accuracy",),
+    "fake_news": ("test_f1", "liar_roc_auc"),
+    "stocks": ("test_mase", "baseline_naive_test_mase", "baseline_drift_test_mase", "baseline_ets_test_mase"),
+}
+
+
+def size_env(size: float, home: Path) -> dict[str, str]:
+    """The environment of one size's night: synthetic Kaggle-sized data, every default candidate."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLOPS_STORAGE_URL")}
+    env |= {
+        "MLOPS_HOME": str(home),
+        "MLOPS_DATA_SOURCE": "synthetic",
+        "MLOPS_SYNTHETIC_SIZE": "kaggle",
+        "MLOPS_SYNTHETIC_SCALE": f"{size:g}",
+        "MLOPS_PROFILE": env.get("MLOPS_PROFILE", "full"),
+    }
+    for pipeline in PIPELINES.values():  # synthetic data would otherwise train the first candidate only
+        key = f"MLOPS_CANDIDATES_{pipeline.task.upper()}"
+        env.setdefault(key, ",".join(c.architecture for c in pipeline.candidates if c.by_default))
+    return env
+
+
+def size_home(root: Path, size: float) -> Path:
+    """The size's own MLOPS_HOME, emptied but for its cache of generated data."""
+    home = root / f"size-{size:g}"
+    if home.exists():
+        for entry in home.iterdir():
+            if entry.name != "cache":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def run_night(label: str, home: Path, env: dict[str, str], models: list[str]) -> dict:
+    """One night (`cli demo --nights 1`) of `models` in `home`; the demo's summary of it. Progress lines go
+    to the console, everything to `<home>/<label>.log`."""
+    summary_path = home / f"{label}-summary.json"
+    command = [sys.executable, "-m", "mlops_onnx.cli", "demo", "--nights", "1", "--summary", str(summary_path), *models]
+    started = time.perf_counter()
+    with (
+        (home / f"{label}.log").open("w") as log,
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as night,
+    ):
+        for line in night.stdout:
+            log.write(line)
+            if line.startswith(("===", "FAILED")) or " finished in " in line or " failed" in line or "GATE" in line:
+                elapsed = time.perf_counter() - started
+                print(f"[scale {label} +{elapsed:5.0f}s] {line.rstrip()}", flush=True)
+    if night.returncode != 0 or not summary_path.is_file():
+        raise RuntimeError(f"{label}: the night failed (exit {night.returncode}); see {home / label}.log")
+    return json.loads(summary_path.read_text())
+
+
+def changed_news(home: Path, size: float, share: float) -> Path:
+    """A folder in Kaggle's layout (the `local` source's) with this size's articles and `share` new ones
+    appended to each file (another seed), and its LIAR files."""
+    from types import SimpleNamespace
+
+    from mlops_onnx.datasets import FAKE_NEWS, LIAR
+    from mlops_onnx.sources.synthetic_news import generate_news
+
+    cache = home / "cache" / "synthetic"
+    news = next(cache.glob(f"{FAKE_NEWS.name}-kagglex{size:g}-*"))
+    liar = next(cache.glob(f"{LIAR.name}-kagglex{size:g}-*"))
+    folder = home / "changed"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / FAKE_NEWS.folder).mkdir(parents=True)
+    shutil.copytree(liar, folder / LIAR.folder, ignore=shutil.ignore_patterns(".*"))
+    extra = home / "changed-extra"
+    shutil.rmtree(extra, ignore_errors=True)
+    extra.mkdir()
+    added = SimpleNamespace(synthetic_size="kaggle", synthetic_scale=size * share)
+    generate_news(extra, np.random.default_rng(7919), added)
+    for name in FAKE_NEWS.file_patterns:
+        new_rows = (extra / name).read_bytes().split(b"\n", 1)[1]  # without the header
+        (folder / FAKE_NEWS.folder / name).write_bytes((news / name).read_bytes() + new_rows)
+    shutil.rmtree(extra)
+    return folder
+
+
+def changed_night(size: float, home: Path, share: float, full: dict) -> dict:
+    """The fake-news night on this size's articles plus `share` new ones, against the full news night."""
+    model = next(m for m, p in PIPELINES.items() if p.task == "fake_news")
+    env = size_env(size, home) | {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(changed_news(home, size, share))}
+    summary = run_night("changed", home, env, [model])["models"][model]
+    full_seconds = full["models"][model]["dag_seconds"]
+    return {
+        "size": size,
+        "task": "fake_news",
+        "new_share": share,
+        "seconds": summary["dag_seconds"],
+        "full_night_seconds": full_seconds,
+        "share_of_full_night": round(summary["dag_seconds"] / full_seconds, 3),
+        "decision": summary.get("promotion_decision"),
+        "candidates": {a: c["task_seconds"] for a, c in summary.get("candidates", {}).items()},
+    }
+
+
+def rows_of(size: float, summary: dict) -> tuple[list[dict], dict, dict]:
+    """The report's rows of one size's night, its `nights` entry and its test metrics per task and candidate."""
+    rows, tasks, quality = [], {}, {}
+    for model, entry in summary["models"].items():
+        task = PIPELINES[model].task
+        data_rows = int(sum(entry.get("data_rows", {}).values()))
+        tasks[task] = entry.get("dag_seconds")
+        peaks = entry.get("peak_rss_mb", {})
+        stages = [(NIGHT_STAGE, s, sec, peaks.get(s)) for s, sec in entry["task_seconds"].items()]
+        for architecture, candidate in entry.get("candidates", {}).items():
+            peaks = candidate.get("peak_rss_mb", {})
+            stages += [(architecture, s, sec, peaks.get(s)) for s, sec in candidate["task_seconds"].items()]
+            quality[f"{task}/{architecture}"] = {
+                k: v for k, v in candidate.get("test_metrics", {}).items() if k in QUALITY.get(task, ())
+            }
+        for candidate, stage, seconds, peak in stages:
+            if candidate == NIGHT_STAGE and stage == "candidates":  # the summary's sum of the candidates' stages
+                continue
+            rows.append(
+                {
+                    "size": size,
+                    "task": task,
+                    "candidate": candidate,
+                    "stage": stage,
+                    "rows": data_rows,
+                    "seconds": seconds,
+                    "peak_rss_mb": peak,
+                }
+            )
+    night = {"size": size, "seconds": round(sum(s for s in tasks.values() if s), 1), "tasks": tasks}
+    return rows, night, quality
+
+
+def fit_exponent(points: list[tuple[float, float]]) -> float | None:
+    """k in seconds ∝ rows^k: the least-squares slope on log–log, from two or more distinct row counts."""
+    points = [(r, s) for r, s in points if r and s and r > 0 and s > 0]
+    if len({r for r, _ in points}) < 2:
+        return None
+    x, y = np.log([r for r, _ in points]), np.log([s for _, s in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def exponents(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Per task, per `candidate/stage` (night stages by their name): the fitted exponent k."""
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in rows:
+        key = row["stage"] if row["candidate"] == NIGHT_STAGE else f"{row['candidate']}/{row['stage']}"
+        groups.setdefault((row["task"], key), []).append((row["rows"], row["seconds"]))
+    fitted: dict[str, dict[str, float | None]] = {}
+    for (task, key), points in sorted(groups.items()):
+        fitted.setdefault(task, {})[key] = fit_exponent(points)
+    return fitted
+
+
+def project(rows: list[dict], full_rows: dict[str, int]) -> dict[str, dict]:
+    """Each task's night at full size: measured when size 1 ran, else every stage extrapolated from its
+    largest measured size along its own fitted exponent (1 where none could be fitted)."""
+    fitted = exponents(rows)
+    projected: dict[str, dict] = {}
+    for task in sorted({r["task"] for r in rows}):
+        task_rows = [r for r in rows if r["task"] == task]
+        largest = max(r["size"] for r in task_rows)
+        total = 0.0
+        for row in (r for r in task_rows if r["size"] == largest):
+            key = row["stage"] if row["candidate"] == NIGHT_STAGE else f"{row['candidate']}/{row['stage']}"
+            k = fitted[task].get(key) or 1.0
+            target = full_rows.get(task) or row["rows"] / largest
+            total += row["seconds"] * (target / row["rows"]) ** k if row["rows"] else row["seconds"]
+        projected[task] = {"seconds": round(total, 1), "from_size": largest, "measured": largest == 1}
+    return projected
+
+
+def superlinear(fitted: dict[str, dict[str, float | None]]) -> list[str]:
+    return [
+        f"{task} {stage}: k = {k:.2f}"
+        for task, stages in fitted.items()
+        for stage, k in stages.items()
+        if k is not None and k > SUPERLINEAR
+    ]
+
+
+def merge(
+    previous: dict | None, sizes: list[float], rows: list[dict], nights: list[dict], quality: dict, changed: list[dict]
+) -> dict:
+    """The report of these sizes, with every other size kept from the previous report."""
+    previous = previous or {}
+    kept = [s for s in previous.get("nights", []) if not any(math.isclose(s["size"], n) for n in sizes)]
+    kept_sizes = {s["size"] for s in kept}
+    return {
+        "rows": [r for r in previous.get("rows", []) if r["size"] in kept_sizes] + rows,
+        "nights": sorted(kept + nights, key=lambda n: n["size"]),
+        "quality": {k: v for k, v in previous.get("quality", {}).items() if float(k) in kept_sizes}
+        | {f"{s:g}": q for s, q in quality.items()},
+        "changed_nights": sorted(
+            [c for c in previous.get("changed_nights", []) if c["size"] in kept_sizes] + changed,
+            key=lambda c: c["size"],
+        ),
+    }
+
+
+def full_size_rows(rows: list[dict]) -> dict[str, int]:
+    """Each task's data rows at size 1, scaled from its largest measured size (the generator scales linearly)."""
+    out = {}
+    for task in {r["task"] for r in rows}:
+        largest = max((r for r in rows if r["task"] == task), key=lambda r: r["size"])
+        out[task] = round(largest["rows"] / largest["size"])
+    return out
+
+
+def learning_curves(quality: dict, full_rows: dict[str, int]) -> dict[str, dict]:
+    """Per `task/candidate`: its first QUALITY metric at each size and where the curve goes flat (the
+    smallest size within FLAT of the best score), with the data rows there: the cap the curve supports."""
+    curves: dict[str, dict] = {}
+    for size, entries in sorted(quality.items(), key=lambda kv: float(kv[0])):
+        for name, metrics in entries.items():
+            metric = QUALITY[name.split("/")[0]][0]
+            if metric in metrics:
+                curves.setdefault(name, {"metric": metric, "points": {}})["points"][size] = metrics[metric]
+    for name, curve in curves.items():
+        higher = curve["metric"] != "test_mase"
+        scores = curve["points"]
+        best = max(scores.values()) if higher else min(scores.values())
+        flat = next(s for s, v in scores.items() if abs(v - best) <= FLAT * abs(best))
+        curve["flat_from_size"] = float(flat)
+        curve["flat_from_rows"] = round(float(flat) * full_rows.get(name.split("/")[0], 0))
+        curve["best_is_largest"] = float(flat) == max(float(s) for s in scores)
+    return curves
+
+
+def finish(report: dict, machine: dict) -> dict:
+    fitted = exponents(report["rows"])
+    projected = project(report["rows"], full_size_rows(report["rows"]))
+    night = sum(p["seconds"] for p in projected.values())
+    peaks = {}
+    for row in report["rows"]:
+        if row["peak_rss_mb"] is not None and row["size"] == max(r["size"] for r in report["rows"]):
+            peaks[row["task"]] = max(peaks.get(row["task"], 0.0), row["peak_rss_mb"])
+    return {
+        **report,
+        "exponents": fitted,
+        "projection": {"tasks": projected, "night_seconds": round(night, 1), "budget_seconds": NIGHT_BUDGET_SECONDS},
+        "faster_than_data": superlinear(fitted),
+        "largest_size_peak_rss_mb": peaks,
+        "learning_curves": learning_curves(report["quality"], full_size_rows(report["rows"])),
+        "machine": machine,
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = ["# `make scale`: one night's cost against the data's size", ""]
+    machine = report["machine"]
+    lines += [f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores. Written by `make scale`.", ""]
+    lines += ["## Nights", "", "| size | night (s) | " + " | ".join(sorted(report["projection"]["tasks"])) + " |"]
+    lines.append("|---|---|" + "---|" * len(report["projection"]["tasks"]))
+    for night in report["nights"]:
+        cells = " | ".join(f"{night['tasks'].get(t) or 0:.0f}" for t in sorted(report["projection"]["tasks"]))
+        lines.append(f"| {night['size']:g} | {night['seconds']:.0f} | {cells} |")
+    projection = report["projection"]
+    verdict = "within" if projection["night_seconds"] <= projection["budget_seconds"] else "OVER"
+    lines += [
+        "",
+        f"Full-size night (size 1): **{projection['night_seconds'] / 60:.0f} min**, {verdict} the "
+        f"{projection['budget_seconds'] / 60:.0f}-minute budget "
+        + ", ".join(f"{t} {p['seconds'] / 60:.1f} min ({_how(p)})" for t, p in sorted(projection["tasks"].items()))
+        + ".",
+        "",
+        "## Where the cost grows faster than the data",
+        "",
+    ]
+    lines += [f"- {item}" for item in report["faster_than_data"]] or ["- nowhere (every fitted k ≤ 1.15)"]
+    lines += ["", "## A changed night", ""]
+    lines += [
+        f"- size {c['size']:g}: {c['new_share']:.0%} new articles, news night {c['seconds']:.0f} s = "
+        f"{c['share_of_full_night']:.0%} of the full news night ({c['full_night_seconds']:.0f} s); {c['decision']}"
+        for c in report.get("changed_nights", [])
+    ] or ["- not measured"]
+    lines += ["", "## Exponents (cost ∝ rows^k)", "", "| task | stage | k |", "|---|---|---|"]
+    for task, stages in report["exponents"].items():
+        lines += [f"| {task} | {stage} | {'n/a' if k is None else f'{k:.2f}'} |" for stage, k in stages.items()]
+    lines += ["", "## Peak RSS at the largest size (MB)", ""]
+    lines += [f"- {task}: {peak:.0f}" for task, peak in sorted(report["largest_size_peak_rss_mb"].items())]
+    lines += ["", "## Learning curves: where more data stops paying", ""]
+    for name, curve in sorted(report["learning_curves"].items()):
+        points = ", ".join(f"{v:.4f} at {float(s):g}" for s, v in curve["points"].items())
+        verdict = (
+            "still improving at the largest size: no cap"
+            if curve["best_is_largest"]
+            else f"flat from size {curve['flat_from_size']:g} ({curve['flat_from_rows']:,} data rows)"
+        )
+        lines.append(f"- {name} {curve['metric']}: {points}; {verdict}")
+    lines += ["", "## Test metrics by size", "", "| size | task/candidate | metrics |", "|---|---|---|"]
+    for size, entries in sorted(report["quality"].items(), key=lambda kv: float(kv[0])):
+        for name, metrics in sorted(entries.items()):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            lines.append(f"| {size} | {name} | {shown} |")
+    lines += ["", "## Every stage", "", "| size | task | candidate | stage | rows | seconds | peak RSS (MB) |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in sorted(report["rows"], key=lambda r: (r["task"], r["candidate"], r["stage"], r["size"])):
+        peak = "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+        cells = (f"{r['size']:g}", r["task"], r["candidate"], r["stage"], str(r["rows"]), f"{r['seconds']:.1f}", peak)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _how(projected: dict) -> str:
+    return "measured" if projected["measured"] else f"projected from size {projected['from_size']:g}"
+
+
+def plot(report: dict, path: Path) -> Path:
+    """Seconds against rows per task (log–log), each task's night stages and candidates summed per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for task in sorted({r["task"] for r in report["rows"]}):
+        totals: dict[int, float] = {}
+        for r in (r for r in report["rows"] if r["task"] == task):
+            totals[r["rows"]] = totals.get(r["rows"], 0.0) + r["seconds"]
+        xs = sorted(totals)
+        ax.plot(xs, [totals[x] for x in xs], marker="o", label=task)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows in the task's data")
+    ax.set_ylabel("seconds in the task's stages")
+    ax.set_title("One night's cost against the data (make scale)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mlops_onnx.benchmarks.timing import machine_info
+    from mlops_onnx.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="make scale", description=__doc__.split("\n\n")[0])
+    default = ",".join(f"{s:g}" for s in DEFAULT_SIZES)
+    parser.add_argument("--sizes", default=default, help="fractions of Kaggle's sizes, e.g. 1 or 0.0625,0.125")
+    parser.add_argument("--out", type=Path, default=REPORT_DIR)
+    parser.add_argument("--changed", type=float, default=0.01, help="new articles of the changed night (0: none)")
+    parser.add_argument("models", nargs="*", default=list(PIPELINES))
+    args = parser.parse_args(argv)
+    sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    if not sizes or any(not 0 < s <= 1 for s in sizes):
+        parser.error(f"--sizes {args.sizes!r}: fractions in (0, 1] expected")
+    root = get_settings().home / "scale"
+    rows, nights, quality, changed = [], [], {}, []
+    for size in sizes:
+        print(f"[scale] size {size:g} of Kaggle's: one night of {', '.join(args.models)}", flush=True)
+        home = size_home(root, size)
+        summary = run_night(f"{size:g}", home, size_env(size, home), args.models)
+        size_rows, night, size_quality = rows_of(size, summary)
+        rows += size_rows
+        nights.append(night)
+        quality[size] = size_quality
+        print(f"[scale] size {size:g}: night {night['seconds']:.0f}s {night['tasks']}", flush=True)
+        if args.changed and "fake_news" in night["tasks"]:
+            changed.append(changed_night(size, home, args.changed, summary))
+            print(f"[scale] size {size:g}: changed news night {changed[-1]['seconds']:.0f}s", flush=True)
+    json_path = args.out / "scale.json"
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
+    report = finish(merge(previous, sizes, rows, nights, quality, changed), machine_info(os.cpu_count() or 1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    (args.out / "scale.md").write_text(markdown(report))
+    plot(report, args.out / "scale.png")
+    print(markdown(report).split("## Where")[0], flush=True)
+    print(f"[scale] wrote {json_path}, scale.md and scale.png", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
