@@ -266,7 +266,7 @@ def learning_curves(quality: dict, full_rows: dict[str, int]) -> dict[str, dict]
     return curves
 
 
-def finish(report: dict, machine: dict) -> dict:
+def finish(report: dict, machine: dict, code_version: str = "") -> dict:
     fitted = exponents(report["rows"])
     projected = project(report["rows"], full_size_rows(report["rows"]))
     night = sum(p["seconds"] for p in projected.values())
@@ -282,18 +282,24 @@ def finish(report: dict, machine: dict) -> dict:
         "largest_size_peak_rss_mb": peaks,
         "learning_curves": learning_curves(report["quality"], full_size_rows(report["rows"])),
         "machine": machine,
+        "code_version": code_version or report.get("code_version", ""),
     }
 
 
 def markdown(report: dict) -> str:
     lines = ["# `make scale`: one night's cost against the data's size", ""]
     machine = report["machine"]
-    lines += [f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores. Written by `make scale`.", ""]
-    lines += ["## Nights", "", "| size | night (s) | " + " | ".join(sorted(report["projection"]["tasks"])) + " |"]
-    lines.append("|---|---|" + "---|" * len(report["projection"]["tasks"]))
+    lines += [
+        f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores; code {report['code_version'][:12]}. "
+        "Written by `make scale`.",
+        "",
+    ]
+    tasks = sorted(report["projection"]["tasks"])
+    lines += ["## Nights", "", "| size | night (s) | " + " | ".join(tasks) + " | code |"]
+    lines.append("|---|---|" + "---|" * len(tasks) + "---|")
     for night in report["nights"]:
-        cells = " | ".join(f"{night['tasks'].get(t) or 0:.0f}" for t in sorted(report["projection"]["tasks"]))
-        lines.append(f"| {night['size']:g} | {night['seconds']:.0f} | {cells} |")
+        cells = " | ".join(f"{night['tasks'].get(t) or 0:.0f}" for t in tasks)
+        lines.append(f"| {night['size']:g} | {night['seconds']:.0f} | {cells} | {night.get('code_version', '')[:12]} |")
     projection = report["projection"]
     verdict = "within" if projection["night_seconds"] <= projection["budget_seconds"] else "OVER"
     lines += [
@@ -374,6 +380,7 @@ def plot(report: dict, path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from mlops_onnx.benchmarks.timing import machine_info
     from mlops_onnx.settings import get_settings
+    from mlops_onnx.tracking import code_version
 
     parser = argparse.ArgumentParser(prog="make scale", description=__doc__.split("\n\n")[0])
     default = ",".join(f"{s:g}" for s in DEFAULT_SIZES)
@@ -392,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         home = size_home(root, size)
         summary = run_night(f"{size:g}", home, size_env(size, home), args.models)
         size_rows, night, size_quality = rows_of(size, summary)
+        night["code_version"] = code_version()  # sizes measured on other days may have run other code
         rows += size_rows
         nights.append(night)
         quality[size] = size_quality
@@ -401,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[scale] size {size:g}: changed news night {changed[-1]['seconds']:.0f}s", flush=True)
     json_path = args.out / "scale.json"
     previous = json.loads(json_path.read_text()) if json_path.is_file() else None
-    report = finish(merge(previous, sizes, rows, nights, quality, changed), machine_info(os.cpu_count() or 1))
+    merged = merge(previous, sizes, rows, nights, quality, changed)
+    report = finish(merged, machine_info(os.cpu_count() or 1), code_version())
     args.out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, default=str))
     (args.out / "scale.md").write_text(markdown(report))
