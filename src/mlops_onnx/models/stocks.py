@@ -361,6 +361,10 @@ class StockSpec(ModelSpec):
             },
         )
 
+    def parity_strata(self, rows: TestRows) -> np.ndarray:
+        """By ticker: every ticker's windows are compared, the quiet and the volatile alike."""
+        return rows.extra["ticker"]
+
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """Per trading day of (up to 200 of) tonight's passing tickers: the daily log return, log volume and
         log range, and the ticker's kind (stock or ETF)."""
