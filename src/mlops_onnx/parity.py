@@ -129,8 +129,8 @@ def passed_parity(metrics: dict) -> dict[str, bool]:
 
 def parity_sample(strata: np.ndarray | None, rows: int, max_rows: int | None, seed: int) -> np.ndarray:
     """Sorted indices of the test rows parity compares: all `rows` when `max_rows` is None, 0 or not
-    smaller; otherwise `max_rows` of them, a seeded random draw per stratum proportional to its size, and
-    at least one row of every stratum (so more than `max_rows` only if there are more strata than that).
+    smaller; otherwise exactly `max_rows` of them, a seeded random draw per stratum proportional to its
+    size, with at least one row of every stratum unless there are more strata than `max_rows`.
 
     `strata` (one value per row: a class, a ticker) are known before any model runs; None: evenly spaced
     rows (the same every night, and spread over the whole split)."""

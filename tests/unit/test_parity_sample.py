@@ -48,3 +48,9 @@ def test_tickers_stratify_like_classes():
     picked = parity_sample(tickers, len(tickers), 100, seed=42)
     counts = dict(zip(*np.unique(tickers[picked], return_counts=True), strict=True))
     assert counts == {"aapl": 70, "spy": 29, "tiny": 1}
+
+
+def test_more_strata_than_the_cap_still_gives_the_cap_one_row_per_stratum_at_most():
+    tickers = np.repeat(np.arange(50), 10)
+    picked = parity_sample(tickers, len(tickers), 20, seed=42)
+    assert len(picked) == 20 and len(np.unique(tickers[picked])) == 20
