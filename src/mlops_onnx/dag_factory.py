@@ -205,7 +205,8 @@ mapped task instances: `train` first compares the candidate's fingerprint (data 
 hash) with earlier runs: **when nothing changed since a run that got through the gate, it and everything
 after it is skipped** (tick *Force retrain* in the trigger form to train anyway). Otherwise it fits the
 native model (per-epoch curves in MLflow), `export` writes ONNX fp32, `quantize` builds the variants,
-`parity` compares every variant with the native model on the whole test split, `benchmark_cpu`/
+`parity` compares every variant with the native model on the test split (a stratified sample of at most
+`MLOPS_PARITY_MAX_ROWS` rows of a larger one), `benchmark_cpu`/
 `benchmark_gpu` measure latency. A candidate that fails a stage stops there; the others go on.
 `gate_and_register` takes the best candidate that passed every check and registers it as
 **`{pipeline.model}`** (tag `architecture`); `champion` moves only when it beats the champion, whatever its

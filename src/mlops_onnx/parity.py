@@ -6,6 +6,10 @@ of 0.5, two top logits within 2·`tol`): there rounding alone can flip the label
 counted (`boundary_rows`) and do not fail parity; any other disagreement does. A quantized or fp16
 variant must agree on almost every label and lose at most a little quality. A failing variant is
 marked failed (and kept on disk for inspection); a failing fp32 blocks registration.
+
+On a large test split the comparison runs on a bounded, stratified, seeded sample of its rows
+(`parity_sample`, MLOPS_PARITY_MAX_ROWS): the native model's pass over every row of a full-size split costs
+minutes a night. The head-to-head with the champion still scores every test row.
 """
 
 from __future__ import annotations
@@ -121,3 +125,38 @@ def passed_parity(metrics: dict) -> dict[str, bool]:
         for k, v in metrics.items()
         if k.startswith("parity_") and k.endswith("_passed")
     }
+
+
+def parity_sample(strata: np.ndarray | None, rows: int, max_rows: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of the test rows parity compares: all `rows` when `max_rows` is None, 0 or not
+    smaller; otherwise exactly `max_rows` of them, a seeded random draw per stratum proportional to its
+    size, with at least one row of every stratum unless there are more strata than `max_rows`.
+
+    `strata` (one value per row: a class, a ticker) are known before any model runs; None: evenly spaced
+    rows (the same every night, and spread over the whole split)."""
+    if not max_rows or rows <= max_rows:
+        return np.arange(rows)
+    if strata is None:
+        return np.linspace(0, rows - 1, max_rows).round().astype(np.int64)  # steps of at least 1: distinct
+    _, stratum_of, sizes = np.unique(strata, return_inverse=True, return_counts=True)
+    quotas = _proportional_quotas(sizes, max_rows)
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(np.flatnonzero(stratum_of == k), quota, replace=False) for k, quota in enumerate(quotas) if quota
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+def _proportional_quotas(sizes: np.ndarray, total: int) -> np.ndarray:
+    """Rows to draw from each stratum: `total` split in proportion to `sizes` by largest remainder (each
+    within one row of its exact share), at least one per stratum while there are no more strata than rows."""
+    exact = sizes * total / sizes.sum()
+    quotas = np.floor(exact).astype(np.int64)
+    if len(sizes) <= total:
+        quotas = np.maximum(quotas, 1)
+    short = total - int(quotas.sum())
+    if short > 0:
+        quotas[np.argsort(quotas - exact, kind="stable")[:short]] += 1
+    for _ in range(-short):  # the one-row minimum overshot: take back from the most over-served stratum
+        quotas[np.argmax(np.where(quotas > 1, quotas - exact, -np.inf))] -= 1
+    return quotas

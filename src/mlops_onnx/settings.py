@@ -72,6 +72,8 @@ class Settings:
     keep_versions: int = 10  # registered versions without an alias kept per model (the newest)
     keep_runs_days: float = 30.0  # run folders (and unused snapshots) older than this are removed
     drift_max_rows: int = 20_000  # rows per side of the drift report (a seeded sample beyond that)
+    # Test rows parity compares (a seeded sample stratified by class or ticker beyond that; None: every row)
+    parity_max_rows: int | None = 2000
     mlflow_auth: bool = False  # MLflow's basic-auth app on the `make up` server; every MLflow client must log in
     serve_reload_token: str | None = field(default=None, repr=False)  # POST /reload needs it; None: /reload is off
     # Local services (`make up`, `make serve`, the Airflow plugin's links)
@@ -232,6 +234,7 @@ def get_settings() -> Settings:
         keep_versions=max(1, _int("MLOPS_KEEP_VERSIONS", 10) or 1),
         keep_runs_days=max(0.0, _float("MLOPS_KEEP_RUNS_DAYS", 30.0)),
         drift_max_rows=max(100, _int("MLOPS_DRIFT_MAX_ROWS", 20_000) or 100),
+        parity_max_rows=_parity_max_rows(),
         mlflow_auth=_flag("MLOPS_MLFLOW_AUTH"),
         serve_reload_token=os.environ.get("MLOPS_SERVE_RELOAD_TOKEN", "").strip() or None,
         bind_host=os.environ.get("MLOPS_BIND_HOST", "").strip() or "127.0.0.1",
@@ -308,6 +311,16 @@ def _alpha() -> float:
     if not 0 < alpha < 1:
         raise SettingsError(f"MLOPS_PROMOTION_ALPHA={alpha!r}; expected a significance level between 0 and 1")
     return alpha
+
+
+def _parity_max_rows() -> int | None:
+    """MLOPS_PARITY_MAX_ROWS: unset means 2000; empty or 0 means every test row."""
+    if "MLOPS_PARITY_MAX_ROWS" not in os.environ:
+        return 2000
+    rows = _int("MLOPS_PARITY_MAX_ROWS", 0)
+    if rows < 0:
+        raise SettingsError(f"MLOPS_PARITY_MAX_ROWS={rows}; expected a number of rows, or 0 for every row")
+    return rows or None
 
 
 def _gate_overrides() -> dict[str, float]:

@@ -1,5 +1,8 @@
 """Real torch.onnx exports and real ONNX Runtime sessions, checked by the parity stage."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -39,9 +42,10 @@ def ingested(settings_env):
     return run
 
 
-def test_parity_passes_the_real_export(ingested, exported_cnn):
+def test_parity_passes_the_real_export_on_a_capped_sample(ingested, exported_cnn, settings_env, tmp_path):
     checkpoint, path = exported_cnn
     ctx, state = ingested("good")
+    settings_env(MLOPS_PARITY_MAX_ROWS="50")
     exported = {"checkpoint": str(checkpoint), "onnx_fp32": str(path), "variants": {}}
     result = run_stage("parity", MODEL, ctx, state | exported)
     assert result["parity"] == {"fp32": True}
@@ -49,9 +53,14 @@ def test_parity_passes_the_real_export(ingested, exported_cnn):
     # A second ONNX implementation, onnx's reference runtime, agrees with ONNX Runtime on a few test rows.
     from mlops_onnx.settings import get_settings
 
-    run = mlflow_client(get_settings().home).get_run(state["mlflow_run_id"])
+    client = mlflow_client(get_settings().home)
+    run = client.get_run(state["mlflow_run_id"])
     assert run.data.tags["parity_fp32_reference"] == "ran" and run.data.metrics["parity_fp32_reference_rows"] == 8
     assert 0 <= run.data.metrics["parity_fp32_reference_max_abs_diff"] <= 1e-4
+    # The test split is larger than the cap: parity compared the cap's worth of it, and says so.
+    assert run.data.metrics["parity_rows"] == 50 < run.data.metrics["parity_test_rows"]
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, "reports/parity.json", tmp_path)).read_text())
+    assert (report["rows"], report["test_rows"]) == (50, run.data.metrics["parity_test_rows"])
 
 
 def test_a_changed_weight_fails_parity_and_is_recorded(ingested, exported_cnn, tmp_path):

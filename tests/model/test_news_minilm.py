@@ -87,6 +87,20 @@ def test_quick_training_reports_test_and_liar_metrics_with_an_auc_interval(train
     assert result.params["trainable_parameters"] < result.params["parameters"] / 100  # the encoder is frozen
 
 
+def test_a_second_training_on_the_same_articles_reuses_every_embedding(trained, tiny_settings, tmp_path):
+    """The first training encoded every text (train, val, test, LIAR) into the cache under MLOPS_HOME; the next
+    one, on the same data, encoder and max length, encodes none and trains the same head on the same numbers."""
+    snapshot, _, first, _, _ = trained
+    texts = first.metrics["embedding_cache_hits"] + first.metrics["embedding_cache_misses"]
+    assert first.metrics["embedding_cache_misses"] > 0 and texts >= 240 + 120
+    assert list((tiny_settings.cache_dir / "embeddings").iterdir())  # kept under the pipeline's home
+    again = SPEC.train(snapshot, tmp_path, tiny_settings, lambda epoch, metrics: None)
+    assert (again.metrics["embedding_cache_hits"], again.metrics["embedding_cache_misses"]) == (texts, 0)
+    assert "encode_ms_per_article" not in again.metrics  # nothing was encoded
+    assert again.metrics["test_f1"] == first.metrics["test_f1"]
+    assert again.metrics["best_val_loss"] == pytest.approx(first.metrics["best_val_loss"], abs=1e-6)
+
+
 def test_export_is_one_graph_from_token_ids_with_dynamic_batch_and_sequence(trained):
     _, workdir, _, onnx_path, _ = trained
     model = onnx.load(str(onnx_path))

@@ -153,3 +153,13 @@ def test_importing_the_specs_loads_neither_tensorflow_nor_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_parity_compares_2000_rows_by_default_and_every_row_when_the_cap_is_0_or_empty(settings_env, monkeypatch):
+    monkeypatch.delenv("MLOPS_PARITY_MAX_ROWS", raising=False)
+    assert settings_env().parity_max_rows == 2000
+    assert settings_env(MLOPS_PARITY_MAX_ROWS="300").parity_max_rows == 300
+    assert settings_env(MLOPS_PARITY_MAX_ROWS="0").parity_max_rows is None
+    assert settings_env(MLOPS_PARITY_MAX_ROWS="").parity_max_rows is None
+    with pytest.raises(SettingsError, match="MLOPS_PARITY_MAX_ROWS=-5"):
+        settings_env(MLOPS_PARITY_MAX_ROWS="-5")

@@ -129,7 +129,7 @@ def write_bundle(
 
 def bundle_from_state(spec, state: dict, settings: Settings, folder: Path) -> dict:
     """The nightly bundle of a DAG run: tonight's test inputs, checkpoint, ONNX fp32 and the variants that
-    passed parity. No reference: the `parity` task already compared them on the whole test split."""
+    passed parity. No reference: the `parity` task already compared them on the test split."""
     from mlops_onnx.stages import snapshot_store
 
     snapshot = snapshot_store(settings).get(spec.dataset.name, state["snapshot"])

@@ -132,6 +132,11 @@ class ModelSpec(ABC):
         between two fp32 runtimes within this margin is rounding at the decision boundary."""
         return None
 
+    def parity_strata(self, rows: TestRows) -> np.ndarray | None:
+        """What parity's sample of a large test split is stratified by, one value per row, known without
+        running a model (a classifier: the target class); None: evenly spaced rows."""
+        return None
+
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """A table of the snapshot's meaningful columns for the drift report (`mlops_onnx.drift`), at most
         `settings.drift_max_rows` rows; `preprocessing` is the champion's (e.g. its tokenizer), if any."""

@@ -306,6 +306,9 @@ class FakeNewsSpec(ModelSpec):
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return (outputs.reshape(-1) >= 0.5).astype(np.int64)
 
+    def parity_strata(self, rows: TestRows) -> np.ndarray:
+        return rows.targets
+
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """Per article: its class, its length in words and, with the champion's word tokenizer (an LSTM's), the
         share of its words that tokenizer does not know."""

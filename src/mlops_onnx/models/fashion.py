@@ -247,6 +247,9 @@ class FashionSpec(ModelSpec):
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return outputs.argmax(1)
 
+    def parity_strata(self, rows: TestRows) -> np.ndarray:
+        return rows.targets
+
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """Per image: its class, its file, and how bright, how contrasted and how much ink it has."""
         import pandas as pd

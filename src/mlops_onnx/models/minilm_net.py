@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# How token states become one vector; part of the embedding cache's encoder version (`embedding_cache`).
+POOLING = "mean over non-padding tokens"
+
 
 def load_encoder_model(source: str) -> nn.Module:
     """The pretrained encoder (hub id or folder), with eager attention: the implementation the legacy ONNX

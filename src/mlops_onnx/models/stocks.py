@@ -349,17 +349,12 @@ class StockSpec(ModelSpec):
         cfg = replace(self.train_config(settings), window=window, min_train_windows=0)  # the same forecast days
         series = load_tickers(snapshot, self._files(workdir), cfg)
         test = split_data(series, FeatureScaler.from_json(scaler_file), window, "test")
-        return TestRows(
-            ids=row_ids(test),
-            inputs=test.inputs,
-            targets=test.targets,
-            extra={
-                "close_now": test.close_now,
-                "close_next": test.close_next,
-                "ticker": test.tickers,
-                "day": test.dates,
-            },
-        )
+        extra = {"close_now": test.close_now, "close_next": test.close_next, "ticker": test.tickers, "day": test.dates}
+        return TestRows(ids=row_ids(test), inputs=test.inputs, targets=test.targets, extra=extra)
+
+    def parity_strata(self, rows: TestRows) -> np.ndarray:
+        """By ticker: every ticker's windows are compared, the quiet and the volatile alike."""
+        return rows.extra["ticker"]
 
     def drift_frame(self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None):
         """Per trading day of (up to 200 of) tonight's passing tickers: the daily log return, log volume and

@@ -1,4 +1,4 @@
-"""`parity`: native vs ONNX fp32 and every variant, on the whole test split."""
+"""`parity`: native vs ONNX fp32 and every variant, on the test split (a stratified sample of a large one)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ from mlops_onnx.tracking import RunContext
 
 @stage(reads=("checkpoint", "onnx_fp32", "variants", "preprocessing", "evaluation_files"))
 def parity(spec, ctx: RunContext, state: dict) -> dict:
-    """Compare native vs ONNX fp32 and every variant on the whole test split."""
+    """Compare native vs ONNX fp32 and every variant on the test split, or on `MLOPS_PARITY_MAX_ROWS` of its
+    rows sampled per class (stocks: per ticker) when it is larger (`mlops_onnx.parity.parity_sample`)."""
     import mlflow
 
-    from mlops_onnx.parity import VariantParity, compare
+    from mlops_onnx.parity import VariantParity, compare, parity_sample
     from mlops_onnx.runtime import make_session, run_batched
 
     settings = get_settings()
     rows = spec.evaluation_data(run_snapshot(state, settings), settings, Path(state["workdir"]))
-    inputs, targets = rows.inputs, rows.targets
+    test_rows = len(rows.inputs)
+    sample = parity_sample(spec.parity_strata(rows), test_rows, settings.parity_max_rows, settings.seed)
+    inputs, targets = rows.inputs[sample], rows.targets[sample]
     native = spec.native_predictors(Path(state["checkpoint"]), settings)["native_eager"]
     native_out = run_batched_native(native, inputs)
     native_quality = spec.quality(native_out, targets)
@@ -55,6 +58,7 @@ def parity(spec, ctx: RunContext, state: dict) -> dict:
         "native_quality": native_quality,
         "quality_name": spec.parity_rules.quality_name,
         "rows": len(inputs),
+        "test_rows": test_rows,
         "rules": spec.parity_rules.__dict__,
         "variants": {n: r.to_dict() for n, r in results.items()},
     }
@@ -63,7 +67,7 @@ def parity(spec, ctx: RunContext, state: dict) -> dict:
     fp32 = results["fp32"]
     with mlflow_run(state):
         mlflow.log_artifact(str(path), "reports")
-        mlflow.log_metric("parity_rows", len(inputs))
+        mlflow.log_metrics({"parity_rows": len(inputs), "parity_test_rows": test_rows})
         for name, r in results.items():
             mlflow.log_metric(f"parity_{name}_passed", float(r.passed))
             if np.isfinite(r.max_abs_diff):
