@@ -323,6 +323,12 @@ def markdown(report: dict) -> str:
     for task, stages in report["exponents"].items():
         lines += [f"| {task} | {stage} | {'n/a' if k is None else f'{k:.2f}'} |" for stage, k in stages.items()]
     lines += ["", "## Peak RSS at the largest size (MB)", ""]
+    lines += [
+        "Of the `airflow dags test` process that runs a night's tasks one after another, keeping what earlier",
+        "tasks imported (TensorFlow, torch): an upper bound of each task's own, which a scheduler runs in a",
+        "process of its own.",
+        "",
+    ]
     lines += [f"- {task}: {peak:.0f}" for task, peak in sorted(report["largest_size_peak_rss_mb"].items())]
     lines += ["", "## Learning curves: where more data stops paying", ""]
     for name, curve in sorted(report["learning_curves"].items()):
