@@ -306,6 +306,7 @@ def _log_head_to_head(spec, state: dict, result, champion_version: str) -> None:
             {
                 "compare_champion_version": champion_version,
                 "compare_test": result.test.test,
+                "compare_alternative": result.claim,
                 "compare_detail": str(result.test.detail)[:500],
             }
         )
@@ -377,7 +378,11 @@ def _record_decision(
     """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
     tags = {"promotion_decision": decision, "promotion_reason": reason}
     if compared is not None:
-        tags |= {"compare_p_value": f"{compared.test.p_value:.6g}", "compare_test": compared.test.test}
+        tags |= {
+            "compare_p_value": f"{compared.test.p_value:.6g}",
+            "compare_test": compared.test.test,
+            "compare_alternative": compared.claim,
+        }
     for key, value in tags.items():
         client.set_model_version_tag(spec.name, version, key, value)
     client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")

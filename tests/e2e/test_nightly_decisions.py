@@ -138,6 +138,7 @@ def test_a_changed_snapshot_retrains_and_meets_the_champion_on_the_same_rows(nig
     assert "reports/drift_report.html" in {a.path for a in client.list_artifacts(night.info.run_id, "reports")}
 
     assert tags["compare_champion_version"] == "1" and tags["compare_test"] == "mcnemar_exact"
+    assert tags["compare_alternative"] == "candidate test_accuracy > champion"  # one-sided, as claimed
     table = pd.read_csv(
         mlflow.artifacts.download_artifacts(
             run_id=third.info.run_id, artifact_path="reports/head_to_head.csv", dst_path=str(tmp_path)

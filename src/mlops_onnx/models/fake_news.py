@@ -299,9 +299,12 @@ class FakeNewsSpec(ModelSpec):
         return keras_predictors(checkpoint, settings, device, compiled)
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        from sklearn.metrics import f1_score
-
-        return float(f1_score(targets, self.labels(outputs), zero_division=0))
+        """F1 of the fake class, as sklearn's `f1_score(zero_division=0)` computes it, in numpy: the paired
+        permutation test of the head-to-head calls it a thousand times per comparison."""
+        predicted, actual = self.labels(outputs) == 1, np.asarray(targets).reshape(-1) == 1
+        true_positives = int(np.sum(predicted & actual))
+        flagged_or_fake = int(predicted.sum() + actual.sum())
+        return 2.0 * true_positives / flagged_or_fake if flagged_or_fake else 0.0
 
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return (outputs.reshape(-1) >= 0.5).astype(np.int64)

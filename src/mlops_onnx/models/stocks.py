@@ -397,32 +397,10 @@ class StockSpec(ModelSpec):
         return json.loads((workdir / TICKERS_FILE).read_text())["files"]
 
     def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
-        """Test MASE of both on the same days, and the Diebold–Mariano test (HLN) on the daily mean of the
-        per-ticker scaled absolute-error differences."""
-        import pandas as pd
+        """Daily MASE of both on the same days and the one-sided Diebold–Mariano test on its daily differences."""
+        from mlops_onnx.decisions import forecast_head_to_head
 
-        from mlops_onnx.decisions import HeadToHead
-        from mlops_onnx.stats import diebold_mariano
-        from mlops_onnx.timeseries import daily_loss_differential, scaled_errors
-
-        x = rows.extra
-        cand, _ = scaled_errors(x["close_now"], x["close_next"], candidate, x["ticker"])
-        champ, _ = scaled_errors(x["close_now"], x["close_next"], champion, x["ticker"])
-        frame = pd.DataFrame(
-            {
-                "row_id": rows.ids,
-                "ticker": x["ticker"],
-                "day": pd.to_datetime(x["day"]).date,
-                "target_log_return": rows.targets,
-                "candidate": candidate.reshape(-1),
-                "champion": champion.reshape(-1),
-                "candidate_scaled_error": cand,
-                "champion_scaled_error": champ,
-                "loss_differential": cand - champ,
-            }
-        )
-        test = diebold_mariano(daily_loss_differential(x["day"], cand, champ).to_numpy())
-        return HeadToHead(self.primary_metric, False, float(np.nanmean(cand)), float(np.nanmean(champ)), test, frame)
+        return forecast_head_to_head(candidate, champion, rows)
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         cfg = self.train_config(settings)
