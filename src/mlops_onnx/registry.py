@@ -365,6 +365,8 @@ def _move_alias(
     alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
     client.set_registered_model_alias(spec.name, alias, version)
     _record_decision(spec, client, version, state, decision, reason, alias, compared)
+    if alias == CHAMPION and compared_with is not None and str(compared_with.version) != version:
+        _record_displaced(spec, client, compared_with, version, reason)
     return decision, reason, alias
 
 
@@ -388,6 +390,17 @@ def _record_decision(
     client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
     tracking.set_run_tags(
         state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias}
+    )
+
+
+def _record_displaced(spec, client, displaced, version: str, reason: str) -> None:
+    """The version that lost `champion` says so, and why, in its tags and its description (the earlier
+    description, why it had become champion, is kept after it)."""
+    client.set_model_version_tag(spec.name, displaced.version, "displaced_by_version", version)
+    client.set_model_version_tag(spec.name, displaced.version, "displaced_reason", reason)
+    earlier = f" Earlier: {displaced.description}" if displaced.description else ""
+    client.update_model_version(
+        spec.name, displaced.version, description=f"No longer champion: v{version} took it. {reason}{earlier}"
     )
 
 

@@ -138,6 +138,14 @@ def test_a_clearly_better_model_is_promoted_on_the_same_rows(night):
     assert version.tags["compare_alternative"] == "candidate test_accuracy > champion"
     assert version.description.startswith(run.data.tags["promotion_reason"])
     assert str(client.get_model_version_by_alias(SPEC.name, "champion").version) == "2"
+    # the version that lost `champion` says so and why, and keeps why it had become champion
+    displaced = client.get_model_version(SPEC.name, "1")
+    assert displaced.tags["displaced_by_version"] == "2"
+    assert displaced.tags["displaced_reason"] == run.data.tags["promotion_reason"]
+    assert displaced.description.startswith(f"No longer champion: v2 took it. {run.data.tags['promotion_reason']}")
+    assert "Earlier: First champion: no champion yet" in displaced.description
+    assert displaced.description.endswith("Alias on registration: @champion.")
+    assert displaced.tags["promotion_decision"] == "first_champion"  # its own decision stays as it was
     table = pd.read_csv(tmp := (state["workdir"] + "/reports/head_to_head.csv"))
     assert len(table) == 600 and table["candidate_correct"].all() and (~table["champion_correct"]).sum() == 60
     artifacts = {a.path for folder in ("reports", "plots") for a in client.list_artifacts(run.info.run_id, folder)}
@@ -154,7 +162,9 @@ def test_a_better_score_within_noise_does_not_move_the_champion(night):
     tags = mlflow_client(settings.home).get_run(state["mlflow_run_id"]).data.tags
     assert tags["promotion_reason"].startswith("Champion kept: better but not significantly")
     assert "one-sided p=0.125 for candidate test_accuracy > champion" in tags["promotion_reason"]
-    assert str(mlflow_client(settings.home).get_model_version_by_alias(SPEC.name, "champion").version) == "1"
+    client = mlflow_client(settings.home)
+    assert str(client.get_model_version_by_alias(SPEC.name, "champion").version) == "1"
+    assert "displaced_by_version" not in client.get_model_version(SPEC.name, "1").tags  # it is still champion
 
 
 def test_a_worse_model_stays_challenger(night):

@@ -49,7 +49,9 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
                 "gate_status": "skipped",
                 "gate_reason": reason,
                 "unchanged_since_run": earlier.info.run_id,
-            },
+            }
+            # a candidate's run ends here: its status is final, not `running`
+            | ({"candidate_status": "skipped unchanged"} if state.get("architecture") else {}),
         )
         raise StageSkipped(reason)
 
