@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -174,6 +175,7 @@ class FakeNewsSpec(ModelSpec):
     framework = "keras"
     checkpoint_name = "model.keras"
     speedup_target = 10.0
+    toolchain = ("tensorflow", "keras", "tf2onnx", "sklearn", "onnx", "onnxruntime")
 
     def train_config(self, settings: Settings) -> FakeNewsConfig:
         return profile_config(
@@ -184,6 +186,9 @@ class FakeNewsSpec(ModelSpec):
             max_train_rows="max_train_rows",
             max_test_rows="max_test_rows",
         )
+
+    def resolved_config(self, settings: Settings) -> dict[str, Any]:
+        return super().resolved_config(settings) | {"validation": {"news_min_rows": settings.news_min_rows}}
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         from mlops_onnx.validation.fake_news import validate_snapshot

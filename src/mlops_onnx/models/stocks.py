@@ -162,6 +162,7 @@ class StockSpec(ModelSpec):
         variant_max_quality_drop=0.02,
     )
     variants = ("int8_dynamic", "fp16")
+    toolchain = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
     onnx_input_name = "window"
     framework = "keras"
     checkpoint_name = "model.keras"
@@ -232,7 +233,12 @@ class StockSpec(ModelSpec):
         return cfg
 
     def resolved_config(self, settings: Settings) -> dict:
-        return {**super().resolved_config(settings), "stock_tickers": list(settings.stock_tickers or [])}
+        """Also what decides which tickers train: the tickers asked for and the validation rules that
+        quarantine short files (MLOPS_STOCK_MIN_ROWS) or fail the snapshot."""
+        return super().resolved_config(settings) | {
+            "stock_tickers": list(settings.stock_tickers or []),
+            "validation": {"stock_min_rows": settings.stock_min_rows, "stock_min_tickers": settings.stock_min_tickers},
+        }
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         checks = StockChecks(min_rows=settings.stock_min_rows, min_passing=settings.stock_min_tickers)
