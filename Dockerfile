@@ -2,6 +2,8 @@
 #
 #   docker compose build                                       # both variants (cpu for most services, gpu worker)
 #   GIT_COMMIT=$(git rev-parse HEAD) docker compose build      # records the commit as MLOPS_CODE_VERSION
+#   Without GIT_COMMIT the code version is `src.<hash>` of the package built into the image (tracking.code_version),
+#   so a code change still retrains; `unknown` is never a default (a night on it always trains, and says so).
 #   docker build --build-arg VARIANT=gpu -t mlops-onnx/airflow:dev-gpu .
 #
 # VARIANT=cpu: torch's CPU wheel (torch==2.13.0+cpu from the PyTorch CPU index, as in `make setup`);
@@ -13,7 +15,7 @@ ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE}
 
 ARG VARIANT=cpu
-ARG GIT_COMMIT=unknown
+ARG GIT_COMMIT=
 ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
 # What the compose setup needs beyond requirements.lock (the lock is the embedded `make demo` setup):
 # CeleryExecutor, the Postgres metadata DB, the Redis broker and the FAB auth manager, as in Airflow's

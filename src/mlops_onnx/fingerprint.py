@@ -3,6 +3,9 @@
 fingerprint = sha256(data snapshot hash, code version, hash of the resolved training config). If an
 earlier run of the same model with the same fingerprint got through the gate (registered or rejected),
 training again would only repeat it: the night trains nothing and says which run it would repeat.
+The resolved config holds every setting the spec reads and the versions of the frameworks that build
+and export it (`ModelSpec.toolchain`). A code version of `unknown` (an image built without one) says
+nothing about the code, so such a night is never skipped as unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 from mlops_onnx import tracking
 from mlops_onnx.decisions import DECIDED, NOT_CHOSEN
 from mlops_onnx.settings import Settings
+
+UNKNOWN_CODE = "unknown"  # MLOPS_CODE_VERSION of an image built before its code version was stamped
 
 
 def config_hash(config: dict) -> str:

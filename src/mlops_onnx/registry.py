@@ -306,6 +306,7 @@ def _log_head_to_head(spec, state: dict, result, champion_version: str) -> None:
             {
                 "compare_champion_version": champion_version,
                 "compare_test": result.test.test,
+                "compare_alternative": result.claim,
                 "compare_detail": str(result.test.detail)[:500],
             }
         )
@@ -364,6 +365,8 @@ def _move_alias(
     alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
     client.set_registered_model_alias(spec.name, alias, version)
     _record_decision(spec, client, version, state, decision, reason, alias, compared)
+    if alias == CHAMPION and compared_with is not None and str(compared_with.version) != version:
+        _record_displaced(spec, client, compared_with, version, reason)
     return decision, reason, alias
 
 
@@ -377,12 +380,27 @@ def _record_decision(
     """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
     tags = {"promotion_decision": decision, "promotion_reason": reason}
     if compared is not None:
-        tags |= {"compare_p_value": f"{compared.test.p_value:.6g}", "compare_test": compared.test.test}
+        tags |= {
+            "compare_p_value": f"{compared.test.p_value:.6g}",
+            "compare_test": compared.test.test,
+            "compare_alternative": compared.claim,
+        }
     for key, value in tags.items():
         client.set_model_version_tag(spec.name, version, key, value)
     client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
     tracking.set_run_tags(
         state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias}
+    )
+
+
+def _record_displaced(spec, client, displaced, version: str, reason: str) -> None:
+    """The version that lost `champion` says so, and why, in its tags and its description (the earlier
+    description, why it had become champion, is kept after it)."""
+    client.set_model_version_tag(spec.name, displaced.version, "displaced_by_version", version)
+    client.set_model_version_tag(spec.name, displaced.version, "displaced_reason", reason)
+    earlier = f" Earlier: {displaced.description}" if displaced.description else ""
+    client.update_model_version(
+        spec.name, displaced.version, description=f"No longer champion: v{version} took it. {reason}{earlier}"
     )
 
 

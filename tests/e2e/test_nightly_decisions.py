@@ -117,6 +117,7 @@ def test_an_unchanged_night_trains_nothing_and_says_which_run_it_repeats(nights)
     assert {task: states[task] for task in SKIPPED_AFTER_TRAIN} == dict.fromkeys(SKIPPED_AFTER_TRAIN, "skipped")
     assert states["ingest"] == states["validate"] == states["candidates"] == states["prune"] == "success"
     assert runs["night_2"].data.tags["promotion_decision"] == "skipped_unchanged"
+    assert runs[2].data.tags["candidate_status"] == "skipped unchanged"  # the candidate's run ends, not `running`
     assert "train_loss" not in runs[2].data.metrics
     assert runs["events_2"] == runs["events_1"]  # the same snapshot: no event
 
@@ -138,6 +139,7 @@ def test_a_changed_snapshot_retrains_and_meets_the_champion_on_the_same_rows(nig
     assert "reports/drift_report.html" in {a.path for a in client.list_artifacts(night.info.run_id, "reports")}
 
     assert tags["compare_champion_version"] == "1" and tags["compare_test"] == "mcnemar_exact"
+    assert tags["compare_alternative"] == "candidate test_accuracy > champion"  # one-sided, as claimed
     table = pd.read_csv(
         mlflow.artifacts.download_artifacts(
             run_id=third.info.run_id, artifact_path="reports/head_to_head.csv", dst_path=str(tmp_path)
@@ -155,6 +157,8 @@ def test_a_changed_snapshot_retrains_and_meets_the_champion_on_the_same_rows(nig
     )
     assert tags["promotion_decision"] == ("promoted" if won else "kept_champion")
     assert str(runs["champion_after_3"].version) == ("2" if won else "1")
+    first = client.get_model_version(MODEL, "1")
+    assert first.tags.get("displaced_by_version") == ("2" if won else None)  # a displaced champion says so
     assert f"p={metrics['compare_p_value']:.3g}" in tags["promotion_reason"]
     assert client.get_model_version(MODEL, "2").description.startswith(tags["promotion_reason"])
     assert night.data.tags["promotion_reason"] == tags["promotion_reason"]  # the night says it too

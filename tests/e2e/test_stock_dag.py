@@ -167,6 +167,8 @@ def test_the_better_candidate_beats_naive_and_is_registered_as_the_first_champio
     assert night.data.tags["chosen_architecture"] == best and night.data.tags["promotion_decision"] == "first_champion"
     assert other.data.tags["promotion_decision"] in ("not_chosen", "rejected")
     assert other.data.tags["promotion_reason"].startswith(("Not chosen: test_mase", "Rejected by the gate"))
+    dropped = night.data.tags["candidates_dropped"]  # the night lists the other, passed the gate or not
+    assert dropped.startswith(tuple(f"{other.data.tags['architecture']}: {why}" for why in ("not chosen", "rejected")))
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.run_id == run.info.run_id and float(version.tags["test_mase"]) == pytest.approx(metrics["test_mase"])
     assert version.tags["architecture"] == best

@@ -183,6 +183,6 @@ def test_the_champion_is_fed_its_own_window_and_scaler_on_the_same_days(trained,
     np.testing.assert_array_equal(theirs.targets, ours.targets)
     # A candidate that forecasts every return exactly beats the naive-like champion, by Diebold-Mariano.
     result = SPEC.head_to_head(ours.targets[:, None], np.zeros((len(ours.targets), 1)), ours)
-    assert result.metric == "test_mase" and result.candidate == pytest.approx(0, abs=1e-6)
+    assert result.metric == "test_mase_daily_mean" and result.candidate == pytest.approx(0, abs=1e-6)
     assert result.champion == pytest.approx(1.0) and result.candidate_is_better and result.test.p_value < 1e-6
     assert result.test.n == len(set(ours.extra["day"]))  # one loss differential per day, tickers pooled

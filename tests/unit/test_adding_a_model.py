@@ -58,6 +58,48 @@ def test_a_spec_module_and_a_catalog_entry_make_a_registered_champion(settings_e
     assert client.list_artifacts(run.info.run_id, "onnx") == []  # kept in the run only for the dashboard's task
 
 
+def test_an_unchanged_candidate_ends_skipped_and_an_unknown_code_version_always_trains(
+    settings_env, toy_in_the_catalog, tmp_path, capsys
+):
+    from mlops_onnx import tracking
+    from mlops_onnx.stages import StageSkipped
+
+    write_points(tmp_path / "data")
+    env = {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(tmp_path / "data"), "MLOPS_BENCH_RUNS": "10"}
+
+    def candidate_of(run_id: str, code_version: str) -> tuple[RunContext, dict, dict]:
+        settings_env(**env, MLOPS_CODE_VERSION=code_version)
+        tracking.code_version.cache_clear()
+        ctx = RunContext(toy_in_the_catalog.dag_id, run_id)
+        night = run_stage("validate", SPEC.name, ctx, run_stage("ingest", SPEC.name, ctx))
+        (candidate,) = run_stage("candidates", SPEC.name, ctx, night)
+        return ctx, night, candidate
+
+    def through_the_gate(ctx: RunContext, night: dict, candidate: dict) -> None:
+        for stage in CANDIDATE_STAGES:
+            candidate = run_stage(stage, SPEC.name, ctx, candidate)
+        run_stage("gate_and_register", SPEC.name, ctx, night, {"candidate_results": [candidate]})
+
+    try:
+        through_the_gate(*candidate_of("night-1", "v1"))
+        _, _, unchanged = candidate_of("night-2", "v1")
+        with pytest.raises(StageSkipped, match="unchanged since run night-1"):
+            run_stage("train", SPEC.name, RunContext(toy_in_the_catalog.dag_id, "night-2"), unchanged)
+        client = mlflow_client(settings_env().home)
+        tags = client.get_run(unchanged["mlflow_run_id"]).data.tags
+        assert tags["candidate_status"] == "skipped unchanged"  # final: its run is not left `running`
+        assert tags["promotion_decision"] == "skipped_unchanged"
+
+        through_the_gate(*candidate_of("night-3", "unknown"))
+        ctx, _, again = candidate_of("night-4", "unknown")  # same data, config and (unknown) code as night 3
+        capsys.readouterr()
+        trained = run_stage("train", SPEC.name, ctx, again)
+        assert trained["checkpoint"] and trained["fingerprint"]["code_version"] == "unknown"
+        assert "!!! MLOPS_CODE_VERSION is 'unknown'" in capsys.readouterr().out
+    finally:
+        tracking.code_version.cache_clear()
+
+
 def test_a_task_the_dashboard_shows_keeps_each_candidates_fp32_model_in_its_run(
     settings_env, toy_in_the_catalog, tmp_path, monkeypatch
 ):

@@ -136,6 +136,17 @@ def test_airflow_image_is_built_from_the_repository(services):
     assert services["mlflow"]["build"]["dockerfile"] == "mlflow/Dockerfile"
 
 
+def test_the_image_code_version_comes_from_the_build_and_is_never_unknown_by_default(services, env_example):
+    """An image stamped `unknown` would call every night's code the same: a code change would never retrain.
+    The build arg defaults to empty, which leaves MLOPS_CODE_VERSION unset: the package's source hash."""
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["build"]["args"]["GIT_COMMIT"] == "${GIT_COMMIT:-}", name
+    assert env_example["GIT_COMMIT"] == ""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG GIT_COMMIT=$", dockerfile, re.MULTILINE)
+    assert "MLOPS_CODE_VERSION=${GIT_COMMIT}" in dockerfile
+
+
 def test_bind_mounts_exist(services):
     for name, service in services.items():
         for volume in service.get("volumes") or []:

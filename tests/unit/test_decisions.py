@@ -128,13 +128,24 @@ def test_a_clearly_better_model_is_promoted_on_the_same_rows(night):
     assert run.data.metrics["compare_rows"] == 600
     assert run.data.metrics["compare_candidate_test_accuracy"] == 1.0
     assert run.data.metrics["compare_champion_test_accuracy"] == pytest.approx(540 / 600)
-    assert run.data.metrics["compare_p_value"] == pytest.approx(2 * 0.5**60)  # b = 60, c = 0
+    assert run.data.metrics["compare_p_value"] == pytest.approx(0.5**60)  # b = 60, c = 0: P(X >= 60), one-sided
     assert run.data.tags["compare_champion_version"] == "1" and run.data.tags["promotion_decision"] == "promoted"
+    assert run.data.tags["compare_test"] == "mcnemar_exact"
+    assert run.data.tags["compare_alternative"] == "candidate test_accuracy > champion"
     assert run.data.tags["promotion_reason"].startswith("Promoted: test_accuracy 1.0000 vs champion v1 0.9000")
     version = client.get_model_version(SPEC.name, "2")
     assert version.tags["promotion_decision"] == "promoted" and version.tags["compare_test"] == "mcnemar_exact"
+    assert version.tags["compare_alternative"] == "candidate test_accuracy > champion"
     assert version.description.startswith(run.data.tags["promotion_reason"])
     assert str(client.get_model_version_by_alias(SPEC.name, "champion").version) == "2"
+    # the version that lost `champion` says so and why, and keeps why it had become champion
+    displaced = client.get_model_version(SPEC.name, "1")
+    assert displaced.tags["displaced_by_version"] == "2"
+    assert displaced.tags["displaced_reason"] == run.data.tags["promotion_reason"]
+    assert displaced.description.startswith(f"No longer champion: v2 took it. {run.data.tags['promotion_reason']}")
+    assert "Earlier: First champion: no champion yet" in displaced.description
+    assert displaced.description.endswith("Alias on registration: @champion.")
+    assert displaced.tags["promotion_decision"] == "first_champion"  # its own decision stays as it was
     table = pd.read_csv(tmp := (state["workdir"] + "/reports/head_to_head.csv"))
     assert len(table) == 600 and table["candidate_correct"].all() and (~table["champion_correct"]).sum() == 60
     artifacts = {a.path for folder in ("reports", "plots") for a in client.list_artifacts(run.info.run_id, folder)}
@@ -143,15 +154,17 @@ def test_a_clearly_better_model_is_promoted_on_the_same_rows(night):
 
 def test_a_better_score_within_noise_does_not_move_the_champion(night):
     settings, snapshot, make = night
-    data = snapshot(3)  # 3 rows apart: accuracy 1.000 vs 0.995, p = 0.25
+    data = snapshot(3)  # 3 rows apart: accuracy 1.000 vs 0.995, one-sided p = 0.5**3
     register(settings, *make("n1", flawed=True, data=data))
     ctx, state = make("n2", flawed=False, data=data)
     result = register(settings, ctx, state)
     assert result["promotion_decision"] == "kept_champion" and result["aliases"] == ["challenger"]
     tags = mlflow_client(settings.home).get_run(state["mlflow_run_id"]).data.tags
     assert tags["promotion_reason"].startswith("Champion kept: better but not significantly")
-    assert "p=0.25" in tags["promotion_reason"]
-    assert str(mlflow_client(settings.home).get_model_version_by_alias(SPEC.name, "champion").version) == "1"
+    assert "one-sided p=0.125 for candidate test_accuracy > champion" in tags["promotion_reason"]
+    client = mlflow_client(settings.home)
+    assert str(client.get_model_version_by_alias(SPEC.name, "champion").version) == "1"
+    assert "displaced_by_version" not in client.get_model_version(SPEC.name, "1").tags  # it is still champion
 
 
 def test_a_worse_model_stays_challenger(night):

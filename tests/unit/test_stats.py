@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mlops_onnx.stats import diebold_mariano, mcnemar_exact
+from mlops_onnx.stats import diebold_mariano, mcnemar_exact, paired_permutation
 
 
 def correctness(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +40,52 @@ def test_mcnemar_exact_matches_statsmodels(b, c):
 
     table = [[50, b], [c, 5]]  # rows: candidate right/wrong; columns: champion right/wrong
     assert mcnemar_exact(*correctness(b, c, 50, 5)).p_value == pytest.approx(mcnemar(table, exact=True).pvalue)
+
+
+def test_one_sided_mcnemar_is_the_binomial_tail_of_the_candidates_wins():
+    # b=10, c=3: P(X >= 10), X ~ Binomial(13, 1/2) = (286 + 78 + 13 + 1) / 2**13
+    result = mcnemar_exact(*correctness(10, 3, 50, 5), alternative="greater")
+    assert result.p_value == pytest.approx(378 / 8192) and result.statistic == 10
+    assert result.alternative == "greater"
+    # the candidate right on fewer rows than the champion: no evidence that it is more accurate
+    assert mcnemar_exact(*correctness(200, 300, 500, 0), alternative="greater").p_value > 0.999
+    assert mcnemar_exact(*correctness(0, 0, 10, 3), alternative="greater").p_value == 1.0
+    with pytest.raises(ValueError, match="alternative must be one of"):
+        mcnemar_exact(*correctness(1, 0, 0, 0), alternative="less")
+
+
+def accuracy(labels: np.ndarray, targets: np.ndarray) -> float:
+    return float(np.mean(labels == targets))
+
+
+def test_paired_permutation_of_accuracy_agrees_with_one_sided_mcnemar():
+    """Swapping the two models' answers on a row flips only a discordant row's contribution, so the exact
+    permutation test of accuracy is McNemar's binomial tail; 9,999 seeded resamples come within 0.01."""
+    targets = np.zeros(68, int)
+    candidate_correct, champion_correct = correctness(10, 3, 50, 5)
+    candidate, champion = np.where(candidate_correct, 0, 1), np.where(champion_correct, 0, 1)
+    result = paired_permutation(accuracy, candidate, champion, targets, "greater", resamples=9999)
+    assert result.p_value == pytest.approx(378 / 8192, abs=0.01)
+    assert result.statistic == pytest.approx(7 / 68) and result.n == 68
+    # seeded: the same p-value on every run; the other direction is no evidence at all
+    assert paired_permutation(accuracy, candidate, champion, targets, "greater", resamples=9999) == result
+    assert paired_permutation(accuracy, candidate, champion, targets, "less", resamples=999).p_value > 0.95
+
+
+def test_paired_permutation_of_identical_models_is_no_evidence():
+    labels = np.array([0, 1, 1, 0, 1])
+    result = paired_permutation(accuracy, labels, labels, np.array([0, 1, 0, 0, 1]), "greater", resamples=99)
+    assert result.p_value == 1.0 and result.statistic == 0.0
+
+
+def test_one_sided_diebold_mariano_is_half_the_two_sided_p_in_the_direction_of_the_statistic():
+    rng = np.random.default_rng(1)
+    gain = rng.normal(-0.02, 0.1, 120)  # the candidate's loss a little lower most days
+    two_sided, lower = diebold_mariano(gain), diebold_mariano(gain, alternative="less")
+    assert lower.statistic == two_sided.statistic < 0 and lower.alternative == "less"
+    assert lower.p_value == pytest.approx(two_sided.p_value / 2)
+    assert diebold_mariano(-gain, alternative="less").p_value == pytest.approx(1 - two_sided.p_value / 2)
+    assert diebold_mariano(np.zeros(30), alternative="less").p_value == 1.0  # identical losses: no evidence
 
 
 def test_diebold_mariano_with_hln_correction_by_hand():

@@ -10,6 +10,7 @@ model. The two Keras specs share their compile, fit, epoch timer and export in `
 
 from __future__ import annotations
 
+import functools
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -76,6 +77,10 @@ class ModelSpec(ABC):
     # CPU; measured against `speedup_baseline`, or against the fastest native path when that is None.
     speedup_target: float
     speedup_baseline: str | None = None
+    # The libraries (import names) whose versions decide what training and export produce: their installed
+    # versions are in `resolved_config`, so an upgrade retrains. Every framework the spec's code imports is
+    # here (tests/unit/test_fingerprint.py); ONNX and ONNX Runtime make every variant and score parity.
+    toolchain: tuple[str, ...] = ("onnx", "onnxruntime")
 
     def gate_min(self, settings: Settings) -> float:
         """The gate threshold: MLOPS_GATE_<MODEL> when set, else the spec's default, never past the hard limit."""
@@ -154,6 +159,7 @@ class ModelSpec(ABC):
             "parity": asdict(self.parity_rules),
             "gate_min": self.gate_min(settings),
             "promotion_alpha": settings.promotion_alpha,
+            "toolchain": toolchain_versions(self.toolchain),
         }
 
     def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
@@ -162,6 +168,25 @@ class ModelSpec(ABC):
         from mlops_onnx.decisions import classifier_head_to_head
 
         return classifier_head_to_head(self, candidate, champion, rows)
+
+
+def toolchain_versions(imports: tuple[str, ...]) -> dict[str, str]:
+    """`name==version` of the installed distributions that provide each import name (tensorflow is the
+    `tensorflow_cpu` wheel in the lock): read from package metadata, without importing anything."""
+    from importlib import metadata
+
+    provided_by = _distributions()
+    return {
+        name: ",".join(f"{d}=={metadata.version(d)}" for d in sorted(set(provided_by.get(name, ())))) or "missing"
+        for name in imports
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    return dict(metadata.packages_distributions())
 
 
 def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: str) -> Any:

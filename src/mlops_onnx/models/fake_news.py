@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -174,6 +175,7 @@ class FakeNewsSpec(ModelSpec):
     framework = "keras"
     checkpoint_name = "model.keras"
     speedup_target = 10.0
+    toolchain = ("tensorflow", "keras", "tf2onnx", "sklearn", "onnx", "onnxruntime")
 
     def train_config(self, settings: Settings) -> FakeNewsConfig:
         return profile_config(
@@ -184,6 +186,9 @@ class FakeNewsSpec(ModelSpec):
             max_train_rows="max_train_rows",
             max_test_rows="max_test_rows",
         )
+
+    def resolved_config(self, settings: Settings) -> dict[str, Any]:
+        return super().resolved_config(settings) | {"validation": {"news_min_rows": settings.news_min_rows}}
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         from mlops_onnx.validation.fake_news import validate_snapshot
@@ -299,9 +304,12 @@ class FakeNewsSpec(ModelSpec):
         return keras_predictors(checkpoint, settings, device, compiled)
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        from sklearn.metrics import f1_score
-
-        return float(f1_score(targets, self.labels(outputs), zero_division=0))
+        """F1 of the fake class, as sklearn's `f1_score(zero_division=0)` computes it, in numpy: the paired
+        permutation test of the head-to-head calls it a thousand times per comparison."""
+        predicted, actual = self.labels(outputs) == 1, np.asarray(targets).reshape(-1) == 1
+        true_positives = int(np.sum(predicted & actual))
+        flagged_or_fake = int(predicted.sum() + actual.sum())
+        return 2.0 * true_positives / flagged_or_fake if flagged_or_fake else 0.0
 
     def labels(self, outputs: np.ndarray) -> np.ndarray:
         return (outputs.reshape(-1) >= 0.5).astype(np.int64)

@@ -75,6 +75,7 @@ class FashionSpec(ModelSpec):
     checkpoint_name = "model.pt"
     speedup_target = 3.0
     speedup_baseline = "native_eager"  # issue 9's target for the CNN: ONNX fp32 vs PyTorch eager
+    toolchain = ("torch", "onnxscript", "onnx", "onnxruntime")  # torch.onnx's dynamo exporter writes with onnxscript
     full_config, quick_config = FashionConfig(), QUICK
 
     def network(self):
@@ -97,6 +98,14 @@ class FashionSpec(ModelSpec):
             max_test_rows="max_test_rows",
             max_train_batches="max_train_batches",
         )
+
+    def resolved_config(self, settings: Settings) -> dict[str, Any]:
+        return super().resolved_config(settings) | {
+            "validation": {
+                "min_train_rows": settings.fashion_min_train_rows,
+                "min_test_rows": settings.fashion_min_test_rows,
+            }
+        }
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         min_rows = {TRAIN_FILE: settings.fashion_min_train_rows, TEST_FILE: settings.fashion_min_test_rows}

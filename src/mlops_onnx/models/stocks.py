@@ -162,6 +162,7 @@ class StockSpec(ModelSpec):
         variant_max_quality_drop=0.02,
     )
     variants = ("int8_dynamic", "fp16")
+    toolchain = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
     onnx_input_name = "window"
     framework = "keras"
     checkpoint_name = "model.keras"
@@ -232,7 +233,12 @@ class StockSpec(ModelSpec):
         return cfg
 
     def resolved_config(self, settings: Settings) -> dict:
-        return {**super().resolved_config(settings), "stock_tickers": list(settings.stock_tickers or [])}
+        """Also what decides which tickers train: the tickers asked for and the validation rules that
+        quarantine short files (MLOPS_STOCK_MIN_ROWS) or fail the snapshot."""
+        return super().resolved_config(settings) | {
+            "stock_tickers": list(settings.stock_tickers or []),
+            "validation": {"stock_min_rows": settings.stock_min_rows, "stock_min_tickers": settings.stock_min_tickers},
+        }
 
     def validate(self, snapshot: Snapshot, settings: Settings) -> ValidationReport:
         checks = StockChecks(min_rows=settings.stock_min_rows, min_passing=settings.stock_min_tickers)
@@ -392,32 +398,10 @@ class StockSpec(ModelSpec):
         return json.loads((workdir / TICKERS_FILE).read_text())["files"]
 
     def head_to_head(self, candidate: np.ndarray, champion: np.ndarray, rows: TestRows):
-        """Test MASE of both on the same days, and the Diebold–Mariano test (HLN) on the daily mean of the
-        per-ticker scaled absolute-error differences."""
-        import pandas as pd
+        """Daily MASE of both on the same days and the one-sided Diebold–Mariano test on its daily differences."""
+        from mlops_onnx.decisions import forecast_head_to_head
 
-        from mlops_onnx.decisions import HeadToHead
-        from mlops_onnx.stats import diebold_mariano
-        from mlops_onnx.timeseries import daily_loss_differential, scaled_errors
-
-        x = rows.extra
-        cand, _ = scaled_errors(x["close_now"], x["close_next"], candidate, x["ticker"])
-        champ, _ = scaled_errors(x["close_now"], x["close_next"], champion, x["ticker"])
-        frame = pd.DataFrame(
-            {
-                "row_id": rows.ids,
-                "ticker": x["ticker"],
-                "day": pd.to_datetime(x["day"]).date,
-                "target_log_return": rows.targets,
-                "candidate": candidate.reshape(-1),
-                "champion": champion.reshape(-1),
-                "candidate_scaled_error": cand,
-                "champion_scaled_error": champ,
-                "loss_differential": cand - champ,
-            }
-        )
-        test = diebold_mariano(daily_loss_differential(x["day"], cand, champ).to_numpy())
-        return HeadToHead(self.primary_metric, False, float(np.nanmean(cand)), float(np.nanmean(champ)), test, frame)
+        return forecast_head_to_head(candidate, champion, rows)
 
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         cfg = self.train_config(settings)

@@ -66,10 +66,12 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     for architecture, (_, other) in passing.items():
         if architecture != best:
             metric = spec.primary_metric
-            reason = (
-                f"Not chosen: {metric} {other['metrics'][metric]:.4f}, behind {best}'s "
-                f"{best_state['metrics'][metric]:.4f} on the same test rows."
+            why = (
+                f"{metric} {other['metrics'][metric]:.4f}, behind {best}'s "
+                f"{best_state['metrics'][metric]:.4f} on the same test rows"
             )
+            outcomes[architecture] = f"not chosen: {why}"
+            reason = f"Not chosen: {why}."
             tracking.set_run_tags(
                 other["mlflow_run_id"],
                 {
@@ -88,7 +90,7 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
             "gate_status": decided.get("gate_status", ""),
             "promotion_decision": result.get("promotion_decision", ""),
             "promotion_reason": decided.get("promotion_reason", ""),
-            "candidates_dropped": summary or "none",
+            "candidates_dropped": "; ".join(f"{a}: {why}" for a, why in outcomes.items()) or "none",
         }
         | ({"registered_version": result["version"]} if result.get("version") else {}),
     )

@@ -16,7 +16,8 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
 
     First the run's fingerprint (data, code, config): when an earlier run with the same fingerprint got
     through the gate, training again would repeat it, so this and every later stage is skipped with the
-    reason (unless forced: the `force_retrain` DAG param or MLOPS_FORCE_RETRAIN=1)."""
+    reason (unless forced: the `force_retrain` DAG param or MLOPS_FORCE_RETRAIN=1; never on an `unknown`
+    code version, which says so loudly)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -28,13 +29,21 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
     workdir = Path(state["workdir"])
     marks = fingerprint.fingerprint(spec, state["snapshot"], settings)
     forced = ctx.force_retrain or settings.force_retrain
+    unknown_code = marks["code_version"] == fingerprint.UNKNOWN_CODE
+    if unknown_code:
+        print(
+            f"[{spec.name}/{spec.architecture}] !!! MLOPS_CODE_VERSION is {fingerprint.UNKNOWN_CODE!r}: the code that "
+            "trains is not identified, so this night trains even if nothing else changed. Build the image with "
+            "GIT_COMMIT=$(git rev-parse HEAD), or without GIT_COMMIT (the package's source hash is used).",
+            flush=True,
+        )
     tracking.configure(settings)
     client = MlflowClient()
     tracking.set_run_tags(state["mlflow_run_id"], {**marks, "forced": str(forced).lower()})
     client.log_dict(state["mlflow_run_id"], spec.resolved_config(settings), "reports/resolved_config.json")
     earlier = (
         None
-        if forced
+        if forced or unknown_code
         else fingerprint.earlier_decision(
             client, state["mlflow_experiment_id"], marks["fingerprint"], state["mlflow_run_id"]
         )
@@ -49,7 +58,9 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
                 "gate_status": "skipped",
                 "gate_reason": reason,
                 "unchanged_since_run": earlier.info.run_id,
-            },
+            }
+            # a candidate's run ends here: its status is final, not `running`
+            | ({"candidate_status": "skipped unchanged"} if state.get("architecture") else {}),
         )
         raise StageSkipped(reason)
 
