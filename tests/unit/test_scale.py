@@ -75,7 +75,8 @@ def test_the_full_night_is_projected_along_each_stages_exponent_or_taken_as_meas
 def test_a_new_run_replaces_its_sizes_and_keeps_the_others():
     first = [scale.rows_of(s, summary(int(70_000 * s), 10.0, 1.0)) for s in (0.0625, 0.125)]
     changed = [
-        {"size": size, "new_share": 0.01, "seconds": 5.0, "full_night_seconds": 50.0, "share_of_full_night": 0.1}
+        {"size": size, "new_share": 0.01, "new_articles": 40, "seconds": 5.0, "full_night_seconds": 50.0}
+        | {"share_of_full_night": 0.1}
         | {"decision": "kept_champion"}
         for size in (0.0625, 0.125)
     ]
@@ -93,7 +94,7 @@ def test_a_new_run_replaces_its_sizes_and_keeps_the_others():
     assert math.isclose(report["largest_size_peak_rss_mb"]["fashion"], 1200.0)
     text = scale.markdown(report)
     assert "| 1 | fashion | cnn | train | 70000 | 100.0 | 1200 |" in text and "test cpu, 2 cores" in text
-    assert "size 0.0625: 1% new articles, news night 5 s = 10% of the full news night (50 s)" in text
+    assert "size 0.0625: 40 new articles (1% asked), news night 5 s = 10% of the full news night (50 s)" in text
 
 
 def test_every_size_runs_every_default_candidate_on_kaggle_sized_synthetic_data(tmp_path, monkeypatch):
@@ -118,3 +119,28 @@ def test_a_learning_curve_is_flat_from_the_smallest_size_near_its_best_score():
     assert curves["stocks/lstm"]["flat_from_size"] == 0.0625  # lower is better: within 0.5 % of 0.9950
     steep = {"0.0625": {"fashion/cnn": {"test_accuracy": 0.80}}, "0.125": {"fashion/cnn": {"test_accuracy": 0.90}}}
     assert scale.learning_curves(steep, {"fashion": 70_000})["fashion/cnn"]["best_is_largest"]
+
+
+def test_the_changed_night_reads_this_sizes_articles_and_new_ones_through_the_local_source(settings_env, tmp_path):
+    import pandas as pd
+
+    from mlops_onnx import sources
+    from mlops_onnx.datasets import FAKE_NEWS, LIAR
+
+    settings = settings_env(MLOPS_DATA_SOURCE="synthetic", MLOPS_SYNTHETIC_SIZE="kaggle", MLOPS_SYNTHETIC_SCALE="0.02")
+    for dataset in (FAKE_NEWS, LIAR):  # night 1 leaves the generated files in the home's cache
+        (tmp_path / dataset.name).mkdir()
+        sources.fetch("synthetic", dataset, tmp_path / dataset.name, settings)
+    folder, added = scale.changed_news(settings.home, 0.02, 0.05)
+
+    local = settings_env(MLOPS_DATA_SOURCE="local", MLOPS_DATA_DIR=str(folder))
+    for dataset in (FAKE_NEWS, LIAR):
+        (tmp_path / "changed" / dataset.name).mkdir(parents=True)
+        sources.fetch("local", dataset, tmp_path / "changed" / dataset.name, local)
+    before = {n: pd.read_csv(tmp_path / "fake_news" / n) for n in FAKE_NEWS.file_patterns}
+    after = {n: pd.read_csv(tmp_path / "changed" / "fake_news" / n) for n in FAKE_NEWS.file_patterns}
+    assert added == 23 + 21 == sum(len(after[n]) - len(before[n]) for n in before)  # 0.1 % of the real counts
+    for name in before:  # the night's articles first, unchanged
+        pd.testing.assert_frame_equal(after[name].head(len(before[name])), before[name])
+    liar = sorted(p.name for p in (tmp_path / "changed" / "liar").iterdir())
+    assert liar == ["train.tsv", "valid.tsv"]

@@ -92,9 +92,10 @@ def run_night(label: str, home: Path, env: dict[str, str], models: list[str]) ->
     return json.loads(summary_path.read_text())
 
 
-def changed_news(home: Path, size: float, share: float) -> Path:
-    """A folder in Kaggle's layout (the `local` source's) with this size's articles and `share` new ones
-    appended to each file (another seed), and its LIAR files."""
+def changed_news(home: Path, size: float, share: float) -> tuple[Path, int]:
+    """A folder in Kaggle's layout (the `local` source's) with this size's articles and about `share` new
+    ones appended to each file (another seed; at least 20 a file), and its LIAR files; and how many were
+    appended."""
     from types import SimpleNamespace
 
     from mlops_onnx.datasets import FAKE_NEWS, LIAR
@@ -110,25 +111,27 @@ def changed_news(home: Path, size: float, share: float) -> Path:
     extra = home / "changed-extra"
     shutil.rmtree(extra, ignore_errors=True)
     extra.mkdir()
-    added = SimpleNamespace(synthetic_size="kaggle", synthetic_scale=size * share)
-    generate_news(extra, np.random.default_rng(7919), added)
+    more = SimpleNamespace(synthetic_size="kaggle", synthetic_scale=size * share)
+    added = sum(generate_news(extra, np.random.default_rng(7919), more)["rows"].values())
     for name in FAKE_NEWS.file_patterns:
         new_rows = (extra / name).read_bytes().split(b"\n", 1)[1]  # without the header
         (folder / FAKE_NEWS.folder / name).write_bytes((news / name).read_bytes() + new_rows)
     shutil.rmtree(extra)
-    return folder
+    return folder, added
 
 
 def changed_night(size: float, home: Path, share: float, full: dict) -> dict:
     """The fake-news night on this size's articles plus `share` new ones, against the full news night."""
     model = next(m for m, p in PIPELINES.items() if p.task == "fake_news")
-    env = size_env(size, home) | {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(changed_news(home, size, share))}
+    folder, added = changed_news(home, size, share)
+    env = size_env(size, home) | {"MLOPS_DATA_SOURCE": "local", "MLOPS_DATA_DIR": str(folder)}
     summary = run_night("changed", home, env, [model])["models"][model]
     full_seconds = full["models"][model]["dag_seconds"]
     return {
         "size": size,
         "task": "fake_news",
         "new_share": share,
+        "new_articles": added,
         "seconds": summary["dag_seconds"],
         "full_night_seconds": full_seconds,
         "share_of_full_night": round(summary["dag_seconds"] / full_seconds, 3),
@@ -315,7 +318,8 @@ def markdown(report: dict) -> str:
     lines += [f"- {item}" for item in report["faster_than_data"]] or ["- nowhere (every fitted k ≤ 1.15)"]
     lines += ["", "## A changed night", ""]
     lines += [
-        f"- size {c['size']:g}: {c['new_share']:.0%} new articles, news night {c['seconds']:.0f} s = "
+        f"- size {c['size']:g}: {c['new_articles']} new articles ({c['new_share']:.0%} asked), news night "
+        f"{c['seconds']:.0f} s = "
         f"{c['share_of_full_night']:.0%} of the full news night ({c['full_night_seconds']:.0f} s); {c['decision']}"
         for c in report.get("changed_nights", [])
     ] or ["- not measured"]
