@@ -144,3 +144,20 @@ def test_the_changed_night_reads_this_sizes_articles_and_new_ones_through_the_lo
         pd.testing.assert_frame_equal(after[name].head(len(before[name])), before[name])
     liar = sorted(p.name for p in (tmp_path / "changed" / "liar").iterdir())
     assert liar == ["train.tsv", "valid.tsv"]
+
+
+def test_one_size_projects_nothing():
+    rows = scale.rows_of(0.0625, summary(4375, 10.0, 1.0))[0]
+    assert scale.project(rows, {"fashion": 70_000})["fashion"]["seconds"] is None
+    report = scale.finish(scale.merge(None, [0.0625], rows, [], {}, []), {"cpu_model": "cpu", "cpu_cores": 2})
+    assert report["projection"]["night_seconds"] is None and "not projected" in scale.markdown(report)
+
+
+def test_the_plot_draws_measured_and_projected_nights(tmp_path):
+    rows, nights = [], []
+    for size in (1 / 16, 1 / 8):
+        size_rows, night, _ = scale.rows_of(size, summary(int(70_000 * size), 0.002 * 70_000 * size, 1.0))
+        rows, nights = rows + size_rows, nights + [night]
+    report = scale.finish(scale.merge(None, [1 / 16, 1 / 8], rows, nights, {}, []), {"cpu_model": "c", "cpu_cores": 2})
+    path = scale.plot(report, tmp_path / "scale.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

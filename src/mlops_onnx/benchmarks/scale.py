@@ -201,20 +201,25 @@ def exponents(rows: list[dict]) -> dict[str, dict[str, float | None]]:
 
 
 def project(rows: list[dict], full_rows: dict[str, int]) -> dict[str, dict]:
-    """Each task's night at full size: measured when size 1 ran, else every stage extrapolated from its
-    largest measured size along its own fitted exponent (1 where none could be fitted)."""
+    """Each task's night at full size: measured when size 1 ran; else every stage extrapolated from its
+    largest measured size along its own fitted exponent (1 for a stage seen at one size only); not
+    projected (`seconds` None) from a single size, which says nothing about growth."""
     fitted = exponents(rows)
     projected: dict[str, dict] = {}
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
         largest = max(r["size"] for r in task_rows)
+        measured = largest == 1
+        if not measured and len({r["size"] for r in task_rows}) < 2:
+            projected[task] = {"seconds": None, "from_size": largest, "measured": False}
+            continue
         total = 0.0
         for row in (r for r in task_rows if r["size"] == largest):
             key = row["stage"] if row["candidate"] == NIGHT_STAGE else f"{row['candidate']}/{row['stage']}"
-            k = fitted[task].get(key) or 1.0
+            k = 1.0 if measured else fitted[task].get(key) or 1.0
             target = full_rows.get(task) or row["rows"] / largest
             total += row["seconds"] * (target / row["rows"]) ** k if row["rows"] else row["seconds"]
-        projected[task] = {"seconds": round(total, 1), "from_size": largest, "measured": largest == 1}
+        projected[task] = {"seconds": round(total, 1), "from_size": largest, "measured": measured}
     return projected
 
 
@@ -278,7 +283,8 @@ def learning_curves(quality: dict, full_rows: dict[str, int]) -> dict[str, dict]
 def finish(report: dict, machine: dict, code_version: str = "") -> dict:
     fitted = exponents(report["rows"])
     projected = project(report["rows"], full_size_rows(report["rows"]))
-    night = sum(p["seconds"] for p in projected.values())
+    seconds = [p["seconds"] for p in projected.values()]
+    night = None if None in seconds else round(sum(seconds), 1)
     peaks = {}
     for row in report["rows"]:
         if row["peak_rss_mb"] is not None and row["size"] == max(r["size"] for r in report["rows"]):
@@ -286,7 +292,7 @@ def finish(report: dict, machine: dict, code_version: str = "") -> dict:
     return {
         **report,
         "exponents": fitted,
-        "projection": {"tasks": projected, "night_seconds": round(night, 1), "budget_seconds": NIGHT_BUDGET_SECONDS},
+        "projection": {"tasks": projected, "night_seconds": night, "budget_seconds": NIGHT_BUDGET_SECONDS},
         "faster_than_data": superlinear(fitted),
         "largest_size_peak_rss_mb": peaks,
         "learning_curves": learning_curves(report["quality"], full_size_rows(report["rows"])),
@@ -311,13 +317,19 @@ def markdown(report: dict) -> str:
         size = f"{night['size']:g}" + (" (a DAG failed)" if night.get("failed") else "")
         lines.append(f"| {size} | {night['seconds']:.0f} | {cells} | {night.get('code_version', '')[:12]} |")
     projection = report["projection"]
-    verdict = "within" if projection["night_seconds"] <= projection["budget_seconds"] else "OVER"
+    if projection["night_seconds"] is None:
+        headline = "Full-size night (size 1): not projected: a task was measured at one size only (two are needed)."
+    else:
+        verdict = "within" if projection["night_seconds"] <= projection["budget_seconds"] else "OVER"
+        headline = (
+            f"Full-size night (size 1): **{projection['night_seconds'] / 60:.0f} min**, {verdict} the "
+            f"{projection['budget_seconds'] / 60:.0f}-minute budget: "
+            + ", ".join(f"{t} {p['seconds'] / 60:.1f} min ({_how(p)})" for t, p in sorted(projection["tasks"].items()))
+            + "."
+        )
     lines += [
         "",
-        f"Full-size night (size 1): **{projection['night_seconds'] / 60:.0f} min**, {verdict} the "
-        f"{projection['budget_seconds'] / 60:.0f}-minute budget "
-        + ", ".join(f"{t} {p['seconds'] / 60:.1f} min ({_how(p)})" for t, p in sorted(projection["tasks"].items()))
-        + ".",
+        headline,
         "",
         "## Where the cost grows faster than the data",
         "",
@@ -369,24 +381,34 @@ def _how(projected: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> Path:
-    """Seconds against rows per task (log–log), each task's night stages and candidates summed per size."""
+    """Each task's seconds (its stages and candidates added up) and the night's, against the size, log–log;
+    the projected full-size night as hollow markers and the budget as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    projected = report["projection"]["tasks"]
     for task in sorted({r["task"] for r in report["rows"]}):
-        totals: dict[int, float] = {}
+        totals: dict[float, float] = {}
         for r in (r for r in report["rows"] if r["task"] == task):
-            totals[r["rows"]] = totals.get(r["rows"], 0.0) + r["seconds"]
-        xs = sorted(totals)
-        ax.plot(xs, [totals[x] for x in xs], marker="o", label=task)
+            totals[r["size"]] = totals.get(r["size"], 0.0) + r["seconds"]
+        sizes = sorted(totals)
+        (line,) = ax.plot(sizes, [totals[s] for s in sizes], marker="o", label=task)
+        if projected[task]["seconds"] is not None and not projected[task]["measured"]:
+            ax.plot(
+                [sizes[-1], 1.0], [totals[sizes[-1]], projected[task]["seconds"]], linestyle=":", color=line.get_color()
+            )
+            ax.plot([1.0], [projected[task]["seconds"]], marker="o", fillstyle="none", color=line.get_color())
+    ax.axhline(
+        report["projection"]["budget_seconds"], color="gray", linestyle="--", linewidth=0.8, label="night budget"
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("rows in the task's data")
-    ax.set_ylabel("seconds in the task's stages")
-    ax.set_title("One night's cost against the data (make scale)")
+    ax.set_xlabel("size (fraction of the Kaggle datasets)")
+    ax.set_ylabel("seconds of the task's stages")
+    ax.set_title("One night's cost against the data (make scale); hollow: projected")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
