@@ -140,7 +140,7 @@ def small_news_folder(root):
 
         from mlops_onnx.sources.synthetic_news import generate_news
 
-        generate_news(folder, np.random.default_rng(0), SimpleNamespace(profile="quick"))
+        generate_news(folder, np.random.default_rng(0), SimpleNamespace(synthetic_size="small"))
     return folder
 
 

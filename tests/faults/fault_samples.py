@@ -76,7 +76,7 @@ def news_frame(name: str, rows: int) -> pd.DataFrame:
         from mlops_onnx.sources.synthetic_news import generate_news
 
         scratch = Path(tempfile.mkdtemp())
-        generate_news(scratch, np.random.default_rng(0), SimpleNamespace(profile="full"))
+        generate_news(scratch, np.random.default_rng(0), SimpleNamespace(synthetic_size="demo"))
         frame = pd.read_csv(scratch / name, dtype=str, keep_default_na=False)
         shutil.rmtree(scratch, ignore_errors=True)
     return frame.head(rows)

@@ -92,6 +92,7 @@ _NUMBERS = np.array([str(i) for i in range(256)], dtype=object)  # a label or a 
 
 def write_fashion(dest: Path, rng: np.random.Generator, rows: tuple[int, int]) -> dict:
     header = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
+    dest.mkdir(parents=True, exist_ok=True)
     for name, n in zip(FASHION_MNIST.file_patterns, rows):
         with (dest / name).open("w", encoding="ascii", newline="\n") as handle:
             handle.write(header + "\n")
