@@ -169,6 +169,9 @@ def test_a_forced_weak_retrain_never_takes_the_champion(nights):
     home, client, runs = nights
     tags, metrics = runs[4].data.tags, runs[4].data.metrics
     assert tags["forced"] == "true" and metrics["train_loss"] > 0
+    # a capped-rows run carries its cap in its params and its config hash
+    assert (runs[4].data.params["max_train_rows"], runs[3].data.params["max_train_rows"]) == ("300", "1500")
+    assert tags["config_hash"] != runs[3].data.tags["config_hash"]
     assert tags["promotion_decision"] == "kept_champion" and tags["registered_alias"] == "challenger"
     assert metrics["compare_candidate_test_accuracy"] < metrics["compare_champion_test_accuracy"]
     champion = client.get_model_version_by_alias(MODEL, "champion")
