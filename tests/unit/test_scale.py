@@ -1,5 +1,6 @@
 """`make scale`'s arithmetic: rows from a night's summary, the fitted exponents, the projection, the merge."""
 
+import json
 import math
 
 import pytest
@@ -161,3 +162,16 @@ def test_the_plot_draws_measured_and_projected_nights(tmp_path):
     report = scale.finish(scale.merge(None, [1 / 16, 1 / 8], rows, nights, {}, []), {"cpu_model": "c", "cpu_cores": 2})
     path = scale.plot(report, tmp_path / "scale.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_each_size_is_merged_into_the_report_as_soon_as_it_is_measured(tmp_path):
+    machine = {"cpu_model": "c", "cpu_cores": 2}
+    for size, train in ((1 / 16, 10.0), (1 / 8, 20.0), (1 / 16, 12.0)):  # 1/16 measured again: replaced
+        rows, night, quality = scale.rows_of(size, summary(int(70_000 * size), train, 1.0))
+        report = scale.write_report(tmp_path, size, rows, night, quality, [], machine, "abc")
+    on_disk = json.loads((tmp_path / "scale.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert [n["size"] for n in on_disk["nights"]] == [0.0625, 0.125]
+    assert {r["size"]: r["seconds"] for r in on_disk["rows"] if r["stage"] == "train"} == {0.0625: 12.0, 0.125: 20.0}
+    assert on_disk["projection"]["tasks"]["fashion"]["seconds"] is not None
+    assert (tmp_path / "scale.md").is_file() and (tmp_path / "scale.png").is_file()

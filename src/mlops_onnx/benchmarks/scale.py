@@ -416,6 +416,22 @@ def plot(report: dict, path: Path) -> Path:
     return path
 
 
+def write_report(
+    out: Path, size: float, rows: list[dict], night: dict, quality: dict, changed: list[dict], machine: dict, code: str
+) -> dict:
+    """Merge one size's measurements into `out`/scale.json (replacing that size's earlier ones) and write
+    scale.md and scale.png from the result."""
+    json_path = out / "scale.json"
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
+    report = finish(merge(previous, [size], rows, [night], {size: quality}, changed), machine, code)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    (out / "scale.md").write_text(markdown(report))
+    plot(report, out / "scale.png")
+    print(f"[scale] size {size:g} merged into {json_path}, scale.md and scale.png", flush=True)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     from mlops_onnx.benchmarks.timing import machine_info
     from mlops_onnx.settings import get_settings
@@ -432,30 +448,21 @@ def main(argv: list[str] | None = None) -> int:
     if not sizes or any(not 0 < s <= 1 for s in sizes):
         parser.error(f"--sizes {args.sizes!r}: fractions in (0, 1] expected")
     root = get_settings().home / "scale"
-    rows, nights, quality, changed = [], [], {}, []
+    machine = machine_info(os.cpu_count() or 1)
     for size in sizes:
         print(f"[scale] size {size:g} of Kaggle's: one night of {', '.join(args.models)}", flush=True)
         home = size_home(root, size)
         summary = run_night(f"{size:g}", home, size_env(size, home), args.models)
-        size_rows, night, size_quality = rows_of(size, summary)
+        rows, night, quality = rows_of(size, summary)
         night["code_version"] = code_version()  # sizes measured on other days may have run other code
-        rows += size_rows
-        nights.append(night)
-        quality[size] = size_quality
         print(f"[scale] size {size:g}: night {night['seconds']:.0f}s {night['tasks']}", flush=True)
+        changed = []
         if args.changed and "fake_news" in night["tasks"]:
             changed.append(changed_night(size, home, args.changed, summary))
             print(f"[scale] size {size:g}: changed news night {changed[-1]['seconds']:.0f}s", flush=True)
-    json_path = args.out / "scale.json"
-    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
-    merged = merge(previous, sizes, rows, nights, quality, changed)
-    report = finish(merged, machine_info(os.cpu_count() or 1), code_version())
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2, default=str))
-    (args.out / "scale.md").write_text(markdown(report))
-    plot(report, args.out / "scale.png")
+        # after every size: a run stopped later keeps what it measured
+        report = write_report(args.out, size, rows, night, quality, changed, machine, code_version())
     print(markdown(report).split("## Where")[0], flush=True)
-    print(f"[scale] wrote {json_path}, scale.md and scale.png", flush=True)
     return 0
 
 
