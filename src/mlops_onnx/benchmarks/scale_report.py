@@ -191,7 +191,7 @@ def markdown(report: dict) -> str:
     lines += ["## Nights", "", "| size | night (s) | " + " | ".join(tasks) + " | code |"]
     lines.append("|---|---|" + "---|" * len(tasks) + "---|")
     for night in report["nights"]:
-        cells = " | ".join(f"{night['tasks'].get(t) or 0:.0f}" for t in tasks)
+        cells = " | ".join("–" if night["tasks"].get(t) is None else f"{night['tasks'][t]:.0f}" for t in tasks)
         size = f"{night['size']:g}" + (" (a DAG failed)" if night.get("failed") else "")
         lines.append(f"| {size} | {night['seconds']:.0f} | {cells} | {night.get('code_version', '')[:12]} |")
     projection = report["projection"]
