@@ -31,6 +31,7 @@ import numpy as np
 from mlops_onnx.airflow_env import REPO_ROOT
 from mlops_onnx.benchmarks.scale_report import finish, markdown, merge, plot, rows_of
 from mlops_onnx.catalog import PIPELINES
+from mlops_onnx.settings import get_settings
 
 REPORT_DIR = REPO_ROOT / "reports"
 DEFAULT_SIZES = (1 / 16, 1 / 8, 1 / 4)
@@ -44,7 +45,7 @@ def size_env(size: float, home: Path) -> dict[str, str]:
         "MLOPS_DATA_SOURCE": "synthetic",
         "MLOPS_SYNTHETIC_SIZE": "kaggle",
         "MLOPS_SYNTHETIC_SCALE": f"{size:g}",
-        "MLOPS_PROFILE": env.get("MLOPS_PROFILE", "full"),
+        "MLOPS_PROFILE": get_settings().profile,
     }
     for pipeline in PIPELINES.values():  # synthetic data would otherwise train the first candidate only
         key = f"MLOPS_CANDIDATES_{pipeline.task.upper()}"
@@ -153,7 +154,6 @@ def write_report(
 
 def main(argv: list[str] | None = None) -> int:
     from mlops_onnx.benchmarks.timing import machine_info
-    from mlops_onnx.settings import get_settings
     from mlops_onnx.tracking import code_version
 
     parser = argparse.ArgumentParser(prog="make scale", description=__doc__.split("\n\n")[0])
