@@ -44,7 +44,11 @@ _NORMALISE = {
 }
 # "WASHINGTON (Reuters) - ", "SAN JUAN, Puerto Rico (Reuters) - ", "NEW YORK (IFR) - ": a place, an agency, a dash.
 # Patterns see lowercased text (case-insensitive matching is several times slower).
-_DATELINE = re.compile(r"^\s*[^()\n]{0,80}?\((?:thomson )?(?:reuters|ifr|ap|afp)\b[^)\n]{0,40}\)\s*[-\u2013\u2014]+\s*")
+# Every pattern is linear in the text: repeats are bounded or possessive (`*+`), so no input makes one
+# backtrack over the whole text (the API cleans what any client sends; tests/unit/test_text.py times it).
+_DATELINE = re.compile(
+    r"^\s*+[^()\n]{0,80}?\((?:thomson )?(?:reuters|ifr|ap|afp)\b[^)\n]{0,40}\)\s*[-\u2013\u2014]+\s*"
+)
 _MEDIA_TAG = r"(?:video|videos|tweets?|images?|photos?|screenshots?|audio|details)"
 # (literal that must occur, pattern): the literal test skips the regex on most texts, 5x faster.
 _SOURCE_MARKERS = [
@@ -61,9 +65,9 @@ _SOURCE_MARKERS = [
         ("this version of", r"\(this version of[^)]*\)"),  # Reuters' correction notes
         (
             "the following statements",
-            r"(?s)the following statements\s+were posted to the verified twitter.*?"
+            r"(?s)the following statements\s++were posted to the verified twitter.{0,400}?"
             r"confirmed their accuracy\.?",
-        ),  # Reuters' disclaimer on Trump's tweets
+        ),  # Reuters' disclaimer on Trump's tweets (about 250 characters once handles are gone)
         ("featured", r"featured (?:image|photo)\b[^.\n]*"),  # image credits, to the end of their sentence
         ("image", r"\bimages? (?:via|by|credits?)\b[^.\n]*"),
         ("photo", r"\bphotos? (?:via|by|credits?)\b[^.\n]*"),

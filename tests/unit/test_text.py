@@ -119,3 +119,35 @@ def test_tokenizer_load_rejects_other_json(tmp_path):
     path.write_text('{"words": []}')
     with pytest.raises(ValueError, match="not a tokenizer file"):
         Tokenizer.load(path)
+
+
+ADVERSARIAL = {  # 100,000 characters each, built to make a backtracking pattern rescan the rest of the text
+    "disclaimer without its end": "the following statements were posted to the verified twitter ",
+    "spaces before no dateline": " ",
+    "handles of dots": "@.",
+    "credit lines without a period": "reporting by ",
+    "unclosed media tags": "(video ",
+    "image credits": "featured image via getty ",
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_cleaning_is_linear_in_the_text_whatever_it_holds(name):
+    """The API cleans whatever a client sends: a 100,000-character text built against each pattern is cleaned
+    in a fraction of a second (the disclaimer's unbounded lazy scan took about 1 s, quadratic in the
+    text). The bound is loose for a loaded CI host; the patterns themselves are bounded or possessive."""
+    import time
+
+    text = (ADVERSARIAL[name] * (100_000 // len(ADVERSARIAL[name]) + 1))[:100_000]
+    started = time.perf_counter()
+    clean_text("title", text)
+    assert time.perf_counter() - started < 0.25, name
+
+
+def test_the_disclaimer_is_still_stripped_when_it_is_complete():
+    disclaimer = (
+        "The following statements were posted to the verified Twitter accounts of U.S. President Donald "
+        "Trump, @realDonaldTrump and @POTUS. The statements were reposted and have not been edited in any "
+        "way. Reuters has not edited the statements or confirmed their accuracy. @realDonaldTrump : - Big win"
+    )
+    assert clean_text("", disclaimer) == ": - big win"
