@@ -251,3 +251,48 @@ def test_reloads_leave_no_temporary_folders(api, tmp_path, monkeypatch):
         client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"})
     assert client.get("/model").json()["version"] == "3"
     assert sorted(p.name for p in scratch.iterdir()) == settled
+
+
+def test_a_version_whose_artifacts_are_gone_says_so_on_health(api, tmp_path):
+    """MLflow downloads an empty folder, without an error, for a version whose artifacts were deleted: the
+    reason on /health says that, not that the version is too old to carry its serving files."""
+    import shutil
+    from urllib.parse import urlparse
+
+    home, start = api
+    register(home, tmp_path / "v1", scale=0.5)
+    client = start(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
+    register(home, tmp_path / "v2", scale=2.0)
+    registry = mlflow_client(home)
+    version = registry.get_model_version(NAME, "2")
+    model_id = version.model_id or version.source.rstrip("/").split("/")[-1]  # source: models:/<model id>
+    location = registry.get_logged_model(model_id).artifact_location
+    shutil.rmtree(urlparse(location).path)
+    assert client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"}).json()["version"] == "1"
+    reason = client.get("/health").json()["reason"]
+    assert "v2" in reason and "artifacts are gone" in reason and "registered before" not in reason
+
+
+@pytest.mark.parametrize("onnx_path", ["/etc/hostname", "../outside.onnx", "serving/../../outside.onnx", "link.onnx"])
+def test_a_manifest_path_outside_the_model_directory_is_refused(tmp_path, onnx_path):
+    """`serving.json` is written by whoever registers a version: its paths must stay inside the version's
+    model directory (absolute, `..` and links out are refused), or the API would load any file of its host."""
+    import json
+
+    from mlops_onnx.serving.artifacts import SERVING_MANIFEST, read_manifest
+
+    model_dir = tmp_path / "model"
+    (model_dir / "serving").mkdir(parents=True)
+    (tmp_path / "outside.onnx").write_bytes(b"x")
+    (model_dir / "link.onnx").symlink_to(tmp_path / "outside.onnx")
+    (model_dir / "serving" / "model.onnx").write_bytes(b"x")
+    manifest = {"variant": "fp32", "onnx": onnx_path, "preprocessing": []}
+    (model_dir / SERVING_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="field 'onnx'.*not a file inside the version's model directory"):
+        read_manifest(model_dir, "m v1")
+    manifest |= {"onnx": "serving/model.onnx", "preprocessing": [onnx_path]}
+    (model_dir / SERVING_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="field 'preprocessing'"):
+        read_manifest(model_dir, "m v1")
+    (model_dir / SERVING_MANIFEST).write_text(json.dumps(manifest | {"preprocessing": []}))
+    assert read_manifest(model_dir, "m v1").onnx == (model_dir / "serving" / "model.onnx").resolve()

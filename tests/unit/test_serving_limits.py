@@ -80,3 +80,27 @@ def test_a_body_within_the_limit_reaches_the_app_whole():
 
     asyncio.run(BodyLimit(app, MAX_BYTES)({"type": "http", "headers": []}, receive, send))
     assert seen == [{"type": "http.request", "body": b'{"text": "hello"}', "more_body": False}]
+
+
+def test_every_invalid_body_is_a_422_that_never_echoes_it(api, tmp_path):  # noqa: F811
+    """A lone surrogate in a text, a NaN title, a number for a text, bytes that are not JSON: each is a 422
+    naming the field, never a 500 (FastAPI's default handler echoes the input, and NaN or a lone surrogate
+    cannot be encoded in its reply); the next request on the connection is served."""
+    home, start = api
+    register(home, tmp_path, scale=0.5)
+    client = start()
+    json_body = {"Content-Type": "application/json"}
+    bodies = {
+        "text": b'{"text": "abc \\ud800 def"}',
+        "title": b'{"text": "a", "title": NaN}',
+        "articles": b'{"articles": [{"text": "ok", "title": "\\udfff"}]}',
+        "text ": b'{"text": 12}',
+        "body": b'{"text": "unterminated',
+    }
+    for field, body in bodies.items():
+        reply = client.post("/predict", content=body, headers=json_body)
+        assert reply.status_code == 422, (body, reply.status_code, reply.text)
+        detail = reply.json()["detail"]
+        assert field.strip() in {str(part) for error in detail for part in error["loc"]}, (body, detail)
+        assert all("input" not in error for error in detail)
+        assert client.post("/predict", json={"text": "the senate voted"}).status_code == 200

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -84,6 +85,24 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict]:
+    """Where and why a body is invalid, without the input itself: FastAPI's default reply echoes it, and a
+    NaN or a lone surrogate in it cannot be encoded (a 500, and a reset connection). Messages are made
+    encodable too (they may quote a value)."""
+
+    def safe(value: object) -> str:
+        return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return [
+        {
+            "loc": [safe(part) for part in error.get("loc", ())],
+            "msg": safe(error.get("msg", "")),
+            "type": safe(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
 
 
 def check_reload_token(token: str | None, authorization: str | None) -> None:
@@ -156,6 +175,10 @@ def create_app(holder: ModelHolder | None = None, settings: Settings | None = No
     app.state.holder = holder
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.serve_max_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_errors(exc)})
 
     @app.get("/health")
     def health() -> JSONResponse:

@@ -55,21 +55,47 @@ def attach_serving_files(
 
 
 def download_version(name: str, version: str, folder: Path) -> ServingFiles:
-    """`models:/<name>/<version>` into `folder`, read through its `serving/serving.json`."""
+    """`models:/<name>/<version>` into `folder`, read through its `serving/serving.json` (`read_manifest`)."""
     import mlflow
 
     model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(folder)))
+    return read_manifest(model_dir, f"{name} v{version}")
+
+
+def read_manifest(model_dir: Path, label: str) -> ServingFiles:
+    """The serving files of a downloaded model directory. Every path in the manifest must resolve inside the
+    directory (no absolute path, no `..`, no link out of it): whoever registers a version cannot make the
+    server read another file of its host. An empty directory means the version's artifacts are gone (MLflow
+    downloads nothing, without an error), and says so."""
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        raise FileNotFoundError(
+            f"{label}: its model directory is empty: the version's artifacts are gone from the artifact store "
+            "(deleted or moved); restore them, or point the alias at another version"
+        )
     manifest_path = model_dir / SERVING_MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(
-            f"{name} v{version} has no {SERVING_MANIFEST} in its model directory: it was registered before "
+            f"{label} has no {SERVING_MANIFEST} in its model directory: it was registered before "
             "versions carried their serving files; register it again (a forced nightly run) to serve it"
         )
     manifest = json.loads(manifest_path.read_text())
+    root = model_dir.resolve()
+
+    def inside(field: str, relative: object) -> Path:
+        path = (root / str(relative)).resolve()
+        if not isinstance(relative, str) or Path(relative).is_absolute() or not path.is_relative_to(root):
+            raise ValueError(
+                f"{label}: {SERVING_MANIFEST} field {field!r} ({relative!r}) is not a file inside the version's "
+                "model directory: refused"
+            )
+        return path
+
+    for entry in manifest.get("preprocessing", []):
+        inside("preprocessing", entry)
     return ServingFiles(
         model_dir=model_dir,
         variant=manifest["variant"],
-        onnx=model_dir / manifest["onnx"],
+        onnx=inside("onnx", manifest["onnx"]),
         preprocessing=model_dir / PREPROCESSING,
         metrics=manifest.get("metrics", {}),
     )
