@@ -2,9 +2,11 @@
 
 A pipeline is one task on one dataset, with one registered model named for the task and a list of
 candidate architectures. Everything heavy about a candidate lives in its spec (`spec_module`, a
-`ModelSpec` subclass named in the module's `SPEC`), loaded inside tasks by `models.load_spec`. Adding a
-model is a spec module and one entry here (a new task, or a new candidate of a task); the DAG, the
-pools, the MLflow accounts, the demo and the benchmarks all read this list.
+`ModelSpec` subclass instance named in the module's `SPEC`, or in `spec_name` when a module holds several),
+loaded inside tasks by `models.load_spec`. Adding a model is a spec module and one entry here (a new task,
+or a new candidate of a task); the DAG, the pools, the MLflow accounts, the demo and the benchmarks all
+read this list. A baseline candidate (the stock task's naive, drift and ETS forecasts as ONNX models) runs
+whenever its task runs: it is what a model has to beat, on every night's validation rows.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ NIGHTLY = "0 2 * * *"  # 02:00 UTC, every night
 @dataclass(frozen=True)
 class Candidate:
     architecture: str  # the `architecture` tag of its MLflow runs and registered versions
-    spec_module: str  # the module whose `SPEC` is the candidate's spec
+    spec_module: str  # the module whose `SPEC` (or `spec_name`) is the candidate's spec
     # Runs when MLOPS_CANDIDATES_<TASK> is unset. False for a candidate too slow for a night on a CPU host
     # (README, Candidates): it runs only when named.
     by_default: bool = True
+    # A floor the task's models must beat (a scikit-learn model, a statistical forecaster; seconds to fit): it
+    # runs in `first_only` nights too, so even a first look compares the model with what it must beat.
+    # MLOPS_CANDIDATES_<TASK> still runs only what it names.
+    baseline: bool = False
+    spec_name: str = "SPEC"
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,16 @@ class Pipeline:
 
     def first_only(self, settings) -> bool:
         """Synthetic data (a first look: no data configured) and no MLOPS_CANDIDATES_<TASK>: only the first
-        candidate runs, so a first `make demo` takes minutes (the MiniLM candidate alone takes 6 on 2 cores)."""
+        candidate (and the baselines) run, so a first `make demo` takes minutes (the MiniLM candidate alone
+        takes 6 on 2 cores)."""
         return settings.data_source == "synthetic" and not settings.candidates.get(self.task)
 
     def active(self, settings) -> tuple[str, ...]:
-        """The architectures that run tonight: MLOPS_CANDIDATES_<TASK> (comma-separated), else the default set,
-        or its first candidate only (`first_only`)."""
+        """The architectures that run tonight: MLOPS_CANDIDATES_<TASK> (comma-separated, exactly those), else the
+        default set, or its first candidate and the baselines only (`first_only`)."""
         if self.first_only(settings):
-            return (self.candidates[0].architecture,)
+            first, *others = self.candidates
+            return (first.architecture, *(c.architecture for c in others if c.baseline))
         chosen = settings.candidates.get(self.task)
         if not chosen:
             return tuple(c.architecture for c in self.candidates if c.by_default)
@@ -80,6 +89,7 @@ PIPELINES: dict[str, Pipeline] = {
             FASHION_MNIST,
             (
                 Candidate("cnn", "mlops_onnx.models.fashion"),
+                Candidate("logreg", "mlops_onnx.models.fashion_logreg", baseline=True),  # the scikit-learn floor
                 # About 6 minutes an epoch on the quick profile on 2 CPU cores, and from scratch it needs many
                 # epochs: named in MLOPS_CANDIDATES_FASHION (with pretrained weights, ideally on a GPU host).
                 Candidate("mobilenet_v2", "mlops_onnx.models.fashion_mobilenet", by_default=False),
@@ -93,6 +103,7 @@ PIPELINES: dict[str, Pipeline] = {
             FAKE_NEWS,
             (
                 Candidate("lstm", "mlops_onnx.models.fake_news"),
+                Candidate("tfidf", "mlops_onnx.models.fake_news_tfidf", baseline=True),  # the scikit-learn floor
                 Candidate("minilm", "mlops_onnx.models.fake_news_minilm"),
             ),
             served_by="api",
@@ -107,6 +118,9 @@ PIPELINES: dict[str, Pipeline] = {
                 Candidate("lstm", "mlops_onnx.models.stocks"),
                 Candidate("transformer", "mlops_onnx.models.stocks_transformer"),
                 Candidate("ensemble", "mlops_onnx.models.stocks_ensemble"),
+                Candidate("naive", "mlops_onnx.models.stock_baselines", baseline=True, spec_name="NAIVE"),
+                Candidate("drift", "mlops_onnx.models.stock_baselines", baseline=True, spec_name="DRIFT"),
+                Candidate("ets", "mlops_onnx.models.stock_baselines", baseline=True, spec_name="ETS"),
             ),
             served_by="dashboard",
         ),

@@ -188,3 +188,131 @@ def write_artifacts(result: HeadToHead, folder: Path, champion_version: str) -> 
     fig.savefig(plot, dpi=100)
     plt.close(fig)
     return [table, plot]
+
+
+@dataclass
+class Choice:
+    """Which of the night's candidates meets the champion, and why, from paired tests on validation rows."""
+
+    chosen: str
+    rows: int  # the validation rows every candidate was scored on
+    metric: str  # the primary metric, as measured on those rows
+    scores: dict[str, float]  # each candidate's metric on them
+    complexity: dict[str, int]  # ONNX parameters: the stated order of simplicity (fewer is simpler)
+    tests: dict[tuple[str, str], PairedTest]  # (more complex, simpler): one-sided "the more complex is better"
+    reasons: dict[str, str]  # each candidate's `choice_reason`
+
+    def against_chosen(self, architecture: str) -> PairedTest | None:
+        """The paired test between `architecture` and the chosen one (None for the chosen one)."""
+        if architecture == self.chosen:
+            return None
+        return self.tests.get((architecture, self.chosen)) or self.tests[(self.chosen, architecture)]
+
+    def table(self) -> list[dict]:
+        """Every pairwise test, one row each, for the night's run."""
+        return [
+            {
+                "complex": complex_,
+                "simpler": simpler,
+                "claim": f"{complex_} {self.metric} better than {simpler}'s",
+                "test": t.test,
+                "alternative": t.alternative,
+                "statistic": t.statistic,
+                "p_value": t.p_value,
+                "n": t.n,
+                f"{complex_}_{self.metric}": self.scores[complex_],
+                f"{simpler}_{self.metric}": self.scores[simpler],
+            }
+            for (complex_, simpler), t in self.tests.items()
+        ]
+
+
+def choose(spec, scored: dict, complexity: dict[str, int], alpha: float) -> Choice:
+    """Tonight's candidate, chosen by paired tests on the validation rows every candidate was scored on
+    (`scored`: architecture → `models.Scored`), never on the test rows the champion comparison uses.
+
+    Candidates are ordered by `complexity` (fewer ONNX parameters is simpler; a baseline is the simplest).
+    A candidate may be chosen only if it beats every simpler candidate by the one-sided paired test of the
+    primary metric at `alpha` (an intersection-union test: no correction needed, the level stays `alpha`);
+    of those, the one with the best metric on these rows is chosen. The simplest candidate always may be,
+    so when no model wins clearly, the simplest serves."""
+    if not scored:
+        raise ValueError("no candidate to choose from")
+    names = sorted(scored, key=lambda a: (complexity[a], a))
+    shared = _shared_ids(scored)
+    rows = {a: scored[a].subset(shared) for a in names}
+    tests, scores, metric = {}, {}, spec.primary_metric
+    for i, complex_ in enumerate(names):
+        for simpler in names[:i]:
+            result = spec.head_to_head(rows[complex_].outputs, rows[simpler].outputs, rows[complex_].rows)
+            tests[(complex_, simpler)], metric = result.test, result.metric
+            scores.setdefault(complex_, result.candidate)
+            scores.setdefault(simpler, result.champion)
+    if len(names) == 1:
+        only = names[0]
+        return Choice(
+            only,
+            len(shared),
+            spec.primary_metric,
+            {},
+            {only: complexity[only]},
+            {},
+            {only: "Chosen: the only candidate that passed the gate tonight."},
+        )
+    metric = metric.replace("test_", "val_", 1)  # the metric the paired test decides on, on validation rows
+
+    def wins(complex_: str, simpler: str) -> bool:
+        better = scores[complex_] > scores[simpler] if spec.higher_is_better else scores[complex_] < scores[simpler]
+        return better and tests[(complex_, simpler)].p_value < alpha
+
+    eligible = [a for i, a in enumerate(names) if all(wins(a, s) for s in names[:i])]
+    sign = 1 if spec.higher_is_better else -1
+    chosen = max(eligible, key=lambda a: (sign * scores[a], -names.index(a)))
+    reasons = {}
+    for i, a in enumerate(names):
+        where = f"on the {len(shared)} validation rows every candidate was scored on"
+        if a == chosen:
+            simpler = names[:i]
+            if not simpler:
+                beaten = [c for c in names if c != a]
+                reasons[a] = (
+                    f"Chosen: the simplest candidate ({complexity[a]:,} ONNX weights), and no other beat it by a "
+                    f"one-sided paired test at alpha={alpha:g} {where}"
+                    + (f" ({_ps(tests, [(c, a) for c in beaten])})." if beaten else ".")
+                )
+            else:
+                reasons[a] = (
+                    f"Chosen: {metric} {scores[a]:.4f} {where}, significantly better than every simpler "
+                    f"candidate ({_ps(tests, [(a, s) for s in simpler])}, alpha={alpha:g})."
+                )
+        elif a not in eligible:  # more complex than some candidate it does not beat clearly
+            lost_to = [s for s in names[:i] if not wins(a, s)]
+            weakest = max(lost_to, key=lambda s: tests[(a, s)].p_value)
+            reasons[a] = (
+                f"Not chosen: {metric} {scores[a]:.4f} vs {weakest}'s {scores[weakest]:.4f} {where}, not "
+                f"significantly better than the simpler {weakest} ({_ps(tests, [(a, weakest)])}, alpha={alpha:g})."
+            )
+        elif names.index(chosen) < i:  # beats every simpler one, but the chosen one scored better
+            reasons[a] = f"Not chosen: {metric} {scores[a]:.4f} {where}, behind {chosen}'s {scores[chosen]:.4f}."
+        else:  # simpler than the chosen one, which beat it significantly
+            reasons[a] = (
+                f"Not chosen: {chosen} is significantly better {where} ({metric} {scores[chosen]:.4f} vs "
+                f"{scores[a]:.4f}, {_ps(tests, [(chosen, a)])})."
+            )
+    return Choice(chosen, len(shared), metric, scores, {a: complexity[a] for a in names}, tests, reasons)
+
+
+def _shared_ids(scored: dict) -> np.ndarray:
+    """The validation row ids every candidate has, in the first candidate's order."""
+    first, *others = scored.values()
+    common = set(first.rows.ids.tolist())
+    for other in others:
+        common &= set(other.rows.ids.tolist())
+    shared = np.array([i for i in first.rows.ids.tolist() if i in common])
+    if not len(shared):
+        raise ValueError(f"the candidates {', '.join(scored)} share no validation row: they cannot be compared")
+    return shared
+
+
+def _ps(tests: dict, pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{a} vs {b}: {tests[(a, b)].test} p={tests[(a, b)].p_value:.3g}" for a, b in pairs)

@@ -229,27 +229,38 @@ def forecast_metrics(
     """Price-level metrics of a next-day forecast C[t]·exp(prediction) and of the naive forecast C[t].
 
     MASE: the mean of each forecast's absolute error divided by its ticker's naive MAE over the same
-    rows (see `scaled_errors`): the naive forecast scores exactly 1, below 1 beats it. MAE, RMSE and
-    MAPE are pooled in price units; directional accuracy counts days whose actual close changed.
+    rows (see `scaled_errors`; `pooled_mase`): the naive forecast scores exactly 1, below 1 beats it. MAE,
+    RMSE and MAPE are pooled in price units; directional accuracy counts days whose actual close changed.
     """
     forecast = close_now * np.exp(np.asarray(predicted_log_return, dtype=np.float64).reshape(-1))
     error, naive_error = forecast - close_next, close_now - close_next
     moved = close_next != close_now  # a day without a price change has no direction to get right
     direction_hits = np.sign(forecast - close_now)[moved] == np.sign(close_next - close_now)[moved]
-    scaled, _ = scaled_errors(
-        close_now, close_next, predicted_log_return, np.zeros(len(close_now)) if tickers is None else tickers
-    )
+    mase = pooled_mase(error, naive_error, np.zeros(len(close_now)) if tickers is None else tickers)
     metrics = {
         f"{prefix}_mae": float(np.mean(np.abs(error))),
         f"{prefix}_rmse": float(np.sqrt(np.mean(error**2))),
         f"{prefix}_mape": float(np.mean(np.abs(error) / close_next) * 100),
         f"{prefix}_directional_accuracy": float(np.mean(direction_hits)),
-        f"{prefix}_mase": float(np.nanmean(scaled)),
+        f"{prefix}_mase": mase,
         f"naive_{prefix}_mae": float(np.mean(np.abs(naive_error))),
         f"naive_{prefix}_rmse": float(np.sqrt(np.mean(naive_error**2))),
         f"naive_{prefix}_mape": float(np.mean(np.abs(naive_error) / close_next) * 100),
     }
     return metrics
+
+
+def pooled_mase(error: np.ndarray, naive_error: np.ndarray, tickers: np.ndarray) -> float:
+    """The mean over rows of |error| / the ticker's naive MAE (`scaled_errors`), summed per ticker as
+    rows · (Σ|error| / Σ|naive error|): the same number, but exactly 1 for the naive forecast itself, where the
+    mean of the row ratios rounds to 1 ± 1e-16, which the gate (MASE ≤ 1) would read as worse than naive.
+    Tickers whose price never moved have no scale and are left out; NaN when none is left."""
+    frame = pd.DataFrame({"ticker": np.asarray(tickers), "error": np.abs(error), "naive": np.abs(naive_error)})
+    sums = frame.groupby("ticker").agg(rows=("error", "size"), error=("error", "sum"), naive=("naive", "sum"))
+    sums = sums[sums["naive"] > 0]
+    if sums.empty:
+        return float("nan")
+    return float((sums["rows"] * (sums["error"] / sums["naive"])).sum() / sums["rows"].sum())
 
 
 def daily_loss_differential(days: np.ndarray, loss_a: np.ndarray, loss_b: np.ndarray) -> pd.Series:

@@ -30,6 +30,15 @@ class VariantSpec:
     needs_calibration: bool = False
 
 
+def onnx_parameters(model_path: Path) -> int:
+    """The number of weights in the graph's initializers (external data counted from its dims): how a
+    candidate's simplicity is stated when the night's candidates are compared."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return int(sum(int(np.prod(init.dims)) for init in model.graph.initializer))
+
+
 def graph_op_types(model_path: Path) -> set[str]:
     import onnx
 

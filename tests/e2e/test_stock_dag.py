@@ -4,7 +4,9 @@ The gate is the test MASE (validation picked the weights): the default rule (MAS
 naive on the test days). On an archive whose returns are predictable (AR(1), φ = 0.9) two candidates (the
 LSTM and the Transformer) train side by side and the better one must beat naive and be registered as the
 first champion; on the sample, under a stricter threshold (0.0001), the night must be rejected with a
-reason that names the MASE and register nothing.
+reason that names the MASE and register nothing. On the sample with the baselines (naive, drift, ETS) as
+candidates beside the LSTM, every one of them goes through every stage, the night's choice compares them
+all on the same validation rows, and the chosen one is registered and served like any model.
 """
 
 import json
@@ -13,7 +15,7 @@ import conftest
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import HAS_SHARED_DATA, mlflow_client, pipeline_env, run_dag
+from conftest import HAS_SHARED_DATA, mlflow_client, pipeline_env, run_dag, settings_with
 
 pytestmark = pytest.mark.e2e
 DAG_ID, MODEL = "stock_forecast_nightly", "stock_forecaster"
@@ -158,15 +160,25 @@ def test_the_better_candidate_beats_naive_and_is_registered_as_the_first_champio
         assert 0 <= run.data.metrics["dm_pvalue_vs_drift"] <= 1
         # the dashboard draws the night's candidates that were not registered from their own run's fp32 export
         assert "onnx/model_fp32.onnx" in {a.path for a in client.list_artifacts(run.info.run_id, "onnx")}
-    best = min(runs, key=lambda a: runs[a].data.metrics["test_mase"])
+    # The night's candidate was chosen by the paired test on the validation days: the one with fewer
+    # parameters unless the other beat it clearly; every pairwise p is on the night's run.
+    best = night.data.tags["chosen_architecture"]
     run, other = runs[best], runs["transformer" if best == "lstm" else "lstm"]
     metrics, tags = run.data.metrics, run.data.tags
     assert metrics["test_mase"] < 0.9 and metrics["dm_pvalue_vs_naive"] < 0.05, metrics
     assert tags["gate_status"] == "registered", tags.get("gate_reason")
-    assert tags["promotion_decision"] == "first_champion"
-    assert night.data.tags["chosen_architecture"] == best and night.data.tags["promotion_decision"] == "first_champion"
+    assert tags["promotion_decision"] == "first_champion" and night.data.tags["promotion_decision"] == "first_champion"
+    assert tags["choice_reason"].startswith("Chosen: ") and "choice_p_value" not in metrics
     assert other.data.tags["promotion_decision"] in ("not_chosen", "rejected")
-    assert other.data.tags["promotion_reason"].startswith(("Not chosen: test_mase", "Rejected by the gate"))
+    if other.data.tags["promotion_decision"] == "not_chosen":
+        assert other.data.tags["promotion_reason"].startswith("Not chosen: ")
+        assert other.data.tags["choice_test"] == "diebold_mariano_hln"
+        pair = [k for k in night.data.metrics if k.startswith("choice_p_")]
+        assert len(pair) == 1 and night.data.metrics[pair[0]] == pytest.approx(other.data.metrics["choice_p_value"])
+        simpler = min(runs, key=lambda a: runs[a].data.metrics["onnx_parameters"])
+        assert best == simpler or other.data.metrics["choice_p_value"] < 0.05
+    else:
+        assert other.data.tags["promotion_reason"].startswith("Rejected by the gate")
     dropped = night.data.tags["candidates_dropped"]  # the night lists the other, passed the gate or not
     assert dropped.startswith(tuple(f"{other.data.tags['architecture']}: {why}" for why in ("not chosen", "rejected")))
     version = client.get_model_version_by_alias(MODEL, "champion")
@@ -187,3 +199,55 @@ def test_a_model_that_misses_the_mase_threshold_is_rejected_and_not_registered(s
     assert night["gate_status"] == "rejected" and "no candidate passed" in night["promotion_reason"]
     assert client.search_registered_models() == []
     assert "GATE REJECTED" in done.stdout
+
+
+BASELINE_OPS = {
+    "naive": ["Concat", "ConstantOfShape", "Shape"],
+    "drift": ["Add", "Gather", "Mul", "ReduceMean"],
+    "ets": ["Add", "Gather", "MatMul"],
+}
+
+
+def test_a_night_with_the_baselines_compares_them_with_the_model_and_serves_the_choice(tmp_path):
+    from mlops_onnx.serving import dashboard
+    from mlops_onnx.serving.stock_views import Line, forecast_view
+    from mlops_onnx.snapshots import SnapshotStore
+
+    home = tmp_path / "baselines"
+    done = run_dag(DAG_ID, pipeline_env(home, MLOPS_CANDIDATES_STOCKS="lstm,naive,drift,ets"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    client = mlflow_client(home)
+    night = latest_run(client, architecture=None)
+    assert night.data.tags["candidates"] == "lstm,naive,drift,ets"
+    runs = {a: latest_run(client, architecture=a) for a in ("lstm", *BASELINE_OPS)}
+    lstm = runs["lstm"].data.metrics
+    for architecture, ops in BASELINE_OPS.items():
+        run = runs[architecture]
+        metrics, tags = run.data.metrics, run.data.tags
+        assert run.data.params["baseline"] == architecture and tags["mlflow.parentRunId"] == night.info.run_id
+        for rows in ("val_windows", "test_windows", "tickers_used"):  # the LSTM's tickers and days
+            assert metrics[rows] == lstm[rows], (architecture, rows)
+        assert metrics["parity_fp32_passed"] == 1.0 and metrics["parity_fp32_max_abs_diff"] <= 1e-6
+        assert not [k for k in metrics if k.startswith(("size_onnx_int8", "size_onnx_fp16", "parity_int8"))]
+        assert metrics["bench_cpu_onnx_fp32_b1_p50_ms"] > 0 and tags["bench_cpu_native_path"] == "native_eager"
+        assert artifact_json(client, run.info.run_id, "reports/onnx_graph.json")["op_types"] == ops
+        assert tags["candidate_status"] in ("chosen", "not chosen", "rejected"), tags
+    naive = runs["naive"].data
+    assert naive.metrics["test_mase"] == 1.0 and naive.tags["gate_status"] != "rejected"  # never worse than itself
+
+    # Every candidate that passed the gate was compared on the same validation rows, the simplest first.
+    choice = artifact_json(client, night.info.run_id, "reports/candidate_choice.json")
+    assert choice["rows"] == lstm["val_windows"] and "naive" in choice["parameters"]
+    assert min(choice["parameters"], key=choice["parameters"].get) == "naive"
+    chosen = night.data.tags["chosen_architecture"]
+    assert choice["chosen"] == chosen and choice["reasons"][chosen].startswith("Chosen")
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.run_id == runs[chosen].info.run_id and version.tags["architecture"] == chosen
+
+    # The dashboard serves the champion, whichever it is, through its one loader, with the scaler beside it.
+    champion = dashboard.load_champion(client)
+    assert champion.architecture == chosen and champion.model.window == int(runs["lstm"].data.params["window"])
+    snapshot = SnapshotStore(settings_with(home).snapshots_dir).get("stocks", champion.data_hash)
+    path = dashboard.ticker_files(snapshot.path, champion.passing_files)[champion.tickers_used[0]]
+    view = forecast_view([Line(champion.label, "champion", champion.model)], path, days=60)
+    assert len(view.chart) == 60 and np.isfinite(view.chart[champion.label]).all()

@@ -12,7 +12,7 @@ import torch
 import transformers
 
 from mlops_onnx.models.embedding_cache import EmbeddingCache, encoder_version, text_keys
-from mlops_onnx.models.fake_news_minilm import embed
+from mlops_onnx.models.fake_news_minilm import embed, onnx_embedder
 from mlops_onnx.models.minilm_net import POOLING, MeanPooledClassifier
 
 PAD, VOCAB, WIDTH = 0, 120, 40
@@ -76,6 +76,8 @@ def test_length_sorted_batches_cut_to_their_longest_row_equal_the_padded_encodin
     dynamic = embed(model, ids, batch_size=8)
     assert dynamic.shape == padded.shape == (60, 32)
     np.testing.assert_allclose(dynamic, padded, atol=1e-5, rtol=0)
+    # what training runs: the same batches through the encoder's ONNX export in ONNX Runtime
+    np.testing.assert_allclose(embed(model, ids, batch_size=8, run=onnx_embedder(model)), padded, atol=1e-5, rtol=0)
 
 
 def test_a_second_night_on_the_same_texts_encodes_nothing(tmp_path):

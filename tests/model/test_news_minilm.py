@@ -87,6 +87,19 @@ def test_quick_training_reports_test_and_liar_metrics_with_an_auc_interval(train
     assert result.params["trainable_parameters"] < result.params["parameters"] / 100  # the encoder is frozen
 
 
+def test_the_chosen_threshold_is_in_the_run_and_in_the_exported_graph(trained, tiny_settings):
+    """MiniLM picks its own decision threshold on validation F1 (its 0.5 is not the LSTM's); the head's last
+    bias carries it, so the ONNX graph, run on the validation articles, gives the validation outputs."""
+    snapshot, workdir, result, onnx_path, _ = trained
+    metrics, validation = result.metrics, result.validation
+    assert 0.0 < metrics["decision_threshold"] < 1.0
+    assert SPEC.quality(validation.outputs, validation.rows.targets) == pytest.approx(metrics["val_f1_at_threshold"])
+    val = split_articles(snapshot.path, SPEC.train_config(tiny_settings)).val.head(40)
+    assert validation.rows.ids[:40].tolist() == text_ids(val["clean"]).tolist()
+    onnx_out = run_batched(make_session(onnx_path), load_encoder(workdir).encode(val["clean"]))
+    assert np.abs(onnx_out.reshape(-1) - validation.outputs[:40]).max() < 1e-4
+
+
 def test_a_second_training_on_the_same_articles_reuses_every_embedding(trained, tiny_settings, tmp_path):
     """The first training encoded every text (train, val, test, LIAR) into the cache under MLOPS_HOME; the next
     one, on the same data, encoder and max length, encodes none and trains the same head on the same numbers."""

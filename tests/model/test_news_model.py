@@ -8,7 +8,14 @@ from conftest import settings_with, train_and_export
 
 from mlops_onnx.models import ONNX_OPSET
 from mlops_onnx.models.fake_news import SPEC, FakeNewsConfig, leakage_probe
-from mlops_onnx.models.news_data import deduplicate, load_articles, load_liar, split_articles, text_ids
+from mlops_onnx.models.news_data import (
+    choose_threshold,
+    deduplicate,
+    load_articles,
+    load_liar,
+    split_articles,
+    text_ids,
+)
 from mlops_onnx.runtime import make_session, run_batched
 from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.text import Tokenizer, clean_text
@@ -48,17 +55,32 @@ def test_duplicates_go_before_the_split_and_conflicting_labels_are_dropped():
     body = "The senate voted on the bill on Tuesday."
     articles = pd.DataFrame(
         {
-            "title": ["Vote", "Vote", "VOTE", "Other", "Other"],
-            "text": [body, body, "WASHINGTON (Reuters) -  " + body.upper(), "Same words.", "Same words."],
-            "subject": ["News", "politics", "politicsNews", "News", "worldnews"],
-            "date": ["Dec 31, 2017", "2017-12-31", "December 31, 2017 ", "x", "y"],
-            "label": [1, 1, 1, 1, 0],
+            "title": ["Vote", "Vote", "VOTE", "Other", "Other", "BREAKING: the vote", "Title only", "Title two"],
+            "text": [
+                body,
+                body,
+                "WASHINGTON (Reuters) -  " + body.upper(),
+                "Same words.",
+                "Same words.",
+                body,
+                "",
+                " ",
+            ],
+            "subject": ["News", "politics", "politicsNews", "News", "worldnews", "News", "News", "News"],
+            "date": ["Dec 31, 2017", "2017-12-31", "December 31, 2017 ", "x", "y", "z", "z", "z"],
+            "label": [1, 1, 1, 1, 0, 1, 1, 1],
         }
     )
     articles["clean"] = [clean_text(t, x) for t, x in zip(articles["title"], articles["text"])]
     kept, counts = deduplicate(articles)
-    assert kept["clean"].tolist() == ["vote the senate voted on the bill on tuesday."]
-    assert counts == {"dedup_conflicting_label_rows": 2.0, "dedup_exact_rows": 1.0, "dedup_normalised_rows": 1.0}
+    # The same body under another title goes too; two title-only articles are not duplicates of each other.
+    assert kept["clean"].tolist() == ["vote the senate voted on the bill on tuesday.", "title only", "title two"]
+    assert counts == {
+        "dedup_conflicting_label_rows": 2.0,
+        "dedup_exact_rows": 1.0,
+        "dedup_normalised_rows": 1.0,
+        "dedup_same_body_rows": 1.0,
+    }
 
 
 def test_subject_and_date_never_reach_the_model_input(trained, quick_settings, tmp_path):
@@ -196,3 +218,17 @@ def test_an_article_keeps_its_split_when_the_snapshot_grows(news_folder, tmp_pat
     assert ids["test"] and ids["test"] <= ids["after_test"]
     assert not ids["test"] & ids["train"] and not ids["test"] & ids["val"]
     assert len(after.train) > len(before.train)  # the new articles went somewhere
+
+
+def test_the_decision_threshold_is_chosen_on_validation_and_is_the_models_half(trained, quick_settings):
+    """The threshold that maximises validation F1 moved the last bias: at 0.5 the saved model flags what it
+    flagged at that threshold, its validation outputs score that F1, and they are the validation rows'."""
+    snapshot, workdir, result, _, _ = trained
+    metrics, validation = result.metrics, result.validation
+    assert 0.0 < metrics["decision_threshold"] < 1.0
+    val = split_articles(snapshot.path, SPEC.train_config(quick_settings)).val
+    assert validation.rows.ids.tolist() == text_ids(val["clean"]).tolist()
+    assert SPEC.quality(validation.outputs, validation.rows.targets) == pytest.approx(metrics["val_f1_at_threshold"])
+    assert choose_threshold(validation.outputs, validation.rows.targets)[1] == pytest.approx(
+        metrics["val_f1_at_threshold"]
+    )

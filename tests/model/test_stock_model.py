@@ -186,3 +186,25 @@ def test_the_champion_is_fed_its_own_window_and_scaler_on_the_same_days(trained,
     assert result.metric == "test_mase_daily_mean" and result.candidate == pytest.approx(0, abs=1e-6)
     assert result.champion == pytest.approx(1.0) and result.candidate_is_better and result.test.p_value < 1e-6
     assert result.test.n == len(set(ours.extra["day"]))  # one loss differential per day, tickers pooled
+
+
+def test_an_epoch_samples_a_bounded_number_of_windows_fresh_each_time(trained):
+    """`windows_per_epoch`: an epoch is a seeded sample of that many training windows, another each epoch,
+    so its cost does not grow with the histories; without it, every window once."""
+    from mlops_onnx.models.stock_splits import window_batches
+
+    settings, snapshot, workdir = trained["settings"], trained["snapshot"], trained["workdir"]
+    cfg = SPEC.train_config(settings)
+    series = load_tickers(snapshot, json.loads((workdir / TICKERS_FILE).read_text())["files"], cfg)
+    scaler = FeatureScaler.from_json(workdir / PREPROCESSING_FILE)
+    every = window_batches(series, scaler, cfg.window, 32, cfg.seed)
+    assert len(every) == -(-len(every.origins) // 32) and sorted(every.order) == list(range(len(every.origins)))
+    sampled = window_batches(series, scaler, cfg.window, 32, cfg.seed, per_epoch=100)
+    first = sampled.order.copy()
+    assert len(sampled) == 4 and len(first) == 100 == len(set(first.tolist()))
+    inputs, targets = sampled[3]
+    assert inputs.shape == (4, cfg.window, len(FEATURES)) and targets.shape == (4, 1)
+    sampled.on_epoch_end()
+    assert len(sampled.order) == 100 and set(sampled.order.tolist()) != set(first.tolist())
+    again = window_batches(series, scaler, cfg.window, 32, cfg.seed, per_epoch=100)
+    assert again.order.tolist() == first.tolist()  # seeded

@@ -20,6 +20,7 @@ from mlops_onnx import registry, tracking
 from mlops_onnx.benchmarks import cli
 from mlops_onnx.benchmarks.bundle import load_meta
 from mlops_onnx.datasets import FASHION_MNIST
+from mlops_onnx.models import Scored
 from mlops_onnx.models.fashion import SPEC
 from mlops_onnx.parity import passed_parity
 from mlops_onnx.runtime import optimize_offline
@@ -165,7 +166,9 @@ class OneFeatureToySpec(ToySpec):
         accuracy = float(np.mean((rows.inputs @ saved["weights"] + saved["bias"]).argmax(1) == rows.targets))
         scale = workdir / "toy_scale.json"
         scale.write_text(json.dumps({"scale": 1.0}))
-        return replace(result, metrics={"test_accuracy": accuracy}, preprocessing=[scale])
+        val = result.validation.rows
+        validation = Scored(val, val.inputs @ saved["weights"] + saved["bias"])
+        return replace(result, metrics={"test_accuracy": accuracy}, preprocessing=[scale], validation=validation)
 
     def evaluation_data(self, snapshot, settings, workdir, preprocessing=None):
         self.preprocessing_seen.append(preprocessing)

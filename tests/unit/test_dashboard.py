@@ -105,25 +105,34 @@ def registry(settings_env, tmp_path):
         tags |= {"run_kind": "candidate", "architecture": architecture, "mlflow.parentRunId": night_id}
         return client.create_run(experiment, tags=tags).info.run_id
 
-    def log_candidate_model(run_id: str, drift: float) -> None:
-        """What export and training leave in a candidate's run: its fp32 ONNX file and its scaler."""
+    def log_candidate_model(run_id: str, drift: float, model: onnx.ModelProto | None = None) -> None:
+        """What export and training leave in a candidate's run: its fp32 ONNX file (`model`, else a constant
+        `drift`) and its scaler."""
         onnx_path = tmp_path / run_id / "model_fp32.onnx"
         onnx_path.parent.mkdir()
-        onnx.save(drift_model(drift), str(onnx_path))
+        onnx.save(model or drift_model(drift), str(onnx_path))
         client.log_artifact(run_id, str(onnx_path), "onnx")
         client.log_artifact(run_id, str(scaler_path), "preprocessing")
 
-    def register(drift: float, val_mase: float, alias: str, run_id: str | None = None, **tags: str) -> None:
+    def register(
+        drift: float,
+        val_mase: float,
+        alias: str,
+        run_id: str | None = None,
+        model: onnx.ModelProto | None = None,
+        **tags: str,
+    ) -> None:
+        model = model or drift_model(drift)
         with mlflow.start_run(run_id=run_id, experiment_id=experiment):
             mlflow.log_metrics({"val_mase": val_mase, "test_mase": val_mase, "bench_cpu_onnx_fp32_b1_p50_ms": 0.04})
             info = mlflow.onnx.log_model(
-                drift_model(drift),
+                model,
                 name="model",
                 save_as_external_data=False,
                 onnx_execution_providers=["CPUExecutionProvider"],
             )
             onnx_path = tmp_path / "model_fp32.onnx"
-            onnx.save(drift_model(drift), str(onnx_path))
+            onnx.save(model, str(onnx_path))
             attach_serving_files(info.model_id, "fp32", onnx_path, [scaler_path], {"val_mase": val_mase})
         version = mlflow.register_model(
             info.model_uri,
@@ -164,8 +173,11 @@ def night_of_three(registry):
 
 
 def run_app(timeout: int = 60):
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    # The app caches a version by its number for the process: another test's version 1 is not this one's.
+    st.cache_resource.clear()
     app = AppTest.from_string(SCRIPT, default_timeout=timeout)
     return app.run()
 
@@ -267,3 +279,44 @@ def test_a_candidate_without_an_onnx_model_is_listed_with_its_reason(registry):
         "its run has no onnx/model_fp32.onnx and no preprocessing/stock_preprocessing.json "
         "(Rejected by the gate: test_mase 1.0200 > threshold 1.0000.)"
     )
+
+
+def baseline_model(kind: str) -> onnx.ModelProto:
+    """A stock baseline candidate's own ONNX graph (`stock_baselines`) for the window and the unit scaler here."""
+    from mlops_onnx.models.stock_baselines import baseline_onnx, ses_weights
+
+    weights = {"naive": np.zeros(WINDOW), "drift": np.full(WINDOW, 1 / WINDOW), "ets": ses_weights(0.5, WINDOW)}
+    model = {"baseline": kind, "window": WINDOW, "ret_1_mean": 0.0, "ret_1_std": 1.0, "weights": list(weights[kind])}
+    return baseline_onnx(model, "window")
+
+
+def test_a_baseline_champion_is_served_and_drawn_beside_the_statistical_baselines(registry):
+    """drift won the night and is champion, the naive candidate was not chosen: both are drawn from their ONNX
+    models, and the statistical naive keeps its line under another name."""
+    from mlops_onnx.serving.stock_views import Line, forecast_view
+
+    night = registry.night()
+    drift = registry.candidate(night, "drift", candidate_status="chosen")
+    registry.log_candidate_model(drift, 0.0, model=baseline_model("drift"))
+    registry.register(0.0, 0.99, "champion", run_id=drift, model=baseline_model("drift"), architecture="drift")
+    naive = registry.candidate(night, "naive", candidate_status="not chosen")
+    registry.log_candidate_model(naive, 0.0, model=baseline_model("naive"))
+
+    app = run_app()
+    assert not app.exception, app.exception
+    assert "@champion is drift (v1)" in app.title[0].value
+    table = app.dataframe[0].value
+    assert list(table.index) == ["drift v1 (champion)", "naive", "naive (statistical)", "drift", "ets"]
+    assert list(table["kind"]) == ["champion", "candidate: not chosen", "baseline", "baseline", "baseline"]
+    assert table.loc["naive", "MASE"] == table.loc["naive (statistical)", "MASE"] == pytest.approx(1.0)
+
+    client = mlflow_client(registry.settings.home)
+    champion = dashboard.load_champion(client)
+    assert (champion.architecture, champion.model.window, champion.variant) == ("drift", WINDOW, "fp32")
+    path = dashboard.ticker_files(registry.snapshot.path)["abc"]
+    view = forecast_view([Line(champion.label, "champion", champion.model)], path, days=120)
+    close = closes(path)
+    # the mean daily log return of the WINDOW days up to each day forecast, through the registered (unit) scaler
+    origins = np.arange(len(close) - 121, len(close) - 1)
+    by_hand = [close[t] * np.exp(np.mean(np.diff(np.log(close[t - WINDOW : t + 1])))) for t in origins]
+    np.testing.assert_allclose(view.chart["drift v1 (champion)"].to_numpy(), by_hand, rtol=1e-6)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops_onnx.datasets import DatasetSpec
-from mlops_onnx.models import ModelSpec, TestRows, TrainResult
+from mlops_onnx.models import ModelSpec, Scored, TestRows, TrainResult
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.validation import FileReport, ValidationReport, expectations, read_csv_checked, run_suite
 
@@ -42,13 +42,18 @@ class ToyConfig:
 
 
 def _split(snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ids, inputs, labels, and which rows are test rows (a fifth, by the hash of the row's values)."""
+    """Ids, inputs, labels, and which rows are test rows (a fifth, by the hash of the row's values; another
+    fifth is validation, `_validation`)."""
     import pandas as pd
 
     frame = pd.read_csv(snapshot.path / FILE)
     ids = np.array([hashlib.sha256(f"{a:.6f},{b:.6f}".encode()).hexdigest()[:16] for a, b in zip(frame.x1, frame.x2)])
     test = np.array([int(i, 16) % 5 == 0 for i in ids])
     return ids, frame[["x1", "x2"]].to_numpy(np.float32), frame["label"].to_numpy(np.int64), test
+
+
+def _validation(ids: np.ndarray) -> np.ndarray:
+    return np.array([int(i, 16) % 5 == 1 for i in ids])
 
 
 class ToySpec(ModelSpec):
@@ -87,8 +92,10 @@ class ToySpec(ModelSpec):
 
     def train(self, snapshot, workdir: Path, settings, on_epoch) -> TrainResult:
         cfg = self.train_config(settings)
-        _, inputs, labels, test = _split(snapshot)
-        x, y = inputs[~test], np.eye(2, dtype=np.float32)[labels[~test]]
+        ids, inputs, labels, test = _split(snapshot)
+        val = _validation(ids)
+        fit = ~test & ~val
+        x, y = inputs[fit], np.eye(2, dtype=np.float32)[labels[fit]]
         weights, bias = np.zeros((2, 2), np.float32), np.zeros(2, np.float32)
         for step in range(1, cfg.steps + 1):
             logits = x @ weights + bias
@@ -98,11 +105,12 @@ class ToySpec(ModelSpec):
             weights -= cfg.learning_rate * x.T @ gradient
             bias -= cfg.learning_rate * gradient.sum(0)
             if step % 100 == 0:
-                on_epoch(step // 100, {"train_accuracy": float(np.mean(logits.argmax(1) == labels[~test]))})
+                on_epoch(step // 100, {"train_accuracy": float(np.mean(logits.argmax(1) == labels[fit]))})
         checkpoint = workdir / self.checkpoint_name
         np.savez(checkpoint, weights=weights, bias=bias)
         accuracy = float(np.mean((inputs[test] @ weights + bias).argmax(1) == labels[test]))
-        return TrainResult(checkpoint, {"test_accuracy": accuracy}, params={"steps": cfg.steps})
+        validation = Scored(TestRows(ids[val], inputs[val], labels[val]), inputs[val] @ weights + bias)
+        return TrainResult(checkpoint, {"test_accuracy": accuracy}, params={"steps": cfg.steps}, validation=validation)
 
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
         import onnx

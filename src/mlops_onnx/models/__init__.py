@@ -26,6 +26,8 @@ from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
 from mlops_onnx.validation import ValidationReport
 
+# Where `train` keeps a candidate's `Scored` validation outputs, in its run folder.
+VALIDATION_OUTPUTS = "validation_outputs.npz"
 # One opset for every export: the newest tf2onnx 1.17 supports (torch's dynamo exporter takes 18 and up).
 ONNX_OPSET = 18
 
@@ -43,6 +45,9 @@ class TrainResult:
     preprocessing: list[Path] = field(default_factory=list)
     # Other files of the run folder that `evaluation_data` reads (stocks: the tickers `train` chose).
     evaluation_files: list[Path] = field(default_factory=list)
+    # The trained model's outputs on its validation rows (`Scored`): the night's candidates are compared on
+    # the rows they share, by a paired test, before the best meets the champion on the test rows.
+    validation: Scored | None = None
 
 
 @dataclass
@@ -57,6 +62,45 @@ class TestRows:
     inputs: np.ndarray
     targets: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Scored:
+    """A model's outputs on rows of a split (`rows.inputs` may be empty: the outputs are what is compared)."""
+
+    rows: TestRows
+    outputs: np.ndarray
+
+    def save(self, path: Path) -> Path:
+        extra = {f"extra_{k}": _storable(np.asarray(v)) for k, v in self.rows.extra.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            np.savez(handle, ids=self.rows.ids.astype(str), targets=self.rows.targets, outputs=self.outputs, **extra)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Scored:
+        with np.load(path) as data:  # numpy never unpickles by default
+            extra = {k.removeprefix("extra_"): data[k] for k in data.files if k.startswith("extra_")}
+            rows = TestRows(ids=data["ids"], inputs=np.empty(0, np.float32), targets=data["targets"], extra=extra)
+            return cls(rows, data["outputs"])
+
+    def subset(self, ids: np.ndarray) -> Scored:
+        """These rows, in the order of `ids` (each must be here)."""
+        where = {row_id: i for i, row_id in enumerate(self.rows.ids.tolist())}
+        index = np.array([where[row_id] for row_id in ids.tolist()], dtype=np.int64)
+        rows = TestRows(
+            ids=self.rows.ids[index],
+            inputs=self.rows.inputs[index] if len(self.rows.inputs) else self.rows.inputs,
+            targets=self.rows.targets[index],
+            extra={k: np.asarray(v)[index] for k, v in self.rows.extra.items()},
+        )
+        return Scored(rows, self.outputs[index])
+
+
+def _storable(values: np.ndarray) -> np.ndarray:
+    """Python objects (tickers as `str` objects) as a numpy string array: no pickle in a run's files."""
+    return values.astype(str) if values.dtype == object else values
 
 
 class ModelSpec(ABC):
@@ -75,7 +119,7 @@ class ModelSpec(ABC):
     checkpoint_name: str  # the native model's file in a run's folder, as `train` writes it
     # Benchmark target: ONNX fp32 at least this many times faster than the native path at batch 1 on the
     # CPU; measured against `speedup_baseline`, or against the fastest native path when that is None.
-    speedup_target: float
+    speedup_target: float | None  # None: no target (a baseline: numpy is as fast as a graph this small)
     speedup_baseline: str | None = None
     # The libraries (import names) whose versions decide what training and export produce: their installed
     # versions are in `resolved_config`, so an upgrade retrains. Every framework the spec's code imports is
@@ -199,17 +243,17 @@ def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: s
 
 def load_spec(name: str, architecture: str | None = None) -> ModelSpec:
     """The spec of the catalog's model `name` and candidate `architecture` (None: the task's default
-    candidate), its module's `SPEC`, checked against its catalog entry."""
+    candidate), its module's `SPEC` (or the entry's `spec_name`), checked against its catalog entry."""
     from mlops_onnx.catalog import PIPELINES
 
     if name not in PIPELINES:
         raise KeyError(f"unknown model {name!r}; the catalog has: {', '.join(PIPELINES)}")
     pipeline = PIPELINES[name]
     candidate = pipeline.candidate(architecture)
-    spec = importlib.import_module(candidate.spec_module).SPEC
+    spec = getattr(importlib.import_module(candidate.spec_module), candidate.spec_name)
     if spec.name != name or spec.dataset != pipeline.dataset or spec.architecture != candidate.architecture:
         raise ValueError(
-            f"{candidate.spec_module}.SPEC is {spec.name!r} ({spec.architecture!r}) on dataset "
+            f"{candidate.spec_module}.{candidate.spec_name} is {spec.name!r} ({spec.architecture!r}) on dataset "
             f"{spec.dataset.name!r}, but the catalog entry says {name!r} ({candidate.architecture!r}) on "
             f"{pipeline.dataset.name!r}"
         )

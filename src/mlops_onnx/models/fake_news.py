@@ -27,16 +27,18 @@ import numpy as np
 import pandas as pd
 
 from mlops_onnx.datasets import FAKE_NEWS
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, Scored, TestRows, TrainResult, profile_config
 from mlops_onnx.models.news_data import (
     CLASS_NAMES,
     Splits,
     binary_metrics,
+    choose_threshold,
     label_array,
     load_articles,
     load_liar,
     split_articles,
     text_ids,
+    threshold_offset,
 )
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
@@ -226,6 +228,13 @@ class FakeNewsSpec(ModelSpec):
                 "val_accuracy": "val_accuracy",
             },
         )
+        # The decision threshold that maximises validation F1 becomes the model's 0.5 (its last bias moves).
+        y_val = label_array(splits.val)
+        threshold, val_f1 = choose_threshold(_predict(model, x_val)[:, 0], y_val)
+        weights, bias = model.get_layer("fake_probability").get_weights()
+        model.get_layer("fake_probability").set_weights([weights, bias - threshold_offset(threshold)])
+        val_probability = _predict(model, x_val)[:, 0]
+        validation = Scored(TestRows(text_ids(splits.val["clean"]), np.empty(0, np.int32), y_val), val_probability)
         checkpoint = workdir / "model.keras"
         model.save(checkpoint)
 
@@ -250,6 +259,8 @@ class FakeNewsSpec(ModelSpec):
                 **splits.counts,
                 "best_val_loss": float(min(history.history["val_loss"])),
                 "epochs_run": float(len(history.history["val_loss"])),
+                "decision_threshold": threshold,
+                "val_f1_at_threshold": val_f1,
                 "train_rows": float(len(x_train)),
                 "val_rows": float(len(x_val)),
                 "test_rows": float(len(test)),
@@ -267,7 +278,12 @@ class FakeNewsSpec(ModelSpec):
             }
         )
         return TrainResult(
-            checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params, preprocessing=[tokenizer_path]
+            checkpoint=checkpoint,
+            metrics=metrics,
+            artifacts=artifacts,
+            params=params,
+            preprocessing=[tokenizer_path],
+            validation=validation,
         )
 
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:

@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 
 from mlops_onnx.datasets import FASHION_MNIST
-from mlops_onnx.models import ONNX_OPSET, EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
+from mlops_onnx.models import (
+    ONNX_OPSET,
+    EpochCallback,
+    ModelSpec,
+    Predictor,
+    Scored,
+    TestRows,
+    TrainResult,
+    profile_config,
+)
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
 from mlops_onnx.snapshots import Snapshot
@@ -56,6 +65,14 @@ def image_ids(images: np.ndarray) -> np.ndarray:
     import hashlib
 
     return np.array([hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest() for image in images])
+
+
+def validation_split(rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) row indices of the training file: one seeded split for every candidate, so
+    the candidates are compared on the same validation images and none of them trained on those."""
+    order = np.random.default_rng(seed).permutation(rows)
+    n_val = max(1, int(rows * fraction))
+    return order[:n_val], order[n_val:]
 
 
 class FashionSpec(ModelSpec):
@@ -119,11 +136,8 @@ class FashionSpec(ModelSpec):
 
         cfg = self.train_config(settings)
         torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
         images, labels = load_split(snapshot, TRAIN_FILE, cfg.max_train_rows)
-        order = rng.permutation(len(images))
-        n_val = max(1, int(len(images) * cfg.validation_fraction))
-        val_idx, train_idx = order[:n_val], order[n_val:]
+        val_idx, train_idx = validation_split(len(images), cfg.validation_fraction, cfg.seed)
         x_train, y_train = torch.from_numpy(images[train_idx]), torch.from_numpy(labels[train_idx])
         x_val, y_val = torch.from_numpy(images[val_idx]), torch.from_numpy(labels[val_idx])
 
@@ -169,6 +183,8 @@ class FashionSpec(ModelSpec):
                 if stale >= cfg.patience:
                     break
         model.load_state_dict(best_state)
+        _, _, val_logits = evaluate(model, x_val, y_val)
+        validation = Scored(TestRows(image_ids(images[val_idx]), np.empty(0, np.float32), labels[val_idx]), val_logits)
         checkpoint = workdir / "model.pt"
         torch.save(model.state_dict(), checkpoint)
 
@@ -193,7 +209,9 @@ class FashionSpec(ModelSpec):
         params = asdict(cfg) | network_params
         params["architecture"] = self.architecture
         params["parameters"] = sum(p.numel() for p in model.parameters())
-        return TrainResult(checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params)
+        return TrainResult(
+            checkpoint=checkpoint, metrics=metrics, artifacts=artifacts, params=params, validation=validation
+        )
 
     def _load(self, checkpoint: Path):
         import torch

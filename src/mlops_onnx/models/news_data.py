@@ -65,17 +65,23 @@ def load_articles(folder: Path) -> tuple[pd.DataFrame, dict[str, float]]:
 
 def deduplicate(articles: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
     """Drop every copy of a text found in both classes (its label is unknowable), then repeats of an
-    article (same title and text; then the same text after cleaning), keeping the first."""
+    article (same title and text; then the same text after cleaning; then the same cleaned body under
+    another title, which would otherwise sit in train and test at once), keeping the first. An empty body
+    (a title-only article) is no duplicate of another."""
+    body = pd.Series([clean_text(None, x) for x in articles["text"]], index=articles.index)
+    has_body = body != ""
     conflicting = articles.groupby("clean")["label"].transform("nunique") > 1
-    articles = articles[~conflicting]
+    conflicting |= has_body & (articles.groupby(body)["label"].transform("nunique") > 1)
+    articles, body, has_body = articles[~conflicting], body[~conflicting], has_body[~conflicting]
     exact = articles.duplicated(["title", "text"])
-    articles = articles[~exact]
-    normalised = articles.duplicated("clean")
-    articles = articles[~normalised].reset_index(drop=True)
+    normalised = ~exact & articles.duplicated("clean")
+    same_body = ~exact & ~normalised & has_body & body.duplicated()
+    articles = articles[~(exact | normalised | same_body)].reset_index(drop=True)
     counts = {
         "dedup_conflicting_label_rows": conflicting.sum(),
         "dedup_exact_rows": exact.sum(),
         "dedup_normalised_rows": normalised.sum(),
+        "dedup_same_body_rows": same_body.sum(),
     }
     return articles, {k: float(v) for k, v in counts.items()}
 
@@ -155,3 +161,28 @@ def binary_metrics(
             interval = bootstrap_roc_auc(y_true, probability, seed=auc_interval_seed)
             metrics[f"{prefix}_roc_auc_ci_low"], metrics[f"{prefix}_roc_auc_ci_high"] = interval
     return {k: float(v) for k, v in metrics.items()}
+
+
+def choose_threshold(probability: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """The decision threshold that maximises the fake class's F1 on these (validation) rows, and that F1:
+    every distinct probability is tried (F1 of "p ≥ t" for all t at once, from cumulative counts); ties go
+    to the threshold nearest 0.5."""
+    probability = np.asarray(probability, dtype=np.float64).reshape(-1)
+    fake = np.asarray(targets).reshape(-1) == 1
+    order = np.argsort(-probability, kind="stable")
+    p, y = probability[order], fake[order]
+    last = np.r_[p[1:] != p[:-1], True]  # flag everything down to the last row of each distinct value
+    true_positives = np.cumsum(y)[last]
+    flagged = (np.arange(len(p)) + 1)[last]
+    f1 = 2.0 * true_positives / (flagged + fake.sum())
+    thresholds = p[last]
+    best = np.flatnonzero(np.isclose(f1, f1.max(), rtol=0, atol=1e-12))
+    pick = best[np.argmin(np.abs(thresholds[best] - 0.5))]
+    return float(thresholds[pick]), float(f1[pick])
+
+
+def threshold_offset(threshold: float) -> float:
+    """What to subtract from a sigmoid output's logit (its last bias) so that 0.5 means `threshold`: the
+    model then says "fake" at 0.5 exactly where it said so at `threshold`, in PyTorch, Keras and ONNX alike."""
+    threshold = float(np.clip(threshold, 1e-6, 1 - 1e-6))
+    return float(np.log(threshold / (1 - threshold)))

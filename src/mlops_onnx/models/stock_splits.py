@@ -47,35 +47,91 @@ def row_ids(data: SplitData) -> np.ndarray:
     return np.array([f"{t}:{str(d)[:10]}" for t, d in zip(data.tickers, data.dates)])
 
 
-def window_batches(series: list[TickerSeries], scaler: FeatureScaler, window: int, batch_size: int, seed: int):
+@dataclass
+class TrainingWindows:
+    """Every ticker's training windows, never materialised: the scaled feature rows of all tickers end to end,
+    the training origins in them (a window is the `window` rows ending at its origin) and their targets.
+    Called, it makes a fresh pass of shuffled Keras batches over them (`keras_batches`), in the same order on
+    every call; a model without batches (a baseline) reads the arrays themselves, and Keras is never imported.
+    With `per_epoch`, an epoch is a fresh seeded sample of that many training windows (without replacement),
+    so an epoch costs the same however long the histories are."""
+
+    features: np.ndarray  # float32 [rows, features], scaled
+    origins: np.ndarray
+    targets: np.ndarray  # float32 [len(origins)], next-day log returns
+    scaler: FeatureScaler  # what `features` were scaled with
+    window: int
+    batch_size: int
+    seed: int
+    per_epoch: int | None = None
+
+    def inputs(self, picked: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The windows of the `picked` origins, float32 [n, window, features]."""
+        return windows(self.features, self.origins[picked], self.window)
+
+    def __call__(self):
+        return keras_batches(self)
+
+
+def training_windows(
+    series: list[TickerSeries],
+    scaler: FeatureScaler,
+    window: int,
+    batch_size: int,
+    seed: int,
+    per_epoch: int | None = None,
+) -> TrainingWindows:
+    offsets = np.cumsum([0] + [len(s.features) for s in series])
+    return TrainingWindows(
+        features=np.concatenate([scaler.transform(s.features) for s in series]),
+        origins=np.concatenate([s.origins["train"] + o for s, o in zip(series, offsets)]),
+        targets=np.concatenate([s.targets("train") for s in series]).astype(np.float32),
+        scaler=scaler,
+        window=window,
+        batch_size=batch_size,
+        seed=seed,
+        per_epoch=per_epoch,
+    )
+
+
+def window_batches(
+    series: list[TickerSeries],
+    scaler: FeatureScaler,
+    window: int,
+    batch_size: int,
+    seed: int,
+    per_epoch: int | None = None,
+):
     """Shuffled training batches gathered from per-ticker feature rows (a `keras.utils.PyDataset`): windows are
-    never materialised."""
+    never materialised (`TrainingWindows`, `per_epoch`)."""
+    return training_windows(series, scaler, window, batch_size, seed, per_epoch)()
+
+
+def keras_batches(training: TrainingWindows):
+    """A fresh pass of shuffled batches over the training windows (a `keras.utils.PyDataset`)."""
     from mlops_onnx.models.keras_native import load_keras
 
     class WindowBatches(load_keras().utils.PyDataset):
-        def __init__(
-            self, series: list[TickerSeries], scaler: FeatureScaler, window: int, batch_size: int, seed: int
-        ) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            offsets = np.cumsum([0] + [len(s.features) for s in series])
-            self.features = np.concatenate([scaler.transform(s.features) for s in series])
-            self.origins = np.concatenate([s.origins["train"] + o for s, o in zip(series, offsets)])
-            self.targets = np.concatenate([s.targets("train") for s in series]).astype(np.float32)
-            self.window, self.batch_size = window, batch_size
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(self.origins))
+            self.training, self.origins, self.targets = training, training.origins, training.targets
+            self.batch_size = training.batch_size
+            per_epoch = training.per_epoch
+            self.size = len(self.origins) if per_epoch is None else min(per_epoch, len(self.origins))
+            self.rng = np.random.default_rng(training.seed)
+            self.on_epoch_end()
 
         def __len__(self) -> int:
-            return -(-len(self.origins) // self.batch_size)
+            return -(-self.size // self.batch_size)
 
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-            return windows(self.features, self.origins[picked], self.window), self.targets[picked, None]
+            return self.training.inputs(picked), self.targets[picked, None]
 
         def on_epoch_end(self) -> None:
-            self.order = self.rng.permutation(len(self.origins))
+            self.order = self.rng.permutation(len(self.origins))[: self.size]
 
-    return WindowBatches(series, scaler, window, batch_size, seed)
+    return WindowBatches()
 
 
 def plot_forecasts(data: SplitData, tickers: list[str], workdir: Path, label: str = "model forecast") -> list[Path]:

@@ -19,15 +19,16 @@ Splits are by date with fixed boundaries (see `mlops_onnx.timeseries`). The gate
 worse than naive on the test days; validation picked the weights and is never the gate. Beside it,
 `train` logs the statistical baselines (naive, random walk with drift, ETS; `mlops_onnx.baselines`) on the
 same test rows, the per-ticker mean MASE of each, and one-sided Diebold–Mariano p-values of the model
-against naive and drift. Other architectures subclass `StockSpec` and override `build_model` (one Keras
-model) or `fit_models` (several, e.g. the ensemble's members); the rest of `train` is shared.
+against naive and drift, and hands back its forecasts on the validation rows (`TrainResult.validation`), on
+which the night's candidates are compared. Other architectures subclass `StockSpec` and override
+`build_model` (one Keras model) or `fit_models` (several, e.g. the ensemble's members; or a formula without
+Keras, the baselines of `stock_baselines`); the rest of `train` is shared.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,16 @@ import numpy as np
 
 from mlops_onnx.baselines import baseline_forecasts, baseline_metrics
 from mlops_onnx.datasets import STOCKS
-from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, TestRows, TrainResult, profile_config
+from mlops_onnx.models import EpochCallback, ModelSpec, Predictor, Scored, TestRows, TrainResult, profile_config
 from mlops_onnx.models.stock_splits import (
     SplitData,
+    TrainingWindows,
     per_ticker_metrics,
     plot_forecasts,
     row_ids,
     split_data,
     split_periods,
+    training_windows,
 )
 from mlops_onnx.parity import ParityRules
 from mlops_onnx.settings import Settings
@@ -71,6 +74,9 @@ class StockConfig:
     dropout: float = 0.1
     epochs: int = 30
     batch_size: int = 256
+    # Training windows an epoch samples (fresh each epoch; None = all of them): an epoch's cost is bounded
+    # however many tickers and years train (100 tickers × 2,500 windows would be 250,000 an epoch).
+    windows_per_epoch: int | None = 50_000
     learning_rate: float = 1e-3
     patience: int = 5
     feature_clip: float = 8.0  # scaled features beyond ±8 std (bad ticks, splits) are clipped
@@ -89,6 +95,7 @@ QUICK = StockConfig(
     epochs=3,
     patience=2,
     plot_tickers=2,
+    windows_per_epoch=None,
 )
 
 
@@ -181,7 +188,7 @@ class StockSpec(ModelSpec):
     def fit_models(
         self,
         cfg: StockConfig,
-        batches: Callable[[], Any],
+        batches: TrainingWindows,
         val: SplitData,
         target_scale: float,
         checkpoint: Path,
@@ -245,8 +252,6 @@ class StockSpec(ModelSpec):
         return validate_stocks(snapshot.path, snapshot.content_hash, snapshot.files, checks, settings.stock_tickers)
 
     def train(self, snapshot: Snapshot, workdir: Path, settings: Settings, on_epoch: EpochCallback) -> TrainResult:
-        from mlops_onnx.models.stock_splits import window_batches
-
         cfg = self.train_config(settings)
         eligible = select_files(load_report(workdir), settings.stock_tickers)
         chosen, left_out = choose_tickers(snapshot, eligible, cfg)
@@ -258,15 +263,12 @@ class StockSpec(ModelSpec):
             )
         files, series = list(chosen), list(chosen.values())
         scaler = FeatureScaler.fit([s.train_rows(cfg.window) for s in series], cfg.feature_clip)
-
-        def batches():  # a fresh pass over the shuffled batches: every model fitted here sees the same order
-            return window_batches(series, scaler, cfg.window, cfg.batch_size, cfg.seed)
-
-        train_batches = batches()
+        # Called, a fresh pass over the shuffled batches: every model fitted here sees the same order.
+        training = training_windows(series, scaler, cfg.window, cfg.batch_size, cfg.seed, cfg.windows_per_epoch)
         val = split_data(series, scaler, cfg.window, "val")
-        target_scale = float(np.std(train_batches.targets))
+        target_scale = float(np.std(training.targets))
         checkpoint = workdir / self.checkpoint_name
-        fitted = self.fit_models(cfg, batches, val, target_scale, checkpoint, on_epoch, workdir)
+        fitted = self.fit_models(cfg, training, val, target_scale, checkpoint, on_epoch, workdir)
 
         test = split_data(series, scaler, cfg.window, "test")
         val.predicted = fitted.predict(val.inputs)
@@ -281,7 +283,7 @@ class StockSpec(ModelSpec):
                 "naive_val_mae": val_metrics["naive_val_mae"],
                 **fitted.metrics,
                 "tickers_used": float(len(files)),
-                "train_windows": float(len(train_batches.origins)),
+                "train_windows": float(len(training.origins)),
                 "val_windows": float(len(val.targets)),
                 "test_windows": float(len(test.targets)),
             }
@@ -338,12 +340,19 @@ class StockSpec(ModelSpec):
             preprocessing=[preprocessing],
             evaluation_files=[tickers_path],
             artifacts=[tickers_path, by_ticker_path, *plots],
+            validation=Scored(replace(self.evaluation_rows(val), inputs=np.empty(0, np.float32)), val.predicted),
         )
 
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None:
         from mlops_onnx.models.keras_native import export_keras_onnx
 
         export_keras_onnx(checkpoint, out_path, self.onnx_input_name, "float32")
+
+    def evaluation_rows(self, data: SplitData) -> TestRows:
+        """A split's windows as `TestRows`: ids `ticker:date`, and the closes, tickers and days the daily
+        MASE and the Diebold–Mariano test read."""
+        extra = {"close_now": data.close_now, "close_next": data.close_next, "ticker": data.tickers, "day": data.dates}
+        return TestRows(ids=row_ids(data), inputs=data.inputs, targets=data.targets, extra=extra)
 
     def evaluation_data(
         self, snapshot: Snapshot, settings: Settings, workdir: Path, preprocessing: Path | None = None
@@ -354,9 +363,7 @@ class StockSpec(ModelSpec):
         window = int(json.loads(scaler_file.read_text())["window"])  # another model's window: its own look-back
         cfg = replace(self.train_config(settings), window=window, min_train_windows=0)  # the same forecast days
         series = load_tickers(snapshot, self._files(workdir), cfg)
-        test = split_data(series, FeatureScaler.from_json(scaler_file), window, "test")
-        extra = {"close_now": test.close_now, "close_next": test.close_next, "ticker": test.tickers, "day": test.dates}
-        return TestRows(ids=row_ids(test), inputs=test.inputs, targets=test.targets, extra=extra)
+        return self.evaluation_rows(split_data(series, FeatureScaler.from_json(scaler_file), window, "test"))
 
     def parity_strata(self, rows: TestRows) -> np.ndarray:
         """By ticker: every ticker's windows are compared, the quiet and the volatile alike."""

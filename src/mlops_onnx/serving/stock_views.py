@@ -6,7 +6,10 @@ logged there (`artifacts.RUN_FP32_ONNX`) and the scaler its training logged (`pr
 failed a stage, or whose run holds no such files, is listed with the reason its run's tags give instead.
 The baselines are `baselines.FORECASTERS` on the ticker's closes, drift and ETS fitted on the closes before
 the first day forecast (so neither has seen a day it forecasts; the models' own training days are their
-runs' business: a long enough view shows days a model trained on).
+runs' business: a long enough view shows days a model trained on). The night's baseline candidates (naive,
+drift and ETS over the model's window, `models.stock_baselines`) are candidates like the others, drawn from
+their ONNX models; where one shares a statistical baseline's name, the statistical one is
+"<name> (statistical)".
 """
 
 from __future__ import annotations
@@ -174,14 +177,15 @@ def forecast_view(lines: list[Line], path: Path, days: int) -> ForecastView:
         path.name.split(".")[0], frame["Date"].to_numpy(), close, features, {"train": np.arange(origins[0])}
     )
     for name, forecast in FORECASTERS.items():
+        label = f"{name} (statistical)" if name in predicted else name  # a baseline candidate has the name
         try:
-            predicted[name] = forecast(series, origins)
+            predicted[label] = forecast(series, origins)
         except (ValueError, np.linalg.LinAlgError) as exc:
-            not_drawn[name] = (
+            not_drawn[label] = (
                 f"could not be fitted on {series.ticker}'s {origins[0] + 1} closes before the first day forecast: {exc}"
             )
             continue
-        kinds[name] = "baseline"
+        kinds[label] = "baseline"
     close_now, close_next = close[origins], close[origins + 1]
     chart = pd.DataFrame(
         {"actual close": close_next} | {label: close_now * np.exp(r) for label, r in predicted.items()},

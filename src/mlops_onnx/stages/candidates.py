@@ -16,8 +16,8 @@ DATA_TAGS = ("data_hash", "data_source", "data_source_reason", "dataset", "profi
 @stage(reads=("validation_report",))
 def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
     """One state per candidate that runs tonight (`Pipeline.active`: MLOPS_CANDIDATES_<TASK>, else the task's
-    default set, on synthetic data its first): the DAG maps the candidate stages over this list, so each
-    candidate is its own task instances in the Airflow UI.
+    default set, on synthetic data its first and its baselines): the DAG maps the candidate stages over this
+    list, so each candidate is its own task instances in the Airflow UI.
 
     Each candidate gets a run nested under the night's MLflow run (tag `architecture`) and a folder of the
     run's files of its own (`<run>/<architecture>/`, with a copy of the validation report its spec reads),
@@ -57,9 +57,11 @@ def candidates(spec, ctx: RunContext, state: dict) -> list[dict]:
                 "workdir": str(folder),
             }
         )
-    defaults = [c.architecture for c in pipeline.candidates if c.by_default]
+    defaults = [c.architecture for c in pipeline.candidates if c.by_default and not c.baseline]
+    baselines = " and the baselines" if any(c.baseline for c in pipeline.candidates) else ""
     why = (
-        f" (synthetic data: the first of {', '.join(defaults)}; MLOPS_CANDIDATES_{pipeline.task.upper()} for more)"
+        f" (synthetic data: the first of {', '.join(defaults)}{baselines}; "
+        f"MLOPS_CANDIDATES_{pipeline.task.upper()} for more)"
         if pipeline.first_only(settings) and len(defaults) > 1
         else ""
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlops_onnx import tracking
 from mlops_onnx.settings import Settings, get_settings
 from mlops_onnx.stages import EVERY_FILE, NoCandidate, StageSkipped, stage
@@ -10,9 +12,10 @@ from mlops_onnx.tracking import RunContext
 
 @stage(reads=EVERY_FILE)
 def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
-    """Of tonight's candidates that got through every stage, those that pass the absolute gate compete on
-    the primary metric (all of them scored on the same test rows); the best one meets the champion head to
-    head (`registry.gate_and_register`), whatever the champion's architecture. Every candidate's run and
+    """Of tonight's candidates that got through every stage, those that pass the absolute gate are compared
+    by paired tests on their shared validation rows (`decisions.choose`: a more complex one only if it beats
+    every simpler one clearly); the chosen one meets the champion head to head on the test rows
+    (`registry.gate_and_register`), whatever the champion's architecture. Every candidate's run and
     the night's run say what became of it, in one sentence."""
     from mlops_onnx.catalog import PIPELINES
     from mlops_onnx.decisions import NOT_CHOSEN, REJECTED, SKIPPED
@@ -61,23 +64,18 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
         _tag_night(night, {"gate_status": "failed", "promotion_reason": reason})
         raise NoCandidate(reason)
 
-    best = _best(spec, passing)
+    choice = _choose(spec, passing, night, settings)
+    best = choice.chosen
     best_spec, best_state = passing[best]
     for architecture, (_, other) in passing.items():
         if architecture != best:
-            metric = spec.primary_metric
-            why = (
-                f"{metric} {other['metrics'][metric]:.4f}, behind {best}'s "
-                f"{best_state['metrics'][metric]:.4f} on the same test rows"
-            )
-            outcomes[architecture] = f"not chosen: {why}"
-            reason = f"Not chosen: {why}."
+            outcomes[architecture] = "not chosen: " + choice.reasons[architecture].removeprefix("Not chosen: ")
             tracking.set_run_tags(
                 other["mlflow_run_id"],
                 {
                     "gate_status": "passed",
                     "promotion_decision": NOT_CHOSEN,
-                    "promotion_reason": reason,
+                    "promotion_reason": choice.reasons[architecture],
                     "candidate_status": "not chosen",
                 },
             )
@@ -98,11 +96,49 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     return result
 
 
-def _best(spec, passing: dict) -> str:
-    """The architecture with the best primary metric (the catalog's order breaks ties)."""
-    metric = spec.primary_metric
-    sign = 1 if spec.higher_is_better else -1
-    return max(passing, key=lambda a: sign * passing[a][1]["metrics"][metric])
+def _choose(spec, passing: dict, night: dict, settings: Settings):
+    """`decisions.choose` on the candidates' validation outputs; each candidate's run gets its `choice_test`,
+    `choice_p_value` (against the chosen one) and `choice_reason`, the night's run every pairwise test."""
+    import mlflow
+
+    from mlops_onnx.decisions import choose
+    from mlops_onnx.models import Scored
+    from mlops_onnx.variants import onnx_parameters
+
+    missing = [a for a, (_, s) in passing.items() if not s.get("validation_outputs")]
+    if missing:
+        raise ValueError(f"{spec.name}: no validation outputs from {', '.join(missing)}: its train must return them")
+    scored = {a: Scored.load(Path(s["validation_outputs"])) for a, (_, s) in passing.items()}
+    complexity = {a: onnx_parameters(Path(s["onnx_fp32"])) for a, (_, s) in passing.items()}
+    choice = choose(spec, scored, complexity, settings.promotion_alpha)
+    for architecture, (_, state) in passing.items():
+        test = choice.against_chosen(architecture)
+        with mlflow.start_run(run_id=state["mlflow_run_id"]):
+            mlflow.set_tags(
+                {"choice_reason": choice.reasons[architecture][:5000]} | ({"choice_test": test.test} if test else {})
+            )
+            mlflow.log_metrics(
+                {"choice_rows": choice.rows, "onnx_parameters": complexity[architecture]}
+                | ({"choice_p_value": test.p_value} if test else {})
+                | ({f"choice_{choice.metric}": choice.scores[architecture]} if architecture in choice.scores else {})
+            )
+    with mlflow.start_run(run_id=night["mlflow_run_id"]):
+        mlflow.set_tags({"choice_reason": choice.reasons[choice.chosen][:5000], "choice_rows": str(choice.rows)})
+        mlflow.log_metrics({f"choice_p_{a}_vs_{b}": t.p_value for (a, b), t in choice.tests.items()})
+        mlflow.log_dict(
+            {
+                "chosen": choice.chosen,
+                "rows": choice.rows,
+                "metric": choice.metric,
+                "scores": choice.scores,
+                "parameters": choice.complexity,
+                "tests": choice.table(),
+                "reasons": choice.reasons,
+            },
+            "reports/candidate_choice.json",
+        )
+    print(f"[{spec.name}] candidate choice: {choice.reasons[choice.chosen]}", flush=True)
+    return choice
 
 
 def _dropped_out(model: str, ctx: RunContext, architecture: str, settings: Settings) -> str:

@@ -23,6 +23,7 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
 
     from mlops_onnx import fingerprint
     from mlops_onnx.decisions import SKIPPED
+    from mlops_onnx.models import VALIDATION_OUTPUTS
     from mlops_onnx.storage import size_bytes
 
     settings = get_settings()
@@ -80,11 +81,13 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
         for path in result.preprocessing:
             mlflow.log_artifact(str(path), "preprocessing")
         mlflow.log_metric("size_native_bytes", size_bytes(result.checkpoint))
+        validation = result.validation.save(workdir / "reports" / VALIDATION_OUTPUTS) if result.validation else None
     return {
         **state,
         "checkpoint": str(result.checkpoint),
         "preprocessing": [str(p) for p in result.preprocessing],
         "evaluation_files": [str(p) for p in result.evaluation_files],
+        "validation_outputs": str(validation) if validation else None,
         "metrics": {k: v for k, v in result.metrics.items() if k == spec.primary_metric or "macro" in k},
         "fingerprint": marks,
         "forced": forced,
