@@ -1,9 +1,10 @@
-"""`python -m mlops_onnx.cli demo|summary|airflow-env`: what `make demo` runs.
+"""`python -m mlops_onnx.cli demo|summary|airflow-env|pools|rollback`: what `make demo` runs, and more.
 
 `demo` prepares Airflow's embedded state under MLOPS_HOME (SQLite metadata DB, the pools), runs
 every nightly DAG end to end with `airflow dags test` (night 1), then once more on the same data
 (night 2: nothing changed, so nothing trains), then prints and writes the summary with both nights'
-times. `pools` creates the Airflow pools the DAGs use (what the compose init runs).
+times. `pools` creates the Airflow pools the DAGs use (what the compose init runs). `rollback` moves a
+model's champion back by hand (`champion.rollback`).
 """
 
 from __future__ import annotations
@@ -288,6 +289,18 @@ def print_summary(summary: dict) -> None:
         )
 
 
+def run_rollback(model: str, reason: str, to: str | None, by: str | None) -> int:
+    from mlops_onnx.champion import RollbackError, rollback
+
+    try:
+        done = rollback(model, reason, get_settings(), to=to, by=by)
+    except RollbackError as exc:
+        print(f"rollback refused, nothing moved: {exc}", file=sys.stderr)
+        return 1
+    print(f"{done.sentence()} (MLflow run {done.run_id})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlops-onnx")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -301,7 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("models", nargs="*", default=list(PIPELINES))
     sub.add_parser("airflow-env", help="print the Airflow environment variables for this MLOPS_HOME")
     sub.add_parser("pools", help="create the Airflow pools the DAGs use in the configured Airflow (idempotent)")
+    back = sub.add_parser("rollback", help="move a model's champion alias back (to the previous champion by default)")
+    back.add_argument("model", choices=list(PIPELINES))
+    back.add_argument("--to", help="the version to make champion (default: the one the champion displaced)")
+    back.add_argument("--reason", required=True, help="why: recorded on both versions and on a run")
+    back.add_argument("--by", help="who (default: the OS user)")
     args = parser.parse_args(argv)
+    if args.command == "rollback":
+        return run_rollback(args.model, args.reason, args.to, args.by)
     if args.command == "demo":
         return run_demo(args.models, args.nights, args.summary)
     if args.command == "pools":

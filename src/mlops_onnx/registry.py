@@ -18,12 +18,19 @@ from importlib import metadata
 from pathlib import Path
 
 from mlops_onnx import tracking
+from mlops_onnx.champion import (
+    CHALLENGER,
+    CHAMPION,
+    compare_and_set_champion,
+    current_champion,
+    record_displaced,
+    same_version,
+)
 from mlops_onnx.decisions import FIRST_CHAMPION, KEPT, PROMOTED, REJECTED
 from mlops_onnx.settings import Settings
 from mlops_onnx.tracking import RunContext
 
 log = logging.getLogger(__name__)
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def gate_reasons(spec, state: dict, settings: Settings) -> list[str]:
@@ -187,15 +194,6 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
     }
 
 
-def current_champion(client, name: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-
-
 def _decide(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None):
     """(decision, one-sentence reason, HeadToHead or None) against `champion` on tonight's test rows."""
     from mlops_onnx.decisions import decide
@@ -355,23 +353,23 @@ def _move_alias(
     """Set `champion` or `challenger` by `decided` (decision, reason, HeadToHead or None); if the champion
     changed since that comparison, compare again with the new one first."""
     for _ in range(attempts):
-        now = current_champion(client, spec.name)
-        if _same_version(now, compared_with):
+        decision, reason, compared = decided
+        alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
+        if alias == CHAMPION and compare_and_set_champion(client, spec.name, compared_with, version):
             break
-        log.warning("champion of %s moved to v%s during the comparison; comparing again", spec.name, now.version)
+        now = current_champion(client, spec.name)
+        if alias == CHALLENGER and same_version(now, compared_with):
+            client.set_registered_model_alias(spec.name, alias, version)
+            break
+        log.warning("champion of %s moved to %s during the comparison; comparing again", spec.name, now and now.version)
         compared_with = now
         decided = _decide(spec, client, now, state, settings, exclude=version)
-    decision, reason, compared = decided
-    alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
-    client.set_registered_model_alias(spec.name, alias, version)
+    else:
+        raise RuntimeError(f"{spec.name}: the champion kept moving during {attempts} comparisons; nothing moved")
     _record_decision(spec, client, version, state, decision, reason, alias, compared)
     if alias == CHAMPION and compared_with is not None and str(compared_with.version) != version:
-        _record_displaced(spec, client, compared_with, version, reason)
+        record_displaced(spec.name, client, compared_with, version, reason)
     return decision, reason, alias
-
-
-def _same_version(a, b) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and str(a.version) == str(b.version))
 
 
 def _record_decision(
@@ -390,17 +388,6 @@ def _record_decision(
     client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
     tracking.set_run_tags(
         state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias}
-    )
-
-
-def _record_displaced(spec, client, displaced, version: str, reason: str) -> None:
-    """The version that lost `champion` says so, and why, in its tags and its description (the earlier
-    description, why it had become champion, is kept after it)."""
-    client.set_model_version_tag(spec.name, displaced.version, "displaced_by_version", version)
-    client.set_model_version_tag(spec.name, displaced.version, "displaced_reason", reason)
-    earlier = f" Earlier: {displaced.description}" if displaced.description else ""
-    client.update_model_version(
-        spec.name, displaced.version, description=f"No longer champion: v{version} took it. {reason}{earlier}"
     )
 
 

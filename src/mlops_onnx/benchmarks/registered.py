@@ -79,7 +79,7 @@ def registered_version(client, model: str) -> tuple[object | None, str | None, s
     """(version, alias, why none): the model's `champion`, else its newest registered version."""
     from mlflow.exceptions import MlflowException
 
-    from mlops_onnx.registry import CHAMPION, current_champion
+    from mlops_onnx.champion import CHAMPION, current_champion
 
     champion = current_champion(client, model)
     if champion is not None:

@@ -63,9 +63,10 @@ def _drift(spec, snapshot, baseline, state: dict, settings: Settings) -> None:
     import mlflow
     from mlflow import MlflowClient
 
+    from mlops_onnx.champion import current_champion
     from mlops_onnx.drift import drift_report
     from mlops_onnx.models import load_spec
-    from mlops_onnx.registry import current_champion, version_preprocessing
+    from mlops_onnx.registry import version_preprocessing
 
     if baseline is None or baseline.content_hash == snapshot.content_hash:
         status = "no reference: first validated snapshot" if baseline is None else "unchanged: same as last_good"
