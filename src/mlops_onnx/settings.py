@@ -75,7 +75,7 @@ class Settings:
     # Test rows parity compares (a seeded sample stratified by class or ticker beyond that; None: every row)
     parity_max_rows: int | None = 2000
     mlflow_auth: bool = False  # MLflow's basic-auth app on the `make up` server; every MLflow client must log in
-    serve_reload_token: str | None = field(default=None, repr=False)  # POST /reload needs it; None: /reload is off
+    serve_reload_token: str | None = field(default=None, repr=False)  # /reload and /status need it; None: both off
     # Local services (`make up`, `make serve`, the Airflow plugin's links)
     bind_host: str = "127.0.0.1"  # MLOPS_BIND_HOST: the address `make up`/`make serve` listen on
     airflow_port: int = 8080  # MLOPS_AIRFLOW_PORT

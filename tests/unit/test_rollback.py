@@ -19,7 +19,7 @@ def served_version(client, timeout: float = 10.0, want: str | None = None) -> st
         time.sleep(0.1)
 
 
-def test_rollback_moves_the_champion_records_why_and_the_api_serves_it(api, tmp_path, capsys):
+def test_rollback_moves_the_champion_records_why_and_the_api_serves_it(api, tmp_path, capsys):  # noqa: F811
     home, start = api
     register(home, tmp_path / "v1", scale=0.5)
     register(home, tmp_path / "v2", scale=-3.0)  # v2 took champion
@@ -50,7 +50,7 @@ def test_rollback_moves_the_champion_records_why_and_the_api_serves_it(api, tmp_
     assert served_version(server, want="2") == "2"
 
 
-def test_a_rollback_that_cannot_be_done_moves_nothing(api, tmp_path, capsys):
+def test_a_rollback_that_cannot_be_done_moves_nothing(api, tmp_path, capsys):  # noqa: F811
     home, _ = api
     assert cli.main(["rollback", NAME, "--reason", "x"]) == 1
     assert "has no champion to roll back" in capsys.readouterr().err
@@ -69,7 +69,7 @@ def test_a_rollback_that_cannot_be_done_moves_nothing(api, tmp_path, capsys):
     assert "displaced_by_version" not in registry.get_model_version(NAME, "1").tags
 
 
-def test_the_compare_and_set_refuses_when_the_champion_moved(api, tmp_path):
+def test_the_compare_and_set_refuses_when_the_champion_moved(api, tmp_path):  # noqa: F811
     home, _ = api
     register(home, tmp_path / "v1", scale=0.5)
     registry = mlflow_client(home)

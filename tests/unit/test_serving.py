@@ -105,8 +105,8 @@ def test_no_champion_is_503_with_a_clear_message(api):
     response = client.post("/predict", json={"title": "x", "text": "some text"})
     assert response.status_code == 503 and "no fake_news_classifier@champion" in response.json()["detail"]
     health = client.get("/health")
-    assert health.status_code == 503 and health.json()["status"] == "unavailable"
-    assert health.json()["model_loaded"] is False
+    assert health.status_code == 503
+    assert health.json() == {"status": "unavailable", "version": None, "reason": "no_model_at_alias"}
 
 
 def test_predicts_one_article_and_a_batch(api, tmp_path):
@@ -121,13 +121,7 @@ def test_predicts_one_article_and_a_batch(api, tmp_path):
     info = client.get("/model").json()
     assert info["version"] == version and info["data_hash"] == "ab" * 32 and info["metrics"]["test_f1"] == 0.95
     assert info["serving_variant"] == "int8_dynamic"
-    assert client.get("/health").json() == {
-        "status": "ok",
-        "model_loaded": True,
-        "version": version,
-        "pid": info["pid"],
-        "detail": None,
-    }
+    assert client.get("/health").json() == {"status": "ok", "version": version, "reason": None}
 
 
 def test_a_version_is_served_from_its_model_directory_alone(api, tmp_path):
@@ -212,6 +206,25 @@ def test_reload_needs_the_token_and_is_off_without_one(api, tmp_path, settings_e
     assert accepted.status_code == 200 and accepted.json()["version"] == "3"
 
 
+def test_the_lineage_and_error_words_are_only_for_the_token(api, tmp_path):
+    """`/health` and `/model` are public: no commit, Airflow run, path or exception text; `/status` has them
+    behind the operator token (and is off without one)."""
+    home, start = api
+    version = register(home, tmp_path / "v1", scale=0.5)
+    registry = mlflow_client(home)
+    for key, value in {"git_commit": "0123abc", "airflow_run_id": "scheduled__2026-12-07"}.items():
+        registry.set_model_version_tag(NAME, version, key, value)
+    assert start().get("/status").status_code == 404
+    client = start(MLOPS_SERVE_RELOAD_TOKEN=RELOAD_TOKEN)
+    public = client.get("/health").text + client.get("/model").text
+    assert "0123abc" not in public and "scheduled__" not in public and str(tmp_path) not in public
+    assert client.get("/status").status_code == 401
+    assert client.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    status = client.get("/status", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"}).json()
+    assert (status["status"], status["version"], status["reason"], status["detail"]) == ("ok", version, None, None)
+    assert status["model"]["git_commit"] == "0123abc" and status["model"]["airflow_run_id"] == "scheduled__2026-12-07"
+
+
 def test_health_is_degraded_while_a_champion_that_cannot_load_waits(api, tmp_path):
     home, start = api
     register(home, tmp_path / "v1", scale=0.5)
@@ -223,10 +236,10 @@ def test_health_is_degraded_while_a_champion_that_cannot_load_waits(api, tmp_pat
 
     health = client.get("/health")
     assert health.status_code == 503
-    body = health.json()
-    assert (body["status"], body["serving_version"]) == ("degraded", "1")
-    assert body["reason"].startswith("Could not load fake_news_classifier v2 (now @champion): ")
-    assert body["reason"].endswith("still serving v1.") and "\n" not in body["reason"]
+    assert health.json() == {"status": "degraded", "version": "1", "reason": "load_failed"}  # terse: no error text
+    detail = client.get("/status", headers=auth).json()["detail"]  # the words, for the token's holder
+    assert detail.startswith("Could not load fake_news_classifier v2 (now @champion): ")
+    assert detail.endswith("still serving v1.") and "\n" not in detail
     served = client.post("/predict", json={"text": "markets rose"}).json()["predictions"][0]
     assert served["version"] == "1"
 
@@ -268,9 +281,11 @@ def test_a_version_whose_artifacts_are_gone_says_so_on_health(api, tmp_path):
     model_id = version.model_id or version.source.rstrip("/").split("/")[-1]  # source: models:/<model id>
     location = registry.get_logged_model(model_id).artifact_location
     shutil.rmtree(urlparse(location).path)
-    assert client.post("/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"}).json()["version"] == "1"
-    reason = client.get("/health").json()["reason"]
-    assert "v2" in reason and "artifacts are gone" in reason and "registered before" not in reason
+    auth = {"Authorization": f"Bearer {RELOAD_TOKEN}"}
+    assert client.post("/reload", headers=auth).json()["version"] == "1"
+    assert client.get("/health").json() == {"status": "degraded", "version": "1", "reason": "artifacts_missing"}
+    detail = client.get("/status", headers=auth).json()["detail"]
+    assert "v2" in detail and "artifacts are gone" in detail and "registered before" not in detail
 
 
 @pytest.mark.parametrize("onnx_path", ["/etc/hostname", "../outside.onnx", "serving/../../outside.onnx", "link.onnx"])

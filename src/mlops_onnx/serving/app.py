@@ -105,24 +105,25 @@ def validation_errors(exc: RequestValidationError) -> list[dict]:
     ]
 
 
-def check_reload_token(token: str | None, authorization: str | None) -> None:
-    """`POST /reload` is off without MLOPS_SERVE_RELOAD_TOKEN (404: the poll picks up a new champion);
-    with one it needs `Authorization: Bearer <token>`: 401 without it, 403 with another."""
+def check_operator_token(token: str | None, authorization: str | None, endpoint: str) -> None:
+    """`POST /reload` and `GET /status` are off without MLOPS_SERVE_RELOAD_TOKEN (404: the poll picks up a new
+    champion, `/health` says whether it serves); with one they need `Authorization: Bearer <token>`: 401
+    without it, 403 with another (compared in constant time)."""
     if token is None:
         raise HTTPException(
             status_code=404,
-            detail="POST /reload is off (no MLOPS_SERVE_RELOAD_TOKEN); the app "
+            detail=f"{endpoint} is off (no MLOPS_SERVE_RELOAD_TOKEN); the app "
             "polls the champion alias (MLOPS_SERVE_POLL_SECONDS)",
         )
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise HTTPException(
             status_code=401,
-            detail="POST /reload needs 'Authorization: Bearer <token>'",
+            detail=f"{endpoint} needs 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise HTTPException(status_code=403, detail="wrong reload token")
+        raise HTTPException(status_code=403, detail="wrong operator token")
 
 
 def create_app(holder: ModelHolder | None = None, settings: Settings | None = None) -> FastAPI:
@@ -182,18 +183,37 @@ def create_app(holder: ModelHolder | None = None, settings: Settings | None = No
 
     @app.get("/health")
     def health() -> JSONResponse:
-        """200 `ok` while the alias's version serves; 503 `degraded` while an older one serves because the
-        alias's version could not be loaded, 503 `unavailable` with no model at all."""
+        """Public and terse: 200 `ok` while the alias's version serves; 503 `degraded` while an older one
+        serves because the alias's version could not be loaded, 503 `unavailable` with no model at all;
+        `reason` is a one-word code, the words behind it are on `GET /status`."""
         model = holder.current
-        body = {"model_loaded": model is not None, "version": model.version if model else None, "pid": os.getpid()}
-        if model is None:
-            return JSONResponse(status_code=503, content={"status": "unavailable", **body, "detail": holder.last_error})
-        if holder.failure is not None:
-            return JSONResponse(
-                status_code=503,
-                content={"status": "degraded", "reason": holder.failure, "serving_version": model.version, **body},
-            )
-        return JSONResponse(content={"status": "ok", **body, "detail": holder.detail})
+        status = "unavailable" if model is None else "degraded" if holder.failure is not None else "ok"
+        body = {"status": status, "version": model.version if model else None, "reason": holder.reason}
+        return JSONResponse(status_code=200 if status == "ok" else 503, content=body)
+
+    @app.get("/status")
+    def status(request: Request) -> dict:
+        """For operators (the bearer token): `/health` with the reason in words, this worker's pid and the
+        live version's lineage (commit, Airflow run, data hash)."""
+        check_operator_token(settings.serve_reload_token, request.headers.get("authorization"), "GET /status")
+        model = holder.current
+        lineage = ("git_commit", "airflow_run_id", "airflow_dag_id", "data_hash", "config_hash", "code_version")
+        return {
+            "status": "unavailable" if model is None else "degraded" if holder.failure is not None else "ok",
+            "version": model.version if model else None,
+            "reason": holder.reason,
+            "detail": holder.last_error,
+            "pid": os.getpid(),
+            "model": None
+            if model is None
+            else {
+                "name": model.name,
+                "alias": model.alias,
+                "serving_variant": model.variant,
+                "loaded_at": model.loaded_at,
+                **{key: model.tags.get(key) for key in lineage},
+            },
+        }
 
     @app.get("/model")
     def model_info() -> dict:
@@ -205,8 +225,6 @@ def create_app(holder: ModelHolder | None = None, settings: Settings | None = No
             "serving_variant": model.variant,
             "pid": os.getpid(),
             "data_hash": model.tags.get("data_hash"),
-            "git_commit": model.tags.get("git_commit"),
-            "airflow_run_id": model.tags.get("airflow_run_id"),
             "parity_status": model.tags.get("parity_status"),
             "metrics": {k: v for k, v in model.metrics.items() if k.startswith(MODEL_FIGURES)},
         }
@@ -233,7 +251,7 @@ def create_app(holder: ModelHolder | None = None, settings: Settings | None = No
     @app.post("/reload")
     def reload(request: Request) -> dict:
         """Read the alias now in this worker, and signal every other worker on this MLOPS_HOME to."""
-        check_reload_token(settings.serve_reload_token, request.headers.get("authorization"))
+        check_operator_token(settings.serve_reload_token, request.headers.get("authorization"), "POST /reload")
         changed = holder.refresh()
         holder.signal_reload()
         return {

@@ -54,6 +54,14 @@ def attach_serving_files(
         MlflowClient().log_model_artifacts(model_id, str(staging))
 
 
+class ServingFilesError(ValueError):
+    """A version's serving files cannot be used; `code` says why in one word (what `/health` shows)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def download_version(name: str, version: str, folder: Path) -> ServingFiles:
     """`models:/<name>/<version>` into `folder`, read through its `serving/serving.json` (`read_manifest`)."""
     import mlflow
@@ -68,15 +76,17 @@ def read_manifest(model_dir: Path, label: str) -> ServingFiles:
     server read another file of its host. An empty directory means the version's artifacts are gone (MLflow
     downloads nothing, without an error), and says so."""
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
-        raise FileNotFoundError(
+        raise ServingFilesError(
+            "artifacts_missing",
             f"{label}: its model directory is empty: the version's artifacts are gone from the artifact store "
-            "(deleted or moved); restore them, or point the alias at another version"
+            "(deleted or moved); restore them, or point the alias at another version",
         )
     manifest_path = model_dir / SERVING_MANIFEST
     if not manifest_path.is_file():
-        raise FileNotFoundError(
+        raise ServingFilesError(
+            "no_serving_files",
             f"{label} has no {SERVING_MANIFEST} in its model directory: it was registered before "
-            "versions carried their serving files; register it again (a forced nightly run) to serve it"
+            "versions carried their serving files; register it again (a forced nightly run) to serve it",
         )
     manifest = json.loads(manifest_path.read_text())
     root = model_dir.resolve()
@@ -84,9 +94,10 @@ def read_manifest(model_dir: Path, label: str) -> ServingFiles:
     def inside(field: str, relative: object) -> Path:
         path = (root / str(relative)).resolve()
         if not isinstance(relative, str) or Path(relative).is_absolute() or not path.is_relative_to(root):
-            raise ValueError(
+            raise ServingFilesError(
+                "manifest_refused",
                 f"{label}: {SERVING_MANIFEST} field {field!r} ({relative!r}) is not a file inside the version's "
-                "model directory: refused"
+                "model directory: refused",
             )
         return path
 

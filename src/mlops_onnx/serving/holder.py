@@ -92,6 +92,7 @@ class ModelHolder:
         self.current: LoadedModel | None = None
         self.failure: str | None = None  # the newest version at the alias could not be loaded: degraded
         self.detail: str | None = None  # why nothing is at the alias (no champion yet)
+        self.reason: str | None = None  # the one-word code of `failure` or `detail`, what /health shows
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._signal_seen = self._signal_stamp()
@@ -105,15 +106,18 @@ class ModelHolder:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
+        from mlops_onnx.serving.artifacts import ServingFilesError
+
         with self._lock:
             try:
                 version = MlflowClient().get_model_version_by_alias(self.name, self.alias)
             except MlflowException as exc:
                 self.detail = f"no {self.name}@{self.alias} in the registry yet ({exc.error_code})"
+                self.reason = "no_model_at_alias" if exc.error_code == "RESOURCE_DOES_NOT_EXIST" else "registry_error"
                 return False
             number = str(version.version)
             if self.current is not None and self.current.version == number:
-                self.failure = None  # the alias is back on the live version
+                self.failure = self.reason = None  # the alias is back on the live version
                 return False
             try:
                 loaded = load_version(self.name, version, self.alias, self.settings.serve_threads)
@@ -121,9 +125,15 @@ class ModelHolder:
                 still = f"; still serving v{self.current.version}" if self.current else ""
                 message = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
                 self.failure = f"Could not load {self.name} v{number} (now @{self.alias}): {message}{still}."
+                self.reason = exc.code if isinstance(exc, ServingFilesError) else "load_failed"
                 log.exception("loading %s v%s failed%s", self.name, number, still)
                 return False
-            self.current, self.failure, self.detail = loaded, None, None  # one reference swap: never half-loaded
+            self.current, self.failure, self.detail, self.reason = (
+                loaded,
+                None,
+                None,
+                None,
+            )  # one swap: never half-loaded
             log.warning("serving %s v%s (%s) in pid %d", self.name, loaded.version, loaded.variant, os.getpid())
             return True
 
