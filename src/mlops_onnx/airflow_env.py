@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mlops_onnx.catalog import airflow_pools
-from mlops_onnx.settings import Settings
+from mlops_onnx.settings import Settings, private_file, sqlite_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,10 @@ def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> subpro
 def prepare_airflow(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
     """Migrate Airflow's metadata DB and create the pools (both idempotent)."""
     env = env or airflow_environment(settings)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    Path(env["AIRFLOW_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{Path(env['AIRFLOW_HOME']) / 'airflow.db'}"
+    if sqlite_file(database) is not None:
+        private_file(sqlite_file(database))  # the metadata DB holds connections and variables: owner only
     _airflow_checked(["db", "migrate"], env)
     create_pools(env)
     return env

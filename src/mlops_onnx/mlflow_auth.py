@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mlops_onnx.settings import Settings, get_settings
+from mlops_onnx.settings import Settings, get_settings, private_file
 
 ADMIN, PIPELINE, READER, VIEWER = "admin", "pipeline", "reader", "viewer"
 ACCOUNTS = (ADMIN, PIPELINE, READER, VIEWER)
@@ -258,7 +258,7 @@ def prepare_local_server(settings: Settings, url: str) -> dict[str, str]:
     stored["url"] = url
     _write_private(path, stored)
     config = path.parent / "basic_auth.ini"
-    config.write_text(server_config(f"sqlite:///{settings.home / 'mlflow_auth.db'}"))
+    config.write_text(server_config(f"sqlite:///{private_file(settings.home / 'mlflow_auth.db')}"))
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         PASSWORD_VARIABLES[ADMIN]: passwords[ADMIN],

@@ -27,7 +27,7 @@ from pathlib import Path
 from mlops_onnx import mlflow_auth
 from mlops_onnx.airflow_env import airflow, airflow_environment, prepare_airflow
 from mlops_onnx.catalog import PIPELINES
-from mlops_onnx.settings import Settings, get_settings
+from mlops_onnx.settings import Settings, get_settings, private_file
 
 ADMIN = "admin"
 
@@ -162,6 +162,7 @@ def up(timeout: float = 180) -> int:
     # Only the MLflow server's own process gets its admin password and secret key.
     mlflow_env = env | (mlflow_auth.prepare_local_server(settings, mlflow_url(ports)) if settings.mlflow_auth else {})
     prepare_airflow(settings, env)
+    private_file(settings.home / "mlflow.db")  # the server's backend store: owner only
     for name, command in service_commands(settings, ports).items():
         start(settings, name, command, mlflow_env if name == "mlflow" else env)
     mlflow_ok = wait_for(f"{mlflow_url(ports)}/health", timeout)

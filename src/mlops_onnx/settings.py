@@ -138,6 +138,23 @@ class Settings:
         return self.home / "cache"
 
 
+def private_file(path: Path) -> Path:
+    """`path` readable and writable by its owner alone (0600): created empty when missing (SQLite takes an
+    empty file as an empty database, and its journal files take the database's mode), tightened when not."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    try:
+        path.chmod(0o600)
+    except PermissionError:  # another account's file (a shared volume): theirs to tighten
+        log.warning("cannot make %s private (owned by another user)", path)
+    return path
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (SQLAlchemy's form), None for any other store."""
+    return Path(uri.removeprefix("sqlite:///").split("?")[0]) if uri.startswith("sqlite:///") else None
+
+
 def _int(name: str, default: int | None) -> int | None:
     raw = os.environ.get(name, "").strip()
     if not raw:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mlops_onnx import mlflow_auth
-from mlops_onnx.settings import Settings
+from mlops_onnx.settings import Settings, private_file, sqlite_file
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,9 @@ def configure(settings: Settings, account: str = mlflow_auth.PIPELINE) -> None:
     (the pipeline's service account unless a read-only user is asked for: see `mlflow_auth`)."""
     import mlflow
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if (database := sqlite_file(settings.tracking_uri)) is not None:
+        private_file(database)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow_auth.log_in(settings, account)
 

@@ -49,3 +49,30 @@ def test_services_bind_to_loopback_by_default(settings_env, monkeypatch):
     assert Ports.of(settings_env()).host == "127.0.0.1"
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert "MLOPS_BIND_HOST:-127.0.0.1" in makefile
+
+
+def test_state_databases_are_readable_by_their_owner_alone(settings_env, monkeypatch):
+    """mlflow.db, mlflow_auth.db and airflow.db hold run data, password hashes, connections and variables:
+    created 0600 (and tightened when an older state left them 0644), MLOPS_HOME itself 0700 when created."""
+    import stat
+
+    import mlflow
+
+    from mlops_onnx import airflow_env, mlflow_auth, tracking
+
+    for variable in ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = settings_env()
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    tracking.configure(settings)
+    mlflow.MlflowClient().search_experiments()  # MLflow creates its tables in the file
+    assert mode(settings.home) == 0o700 and mode(settings.home / "mlflow.db") == 0o600
+    assert mlflow.MlflowClient().get_experiment_by_name("Default") is not None  # still a working store
+    mlflow_auth.prepare_local_server(settings, "http://127.0.0.1:5000")
+    assert mode(settings.home / "mlflow_auth.db") == 0o600
+    monkeypatch.setattr(airflow_env, "create_pools", lambda env: None)  # the pools are not under test here
+    (settings.airflow_home).mkdir(parents=True)
+    (settings.airflow_home / "airflow.db").touch(mode=0o644)  # an older state's
+    airflow_env.prepare_airflow(settings)
+    assert mode(settings.airflow_home / "airflow.db") == 0o600
+    assert (settings.airflow_home / "airflow.db").stat().st_size > 0  # migrated into it
