@@ -93,6 +93,8 @@ class Settings:
     serve_max_items: int = 64  # MLOPS_SERVE_MAX_ITEMS: articles per request
     serve_max_bytes: int = 1 << 20  # MLOPS_SERVE_MAX_BYTES: request body, declared or streamed (413 once passed)
     serve_max_text_chars: int = 100_000  # MLOPS_SERVE_MAX_TEXT_CHARS: characters of one article's text
+    serve_max_in_flight: int = 64  # MLOPS_SERVE_MAX_IN_FLIGHT: requests inside a worker at once (503 beyond)
+    serve_request_timeout_s: float = 10.0  # MLOPS_SERVE_REQUEST_TIMEOUT_S: a request's deadline, body included
     # MLOPS_SERVE_BATCHING: requests that arrive while an ONNX Runtime call runs share the next one (off: no
     # measured gain at 32 clients on an otherwise idle machine; README, Load test)
     serve_batching: bool = False
@@ -267,6 +269,8 @@ def get_settings() -> Settings:
         serve_max_items=max(1, _int("MLOPS_SERVE_MAX_ITEMS", 64)),
         serve_max_bytes=max(1, _int("MLOPS_SERVE_MAX_BYTES", 1 << 20)),
         serve_max_text_chars=max(1, _int("MLOPS_SERVE_MAX_TEXT_CHARS", 100_000)),
+        serve_max_in_flight=max(1, _int("MLOPS_SERVE_MAX_IN_FLIGHT", 64)),
+        serve_request_timeout_s=max(0.1, _float("MLOPS_SERVE_REQUEST_TIMEOUT_S", 10.0)),
         serve_batching=_flag("MLOPS_SERVE_BATCHING"),
         serve_batch_wait_ms=max(0.0, _float("MLOPS_SERVE_BATCH_WAIT_MS", 0.0)),
         serve_batch_max_items=max(1, _int("MLOPS_SERVE_BATCH_MAX_ITEMS", 32)),

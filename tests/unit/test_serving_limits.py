@@ -6,7 +6,7 @@ import asyncio
 
 from test_serving import api, register  # noqa: F401 (the fixture and the registry helper)
 
-from mlops_onnx.serving.limits import BodyLimit
+from mlops_onnx.serving.limits import BodyLimit, RequestLimits
 from mlops_onnx.settings import Settings
 
 MAX_BYTES, MAX_ITEMS, MAX_TEXT_CHARS = Settings.serve_max_bytes, Settings.serve_max_items, Settings.serve_max_text_chars
@@ -104,3 +104,69 @@ def test_every_invalid_body_is_a_422_that_never_echoes_it(api, tmp_path):  # noq
         assert field.strip() in {str(part) for error in detail for part in error["loc"]}, (body, detail)
         assert all("input" not in error for error in detail)
         assert client.post("/predict", json={"text": "the senate voted"}).status_code == 200
+
+
+def test_requests_over_the_cap_are_503_at_once_and_health_is_exempt():
+    """With 2 requests in flight, a third is refused at once (503, Retry-After) and /health still passes;
+    once one finishes, the next is served."""
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        if scope["path"] != "/health":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    limits = RequestLimits(app, max_in_flight=2, timeout_s=30)
+
+    async def call(path: str) -> list[dict]:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await limits({"type": "http", "path": path, "headers": []}, receive, send)
+        return sent
+
+    async def scenario():
+        held = [asyncio.create_task(call("/predict")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        refused = await asyncio.wait_for(call("/predict"), 1)
+        health = await asyncio.wait_for(call("/health"), 1)
+        release.set()
+        served = [await task for task in held]
+        return refused, health, served, await call("/predict")
+
+    refused, health, served, after = asyncio.run(scenario())
+    assert refused[0]["status"] == 503 and (b"retry-after", b"1") in refused[0]["headers"]
+    assert b"MLOPS_SERVE_MAX_IN_FLIGHT" in refused[1]["body"]
+    assert health[0]["status"] == 200
+    assert [s[0]["status"] for s in served] == [200, 200] and after[0]["status"] == 200
+    assert limits.in_flight == 0
+
+
+def test_a_request_whose_body_never_arrives_is_504_at_the_deadline():
+    async def app(scope, receive, send):
+        await receive()  # waits for a body that never comes
+        raise AssertionError("unreachable")
+
+    sent = []
+
+    async def stalled():
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    async def timed() -> float:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await RequestLimits(app, max_in_flight=4, timeout_s=0.2)({"type": "http", "path": "/predict"}, stalled, send)
+        return loop.time() - began
+
+    took = asyncio.run(timed())
+    assert 0.2 <= took < 2 and sent[0]["status"] == 504
+    assert b"not done within 0.2 s" in sent[1]["body"]

@@ -1,6 +1,7 @@
 """The API as `make serve` runs it with `--workers 2`: a real uvicorn subprocess on a real registry.
 One `POST /reload` reaches one worker; the reload signal in MLOPS_HOME brings the other along (the
-alias poll is off here, so only the signal can). A 100 MB chunked body is cut off after the limit."""
+alias poll is off here, so only the signal can). A 100 MB chunked body is cut off after the limit; 100
+clients that never send their body are answered 504 at the request deadline, and /health stays up."""
 
 import os
 import secrets
@@ -19,6 +20,7 @@ from test_serving import NAME, register
 from mlops_onnx.settings import Settings
 
 TOKEN = secrets.token_urlsafe(16)
+DEADLINE = 3.0  # MLOPS_SERVE_REQUEST_TIMEOUT_S of this server
 
 pytestmark = pytest.mark.slow  # a real uvicorn subprocess: make test, not make test-fast
 
@@ -34,6 +36,7 @@ def server(tmp_path_factory):
         MLOPS_HOME=str(home),
         MLOPS_SERVE_RELOAD_TOKEN=TOKEN,
         MLOPS_SERVE_POLL_SECONDS="0",
+        MLOPS_SERVE_REQUEST_TIMEOUT_S=str(DEADLINE),
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
     )
     argv = [sys.executable, "-m", "uvicorn", "mlops_onnx.serving.app:app", "--workers", "2"]
@@ -98,3 +101,27 @@ def test_a_100_mb_chunked_body_is_refused_without_reading_it(server):
     growth = (sum(w.memory_info().rss for w in workers) - before) / 2**20
     assert growth < 50, f"the workers' memory grew by {growth:.0f} MB"
     assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def test_slow_clients_are_cut_off_at_the_deadline_and_health_stays_up(server):
+    """100 connections declare a body and never send it (a slowloris): each is answered 504 at the request
+    deadline instead of holding its worker, and /health answers meanwhile."""
+    base, _, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    started = time.monotonic()
+    sockets = []
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE + 20)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
+        sock.sendall(b"Content-Length: 50\r\n\r\n{")  # 1 of the 50 bytes announced
+        sockets.append(sock)
+    health = httpx.get(f"{base}/health", timeout=5)
+    assert health.status_code == 200 and time.monotonic() - started < DEADLINE
+    answers = []
+    for sock in sockets:
+        with sock:
+            answers.append(sock.recv(4096))
+    waited = time.monotonic() - started
+    assert all(a.startswith(b"HTTP/1.1 504") for a in answers), {a[:40] for a in answers}
+    assert b"MLOPS_SERVE_REQUEST_TIMEOUT_S" in answers[0]
+    assert DEADLINE <= waited < DEADLINE + 15, waited  # cut at the deadline, not held

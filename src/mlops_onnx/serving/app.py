@@ -129,7 +129,7 @@ def check_operator_token(token: str | None, authorization: str | None, endpoint:
 def create_app(holder: ModelHolder | None = None, settings: Settings | None = None) -> FastAPI:
     """The API on `settings` (default: the environment's, read now); `holder` for a test's own."""
     from mlops_onnx.serving.batching import MicroBatcher
-    from mlops_onnx.serving.limits import BodyLimit
+    from mlops_onnx.serving.limits import BodyLimit, RequestLimits
 
     settings = settings or (holder.settings if holder else get_settings())
     holder = holder or ModelHolder(settings=settings)
@@ -176,6 +176,9 @@ def create_app(holder: ModelHolder | None = None, settings: Settings | None = No
     app.state.holder = holder
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.serve_max_bytes)
+    app.add_middleware(  # the outermost: the deadline covers the body's arrival too
+        RequestLimits, max_in_flight=settings.serve_max_in_flight, timeout_s=settings.serve_request_timeout_s
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
