@@ -35,6 +35,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_onnx.catalog import PIPELINES, Pipeline, registry_pool
 from mlops_onnx.links import model_url
+from mlops_onnx.notify import night_failed
 from mlops_onnx.settings import get_settings
 
 
@@ -183,6 +184,7 @@ def nightly_dag(model: str):
         max_active_runs=1,
         default_args=default_args(),
         dagrun_timeout=timedelta(hours=4),
+        on_failure_callback=night_failed,  # one message to MLOPS_NOTIFY_EMAIL (notify.py)
         params={
             "force_retrain": Param(
                 False,

@@ -81,6 +81,8 @@ class Settings:
     airflow_port: int = 8080  # MLOPS_AIRFLOW_PORT
     mlflow_port: int = 5000  # MLOPS_MLFLOW_PORT
     unpause: str = "all"  # MLOPS_UNPAUSE: DAGs `make up` unpauses: all, none, or comma-separated DAG ids
+    notify_email: tuple[str, ...] = ()  # MLOPS_NOTIFY_EMAIL: who hears of failed nights and moved champions
+    notify_from: str = "mlops-onnx@localhost"  # MLOPS_NOTIFY_FROM: the sender of those mails
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
     code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
     # The fake-news API (`mlops_onnx.serving`), read once when the app is created; README, Serving.
@@ -260,6 +262,8 @@ def get_settings() -> Settings:
         airflow_port=_int("MLOPS_AIRFLOW_PORT", 8080) or 8080,
         mlflow_port=_int("MLOPS_MLFLOW_PORT", 5000) or 5000,
         unpause=os.environ.get("MLOPS_UNPAUSE", "all").strip(),
+        notify_email=tuple(a.strip() for a in os.environ.get("MLOPS_NOTIFY_EMAIL", "").split(",") if a.strip()),
+        notify_from=os.environ.get("MLOPS_NOTIFY_FROM", "").strip() or "mlops-onnx@localhost",
         mlflow_ui_url=(os.environ.get("MLOPS_MLFLOW_UI_URL", "").strip() or "http://127.0.0.1:5000").rstrip("/"),
         code_version=os.environ.get("MLOPS_CODE_VERSION", "").strip() or None,
         serve_model=os.environ.get("MLOPS_SERVE_MODEL", "").strip() or None,

@@ -18,7 +18,7 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     (`registry.gate_and_register`), whatever the champion's architecture. Every candidate's run and
     the night's run say what became of it, in one sentence."""
     from mlops_onnx.catalog import PIPELINES
-    from mlops_onnx.decisions import NOT_CHOSEN, REJECTED, SKIPPED
+    from mlops_onnx.decisions import FIRST_CHAMPION, NOT_CHOSEN, PROMOTED, REJECTED, SKIPPED
     from mlops_onnx.models import load_spec
     from mlops_onnx.registry import gate_and_register as register
     from mlops_onnx.registry import gate_reasons
@@ -93,7 +93,24 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
         | ({"registered_version": result["version"]} if result.get("version") else {}),
     )
     tracking.set_run_tags(best_state["mlflow_run_id"], {"candidate_status": "chosen"})
+    if result.get("promotion_decision") in (FIRST_CHAMPION, PROMOTED):
+        _tell(spec.name, ctx, result, decided.get("promotion_reason", ""), settings)
     return result
+
+
+def _tell(model: str, ctx: RunContext, result: dict, reason: str, settings: Settings) -> None:
+    """One message: the champion moved (`notify`; nothing without MLOPS_NOTIFY_EMAIL)."""
+    from mlops_onnx import links, notify
+
+    message = notify.Message(
+        notify.CHAMPION_MOVED,
+        model,
+        f"{result['promotion_decision']}: v{result['version']}",
+        reason,
+        notify.airflow_run_url(ctx.dag_id, ctx.run_id),
+        links.model_url(model, str(result["version"])),
+    )
+    notify.send(message, settings)
 
 
 def _choose(spec, passing: dict, night: dict, settings: Settings):

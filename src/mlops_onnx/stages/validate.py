@@ -48,7 +48,13 @@ def validate(spec, ctx: RunContext, state: dict) -> dict:
                 if file_report.rows is not None:
                     mlflow.log_metric(f"data_rows_{Path(name).stem.replace('-', '_')}", file_report.rows)
         if not report.success:
-            mlflow.set_tags({"gate_status": "rejected", "gate_reason": "data validation failed"})
+            mlflow.set_tags(
+                {
+                    "gate_status": "rejected",
+                    "gate_reason": "data validation failed",
+                    "validation_reason": report.message()[:5000],  # what the failure message says
+                }
+            )
     if not report.success:
         raise DataValidationError(report.message())
     _drift(spec, snapshot, baseline, state, settings)

@@ -1,0 +1,106 @@
+"""Three Fashion-MNIST nights through Airflow, mailing a local SMTP server (aiosmtpd) through the standard
+`smtp_default` connection: a first champion, a night whose data fails validation and a night that fails in
+ingest each deliver exactly one mail, naming the model, the decision, the reason and both UIs' links."""
+
+import email
+import email.policy
+
+import pytest
+from conftest import HAS_SHARED_DATA, SHARED_DATA, free_port, pipeline_env, run_dag
+
+pytestmark = pytest.mark.e2e
+DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_classifier"
+TRAIN, TEST = "fashion-mnist_train.csv", "fashion-mnist_test.csv"
+
+
+class Inbox:
+    """aiosmtpd's handler: keeps every message it is sent."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.mails.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox():
+    from aiosmtpd.controller import Controller
+
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller.port
+    controller.stop()
+
+
+def write_data(folder):
+    data = folder / "fashionmnist"
+    data.mkdir(parents=True)
+    if HAS_SHARED_DATA:
+        source = SHARED_DATA / "fashionmnist"
+    else:
+        import numpy as np
+
+        from mlops_onnx.sources.synthetic import write_fashion
+
+        source = folder / "synthetic"
+        write_fashion(source, np.random.default_rng(0), (1000, 400))
+    for name, rows in ((TRAIN, 1000), (TEST, 400)):
+        lines = (source / name).read_text().splitlines()[: rows + 1]
+        (data / name).write_text("\n".join(lines) + "\n")
+    return data
+
+
+def body(message) -> str:
+    return message.get_body(("html", "plain")).get_content()
+
+
+def test_a_promotion_bad_data_and_a_failed_night_each_send_one_mail(tmp_path, inbox):
+    mails, port = inbox
+    data = write_data(tmp_path / "data")
+    env = pipeline_env(
+        tmp_path / "home",
+        data_dir=tmp_path / "data",
+        MLOPS_EPOCHS="1",
+        MLOPS_BENCH_RUNS="3",
+        MLOPS_TASK_RETRIES="0",  # a failed task fails the night at once
+        MLOPS_NOTIFY_EMAIL="oncall@example.org, ml-team@example.org",
+        AIRFLOW_CONN_SMTP_DEFAULT=f"smtp://127.0.0.1:{port}?disable_ssl=true&disable_tls=true&timeout=10",
+    )
+    done = run_dag(DAG_ID, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(mails.mails) == 1
+    recipients, mail = mails.mails[0]
+    assert sorted(recipients) == ["ml-team@example.org", "oncall@example.org"]
+    assert mail["Subject"] == f"[mlops-onnx] {MODEL}: champion moved (first_champion: v1)"
+    text = body(mail)
+    assert "First champion" in text and "/dags/fashion_mnist_nightly/runs/manual__" in text
+    assert f"/#/models/{MODEL}/versions/1" in text
+
+    train = data / TRAIN  # night 2: the label column is gone
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join(",".join(line.split(",")[1:]) for line in lines) + "\n")
+    assert run_dag(DAG_ID, env).returncode != 0
+    assert len(mails.mails) == 2
+    mail = mails.mails[1][1]
+    assert mail["Subject"] == f"[mlops-onnx] {MODEL}: data failed validation (nothing registered)"
+    assert TRAIN in body(mail) and "label" in body(mail)
+
+    for path in data.iterdir():  # night 3: the source folder is empty, ingest fails
+        path.unlink()
+    assert run_dag(DAG_ID, env).returncode != 0
+    assert len(mails.mails) == 3
+    mail = mails.mails[2][1]
+    assert mail["Subject"] == f"[mlops-onnx] {MODEL}: night failed (nothing registered)"
+    assert "failed: ingest, gate_and_register" in body(mail), body(mail)  # the first to fail first
+
+
+def test_nothing_is_sent_without_recipients(settings_env):
+    from mlops_onnx import notify
+
+    settings = settings_env(AIRFLOW_CONN_SMTP_DEFAULT="smtp://127.0.0.1:9?disable_ssl=true&disable_tls=true")
+    message = notify.Message(notify.NIGHT_FAILED, MODEL, "nothing registered", "x", "http://a", "http://m")
+    assert settings.notify_email == () and notify.send(message, settings) is False
