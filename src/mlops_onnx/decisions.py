@@ -29,8 +29,9 @@ FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, SKIPPED, NOT_CHOSEN = (
     "skipped_unchanged",
     "not_chosen",  # passed the gate, but another candidate of the same night scored better
 )
+REJECTED_IN_SERVER = "rejected_in_server"  # won, but failed its trial in the real server: no alias moved
 # A run that got through the gate, one way or the other: the same data, code and config would decide the same.
-DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, NOT_CHOSEN)
+DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, NOT_CHOSEN, REJECTED_IN_SERVER)
 
 
 ACCURACY = "test_accuracy"  # a mean of per-row correctness: McNemar's discordant rows test it exactly

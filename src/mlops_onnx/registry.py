@@ -26,7 +26,8 @@ from mlops_onnx.champion import (
     record_displaced,
     same_version,
 )
-from mlops_onnx.decisions import FIRST_CHAMPION, KEPT, PROMOTED, REJECTED
+from mlops_onnx.decisions import FIRST_CHAMPION, KEPT, PROMOTED, REJECTED, REJECTED_IN_SERVER
+from mlops_onnx.serving.trial import server_trial
 from mlops_onnx.settings import Settings
 from mlops_onnx.tracking import RunContext
 
@@ -179,15 +180,19 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
     champion = current_champion(client, spec.name)
     decision, reason, compared = _decide(spec, client, champion, state, settings)
     version = _register(spec, client, ctx, state, decision, reason)
-    decision, reason, alias = _move_alias(
-        spec, client, version, champion, (decision, reason, compared), state, settings
-    )
+    trial = server_trial(spec, version, state, settings) if decision in (FIRST_CHAMPION, PROMOTED) else None
+    if trial is not None and not trial.passed:
+        decision, reason, alias = REJECTED_IN_SERVER, f"Rejected in the server: {trial.reason}.", None
+        _record_decision(spec, client, version, state, decision, reason, alias, compared)
+    else:
+        decided = (decision, reason, compared)
+        decision, reason, alias = _move_alias(spec, client, version, champion, decided, state, settings)
     print(f"[{spec.name}] registered version {version} as @{alias}: {reason}", flush=True)
     return {
         **state,
         "registered": True,
         "version": version,
-        "aliases": [alias],
+        "aliases": [alias] if alias else [],
         "gate": "registered",
         "serving_variant": client.get_model_version(spec.name, version).tags.get("serving_variant"),
         "promotion_decision": decision,
@@ -385,9 +390,11 @@ def _record_decision(
         }
     for key, value in tags.items():
         client.set_model_version_tag(spec.name, version, key, value)
-    client.update_model_version(spec.name, version, description=f"{reason} Alias on registration: @{alias}.")
+    on_registration = f"Alias on registration: @{alias}." if alias else "No alias: champion did not move."
+    client.update_model_version(spec.name, version, description=f"{reason} {on_registration}")
     tracking.set_run_tags(
-        state["mlflow_run_id"], {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias}
+        state["mlflow_run_id"],
+        {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias or "none"},
     )
 
 
@@ -399,7 +406,7 @@ def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, setti
     log.warning("run %s already registered %s version %s; not registering again", ctx.run_id, spec.name, version)
     aliases = list(existing.aliases)
     decision = existing.tags.get("promotion_decision", "")
-    if not aliases:
+    if not aliases and decision != REJECTED_IN_SERVER:  # a version the server refused keeps no alias
         champion = current_champion(client, spec.name)
         decided = _decide(
             spec,
@@ -414,7 +421,7 @@ def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, setti
         )
         decision, _, alias = _move_alias(spec, client, version, champion, decided, state, settings)
         aliases = [alias]
-    tags = {"gate_status": "registered", "registered_version": version, "registered_alias": aliases[0]}
+    tags = {"gate_status": "registered", "registered_version": version, "registered_alias": (aliases or ["none"])[0]}
     if existing.run_id != run_id:
         tags["gate_reason"] = (
             f"already registered as version {version} for logical date "

@@ -88,6 +88,10 @@ class Settings:
     # The fake-news API (`mlops_onnx.serving`), read once when the app is created; README, Serving.
     serve_model: str | None = None  # MLOPS_SERVE_MODEL: the registered model served (None: catalog.served_model("api"))
     serve_alias: str = "champion"  # MLOPS_SERVE_ALIAS: the alias it follows
+    serve_version: str | None = None  # MLOPS_SERVE_VERSION: this version alone, not the alias (the server trial)
+    trial_rows: int = 200  # MLOPS_TRIAL_ROWS: test rows a new champion answers in the server before the alias moves
+    trial_start_seconds: float = 60.0  # MLOPS_TRIAL_START_SECONDS: how long the trial server may take to come up
+    trial_max_p99_ms: float = 500.0  # MLOPS_TRIAL_MAX_P99_MS: its p99 latency over those requests
     serve_poll_seconds: float = (
         30.0  # MLOPS_SERVE_POLL_SECONDS: each worker reads the alias (0: start and /reload only)
     )
@@ -268,6 +272,10 @@ def get_settings() -> Settings:
         code_version=os.environ.get("MLOPS_CODE_VERSION", "").strip() or None,
         serve_model=os.environ.get("MLOPS_SERVE_MODEL", "").strip() or None,
         serve_alias=os.environ.get("MLOPS_SERVE_ALIAS", "").strip() or "champion",
+        serve_version=os.environ.get("MLOPS_SERVE_VERSION", "").strip() or None,
+        trial_rows=max(0, _int("MLOPS_TRIAL_ROWS", 200) or 0),
+        trial_start_seconds=max(1.0, _float("MLOPS_TRIAL_START_SECONDS", 60.0)),
+        trial_max_p99_ms=max(1.0, _float("MLOPS_TRIAL_MAX_P99_MS", 500.0)),
         serve_poll_seconds=max(0.0, _float("MLOPS_SERVE_POLL_SECONDS", 30.0)),
         serve_threads=max(0, _int("MLOPS_SERVE_THREADS", 1)),
         serve_max_items=max(1, _int("MLOPS_SERVE_MAX_ITEMS", 64)),

@@ -106,7 +106,7 @@ def test_every_size_runs_every_default_candidate_on_kaggle_sized_synthetic_data(
     env = scale.size_env(0.125, tmp_path)
     assert env["MLOPS_SYNTHETIC_SIZE"] == "kaggle" and env["MLOPS_SYNTHETIC_SCALE"] == "0.125"
     assert env["MLOPS_CANDIDATES_STOCKS"] == "lstm,transformer,ensemble,naive,drift,ets"  # the baselines too
-    assert env["MLOPS_CANDIDATES_FAKE_NEWS"] == "lstm,minilm"
+    assert env["MLOPS_CANDIDATES_FAKE_NEWS"] == "lstm,tfidf,minilm"
     assert env["MLOPS_CANDIDATES_FASHION"] == "cnn,mobilenet_v2"
 
 

@@ -308,6 +308,17 @@ class FakeNewsSpec(ModelSpec):
         encoder = load_encoder(preprocessing or workdir)
         return TestRows(ids=text_ids(test["clean"]), inputs=encoder.encode(test["clean"]), targets=label_array(test))
 
+    def trial_articles(self, snapshot: Snapshot, settings: Settings, rows: int) -> list[dict[str, str]]:
+        """Tonight's first `rows` test articles as a client sends them to the API (title and raw text; those the
+        API would refuse, a blank or over-long text, left out), for the server trial."""
+        test = split_articles(snapshot.path, self.train_config(settings)).test
+        texts = test["text"].fillna("").astype(str)
+        servable = test[(texts.str.strip() != "") & (texts.str.len() <= settings.serve_max_text_chars)].head(rows)
+        return [
+            {"title": str(t) if isinstance(t, str) else "", "text": x}
+            for t, x in zip(servable["title"], servable["text"])
+        ]
+
     def calibration_data(self, snapshot: Snapshot, settings: Settings, workdir: Path, rows: int) -> np.ndarray:
         train = split_articles(snapshot.path, self.train_config(settings)).train.head(rows)
         return load_encoder(workdir).encode(train["clean"])

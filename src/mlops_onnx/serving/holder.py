@@ -109,8 +109,14 @@ class ModelHolder:
         from mlops_onnx.serving.artifacts import ServingFilesError
 
         with self._lock:
+            pinned = self.settings.serve_version  # the server trial: one version, whatever the alias says
             try:
-                version = MlflowClient().get_model_version_by_alias(self.name, self.alias)
+                client = MlflowClient()
+                version = (
+                    client.get_model_version(self.name, pinned)
+                    if pinned
+                    else client.get_model_version_by_alias(self.name, self.alias)
+                )
             except MlflowException as exc:
                 self.detail = f"no {self.name}@{self.alias} in the registry yet ({exc.error_code})"
                 self.reason = "no_model_at_alias" if exc.error_code == "RESOURCE_DOES_NOT_EXIST" else "registry_error"

@@ -53,9 +53,10 @@ def _read_articles(folder: Path, files: tuple[str, ...], count: int) -> list[dic
     return [article for pair in zip(*per_file) for article in pair][:count]
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The API in one uvicorn worker on 127.0.0.1:`port`, on `env`'s settings (default: this environment)."""
     argv = [sys.executable, "-m", "uvicorn", "mlops_onnx.serving.app:app", "--host", "127.0.0.1"]
-    return subprocess.Popen([*argv, "--port", str(port), "--log-level", "warning"])
+    return subprocess.Popen([*argv, "--port", str(port), "--log-level", "warning"], env=env)
 
 
 def wait_ready(base_url: str, server: subprocess.Popen, timeout: float = 180.0) -> dict:
