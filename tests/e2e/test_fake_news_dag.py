@@ -30,6 +30,9 @@ def test_registers_a_traceable_champion_with_its_tokenizer(home, first_run):
     assert tags["airflow_dag_id"] == DAG_ID and tags["parity_status"] == "passed"
     assert tags["data_hash"] == run.data.tags["data_hash"] and tags["serving_variant"] in VARIANTS
     assert float(tags["test_f1"]) == pytest.approx(run.data.metrics["test_f1"], abs=1e-6)
+    # it answered tonight's test articles in a real server, pinned to it, before it became champion
+    assert run.data.tags["server_trial_status"] == "passed", run.data.tags.get("server_trial")
+    assert run.data.metrics["server_trial_rows"] >= 50 and run.data.metrics["server_trial_max_abs_diff"] <= 1e-4
     paths = {
         a.path
         for folder in ("reports", "plots", "model", "model/preprocessing", "preprocessing")

@@ -12,6 +12,8 @@ try (an `on_execute_callback`), so the task's retries run without the fault:
 - `drift_<variant>`: scale its first conv kernel by 1.5 (it runs; the outputs drift).
 - `break_<variant>`: replace its first conv kernel by noise of the same dtype (it still loads and runs,
   with chance-level accuracy).
+- `break_serving` (the gate task): the serving file the registry attaches to the new version is bytes ONNX
+  Runtime cannot read (parity and the offline checks ran on the good files before).
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def _apply(action: str, ti) -> None:
             return original(*args, **kwargs)
 
         setattr(mlflow, name, stop_then_call)
+    elif action == "break_serving":
+        from mlops_onnx.serving import artifacts
+
+        original = artifacts.attach_serving_files
+
+        def broken(model_id, variant, serving, *args, **kwargs):
+            bad = Path(serving).with_name(f"broken-{Path(serving).name}")
+            bad.write_bytes(b"not an onnx graph" * 64)
+            print(f"[fault] registering {bad.name} as the serving file of {model_id}", flush=True)
+            return original(model_id, variant, bad, *args, **kwargs)
+
+        artifacts.attach_serving_files = broken
     else:
         fault, _, variant = action.partition("_")
         quantize = ti.task_id.rsplit(".", 1)[0] + ".quantize" if "." in ti.task_id else "quantize"
