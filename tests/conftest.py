@@ -147,6 +147,9 @@ def pipeline_env(home: Path, data_dir: Path | None = None, **extra: str) -> dict
         env["MLOPS_DATA_SOURCE"] = "synthetic"
     env.update(extra)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    from mlops_onnx.airflow_env import home_paths
+
+    env.update(home_paths(home / "airflow"))  # as the project runs Airflow: the DB and logs follow the home
     env.update(
         {
             "AIRFLOW_HOME": str(home / "airflow"),

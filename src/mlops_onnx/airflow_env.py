@@ -25,9 +25,21 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
     env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
+    for key, value in home_paths(Path(env["AIRFLOW_HOME"])).items():
+        env.setdefault(key, value)
     env["MLOPS_HOME"] = str(settings.home)
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     return env
+
+
+def home_paths(airflow_home: Path) -> dict[str, str]:
+    """What airflow.cfg would pin to the absolute folder it was first written in (its metadata DB and logs),
+    derived from AIRFLOW_HOME at every start instead, so a copied or moved home uses its own files."""
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(airflow_home / "logs" / "dag_processor"),
+    }
 
 
 def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> subprocess.CompletedProcess:

@@ -85,8 +85,56 @@ def configure(settings: Settings, account: str = mlflow_auth.PIPELINE) -> None:
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (database := sqlite_file(settings.tracking_uri)) is not None:
         private_file(database)
+        relocate_store(database, settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow_auth.log_in(settings, account)
+
+
+# Where a SQLite MLflow store keeps absolute artifact locations (`file://` URIs).
+STORED_LOCATIONS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+
+
+def relocate_store(database: Path, settings: Settings) -> list[str]:
+    """A home's own MLflow store records absolute `file://` artifact locations. In a copied or moved home they
+    still name the original's `mlartifacts/`, so the copy would read and write the original's files: any such
+    location (found from the experiments, whose locations are `<mlartifacts>/<model>`) is rewritten to this
+    home's. Only for the store inside this home; returns the old locations it rewrote."""
+    import sqlite3
+    from contextlib import closing
+
+    if database.parent.resolve() != settings.home.resolve() or database.stat().st_size == 0:
+        return []
+    new = settings.artifacts_dir.as_uri()
+    with closing(sqlite3.connect(database, timeout=30)) as db, db:
+        try:
+            experiments = db.execute("select name, artifact_location from experiments").fetchall()
+        except sqlite3.OperationalError:  # not an MLflow store yet
+            return []
+        olds = {
+            location.removesuffix(f"/{name}")
+            for name, location in experiments
+            if location
+            and location.startswith("file://")
+            and location.removesuffix(f"/{name}").endswith("/mlartifacts")
+        } - {new}
+        for old in sorted(olds):
+            for table, column in STORED_LOCATIONS:
+                db.execute(
+                    f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '!'",  # noqa: S608 (fixed names)
+                    (new, len(old) + 1, _like_prefix(old) + "/%"),
+                )
+            log.warning("MLflow store of %s: artifact locations moved from %s to %s", settings.home, old, new)
+    return sorted(olds)
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def experiment_id(model: str, settings: Settings) -> str:
