@@ -180,6 +180,25 @@ def run_dag(
     return done
 
 
+def write_fashion_sample(folder: Path, train_rows: int = 1000, test_rows: int = 400) -> Path:
+    """`folder/fashionmnist/` in Kaggle's layout: the first rows of the shared sample (else of synthetic data)."""
+    data = folder / "fashionmnist"
+    data.mkdir(parents=True)
+    if HAS_SHARED_DATA:
+        source = SHARED_DATA / "fashionmnist"
+    else:
+        import numpy as np
+
+        from mlops_onnx.sources.synthetic import write_fashion
+
+        source = folder / "synthetic"
+        write_fashion(source, np.random.default_rng(0), (train_rows, test_rows))
+    for name, rows in (("fashion-mnist_train.csv", train_rows), ("fashion-mnist_test.csv", test_rows)):
+        lines = (source / name).read_text().splitlines()[: rows + 1]
+        (data / name).write_text("\n".join(lines) + "\n")
+    return data
+
+
 def latest_run(client, model: str, index: int = 0, architecture: str | None = None):
     """The newest night's MLflow run of a model's experiment (`index` 1: the one before it); with
     `architecture`, that candidate's run of it."""

@@ -6,11 +6,11 @@ import email
 import email.policy
 
 import pytest
-from conftest import HAS_SHARED_DATA, SHARED_DATA, free_port, pipeline_env, run_dag
+from conftest import free_port, pipeline_env, run_dag, write_fashion_sample
 
 pytestmark = pytest.mark.e2e
 DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_classifier"
-TRAIN, TEST = "fashion-mnist_train.csv", "fashion-mnist_test.csv"
+TRAIN = "fashion-mnist_train.csv"
 
 
 class Inbox:
@@ -36,31 +36,13 @@ def inbox():
     controller.stop()
 
 
-def write_data(folder):
-    data = folder / "fashionmnist"
-    data.mkdir(parents=True)
-    if HAS_SHARED_DATA:
-        source = SHARED_DATA / "fashionmnist"
-    else:
-        import numpy as np
-
-        from mlops_onnx.sources.synthetic import write_fashion
-
-        source = folder / "synthetic"
-        write_fashion(source, np.random.default_rng(0), (1000, 400))
-    for name, rows in ((TRAIN, 1000), (TEST, 400)):
-        lines = (source / name).read_text().splitlines()[: rows + 1]
-        (data / name).write_text("\n".join(lines) + "\n")
-    return data
-
-
 def body(message) -> str:
     return message.get_body(("html", "plain")).get_content()
 
 
 def test_a_promotion_bad_data_and_a_failed_night_each_send_one_mail(tmp_path, inbox):
     mails, port = inbox
-    data = write_data(tmp_path / "data")
+    data = write_fashion_sample(tmp_path / "data")
     env = pipeline_env(
         tmp_path / "home",
         data_dir=tmp_path / "data",

@@ -5,28 +5,10 @@ and the original is left untouched, file for file."""
 import shutil
 
 import pytest
-from conftest import HAS_SHARED_DATA, SHARED_DATA, mlflow_client, pipeline_env, run_dag
+from conftest import mlflow_client, pipeline_env, run_dag, write_fashion_sample
 
 pytestmark = pytest.mark.e2e
 DAG_ID, MODEL = "fashion_mnist_nightly", "fashion_mnist_classifier"
-
-
-def write_data(folder):
-    data = folder / "fashionmnist"
-    data.mkdir(parents=True)
-    if HAS_SHARED_DATA:
-        source = SHARED_DATA / "fashionmnist"
-    else:
-        import numpy as np
-
-        from mlops_onnx.sources.synthetic import write_fashion
-
-        source = folder / "synthetic"
-        write_fashion(source, np.random.default_rng(0), (1000, 400))
-    for name, rows in (("fashion-mnist_train.csv", 1000), ("fashion-mnist_test.csv", 400)):
-        lines = (source / name).read_text().splitlines()[: rows + 1]
-        (data / name).write_text("\n".join(lines) + "\n")
-    return folder
 
 
 def files(root) -> dict[str, tuple[int, int]]:
@@ -34,7 +16,7 @@ def files(root) -> dict[str, tuple[int, int]]:
 
 
 def test_a_copied_home_reads_and_writes_only_its_own_files(tmp_path):
-    data = write_data(tmp_path / "data")
+    data = write_fashion_sample(tmp_path / "data").parent
     small = {"MLOPS_EPOCHS": "1", "MLOPS_BENCH_RUNS": "3", "MLOPS_TASK_RETRIES": "0"}
     original, copy = tmp_path / "original" / "home", tmp_path / "copy" / "home"
     done = run_dag(DAG_ID, pipeline_env(original, data_dir=data, **small))
