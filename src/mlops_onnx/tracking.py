@@ -125,10 +125,9 @@ def relocate_store(database: Path, settings: Settings) -> list[str]:
         } - {new}
         for old in sorted(olds):
             for table, column in STORED_LOCATIONS:
-                db.execute(
-                    f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '!'",  # noqa: S608 (fixed names)
-                    (new, len(old) + 1, _like_prefix(old) + "/%"),
-                )
+                # nosec B608: the table and column names are this module's constants; every value is a parameter
+                query = f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '!'"  # noqa: S608  # nosec B608
+                db.execute(query, (new, len(old) + 1, _like_prefix(old) + "/%"))
             log.warning("MLflow store of %s: artifact locations moved from %s to %s", settings.home, old, new)
     return sorted(olds)
 

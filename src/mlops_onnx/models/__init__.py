@@ -145,7 +145,7 @@ class ModelSpec(ABC):
     @abstractmethod
     def export_onnx(self, checkpoint: Path, out_path: Path) -> None: ...
 
-    def trial_articles(self, snapshot: Snapshot, settings: Settings, rows: int) -> list[dict[str, str]]:
+    def trial_articles(self, snapshot: Snapshot, settings: Settings, rows: int, max_chars: int) -> list[dict[str, str]]:
         """The requests a would-be champion answers in the API before `champion` moves (`serving.trial`):
         only the model the API serves has them."""
         raise NotImplementedError(f"{self.name}: no API serves it, so it has no server trial")

@@ -308,12 +308,12 @@ class FakeNewsSpec(ModelSpec):
         encoder = load_encoder(preprocessing or workdir)
         return TestRows(ids=text_ids(test["clean"]), inputs=encoder.encode(test["clean"]), targets=label_array(test))
 
-    def trial_articles(self, snapshot: Snapshot, settings: Settings, rows: int) -> list[dict[str, str]]:
+    def trial_articles(self, snapshot: Snapshot, settings: Settings, rows: int, max_chars: int) -> list[dict[str, str]]:
         """Tonight's first `rows` test articles as a client sends them to the API (title and raw text; those the
-        API would refuse, a blank or over-long text, left out), for the server trial."""
+        API would refuse, a blank text or one over `max_chars`, left out), for the server trial."""
         test = split_articles(snapshot.path, self.train_config(settings)).test
         texts = test["text"].fillna("").astype(str)
-        servable = test[(texts.str.strip() != "") & (texts.str.len() <= settings.serve_max_text_chars)].head(rows)
+        servable = test[(texts.str.strip() != "") & (texts.str.len() <= max_chars)].head(rows)
         return [
             {"title": str(t) if isinstance(t, str) else "", "text": x}
             for t, x in zip(servable["title"], servable["text"])

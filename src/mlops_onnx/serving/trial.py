@@ -47,7 +47,7 @@ def server_trial(spec, version: str, state: dict, settings: Settings) -> Trial |
     if PIPELINES[spec.name].served_by != "api" or settings.trial_rows == 0:
         return None
     snapshot = SnapshotStore(settings.snapshots_dir).get(spec.dataset.name, state["snapshot"])
-    articles = spec.trial_articles(snapshot, settings, settings.trial_rows)
+    articles = spec.trial_articles(snapshot, settings, settings.trial_rows, settings.serve_max_text_chars)
     trial = try_in_server(spec.name, version, articles, settings, spec.parity_rules.fp32_max_abs_diff)
     with mlflow.start_run(run_id=state["mlflow_run_id"]):
         mlflow.log_metrics(trial.metrics())
