@@ -118,6 +118,7 @@ def test_an_unchanged_night_trains_nothing_and_says_which_run_it_repeats(nights)
     assert states["ingest"] == states["validate"] == states["candidates"] == states["prune"] == "success"
     assert runs["night_2"].data.tags["promotion_decision"] == "skipped_unchanged"
     assert runs[2].data.tags["candidate_status"] == "skipped unchanged"  # the candidate's run ends, not `running`
+    assert runs[2].info.status == "FINISHED" and runs["night_2"].info.status == "FINISHED"  # in the MLflow UI too
     assert "train_loss" not in runs[2].data.metrics
     assert runs["events_2"] == runs["events_1"]  # the same snapshot: no event
 

@@ -63,6 +63,8 @@ def train(spec, ctx: RunContext, state: dict) -> dict:
             # a candidate's run ends here: its status is final, not `running`
             | ({"candidate_status": "skipped unchanged"} if state.get("architecture") else {}),
         )
+        if state.get("architecture"):
+            client.set_terminated(state["mlflow_run_id"], "FINISHED")  # and the MLflow UI shows it ended
         raise StageSkipped(reason)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
