@@ -1,11 +1,13 @@
-"""One message per event an operator must hear about, through Airflow's own notifier (the smtp provider's
-`SmtpNotifier`, on the standard connection `smtp_default`, e.g. `AIRFLOW_CONN_SMTP_DEFAULT`):
+"""One message per event an operator must hear about, through Airflow's own notifiers: the smtp provider's
+`SmtpNotifier` (on the standard connection `smtp_default`, e.g. `AIRFLOW_CONN_SMTP_DEFAULT`) and the apprise
+provider's `AppriseNotifier` (any Apprise URL, Slack's included, in the connection MLOPS_NOTIFY_APPRISE names):
 
 - a champion that moved (the gate stage, after the alias moved: first champion or promotion);
 - a night that failed (the DAG's failure callback), or, when its data failed validation, that instead.
 
 Each message holds the model, the decision, the one-sentence reason and links to the Airflow run and the
-MLflow run or version. Recipients are `MLOPS_NOTIFY_EMAIL` (comma-separated); with none, nothing is sent.
+MLflow run or version. Recipients are `MLOPS_NOTIFY_EMAIL` (comma-separated) and the Apprise connection's
+URLs; with neither, nothing is sent.
 A message that cannot be sent is logged and never fails the night.
 """
 
@@ -51,25 +53,47 @@ class Message:
 
 
 def send(message: Message, settings: Settings | None = None) -> bool:
-    """Send `message` to MLOPS_NOTIFY_EMAIL; False when nobody is to be told or it could not be sent."""
+    """Send `message` through every configured channel: a mail to MLOPS_NOTIFY_EMAIL (SMTP), and the Apprise
+    URLs of the Airflow connection named by MLOPS_NOTIFY_APPRISE (Slack, Teams, a webhook: any Apprise URL).
+    False when no channel is configured or none delivered it."""
     settings = settings or get_settings()
-    if not settings.notify_email:
-        return False
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    sent = []
+    for channel, notifier in _notifiers(message, settings):
+        try:
+            notifier.notify({})  # the texts are final: no template rendering (a reason may hold braces)
+        except Exception:
+            log.exception("could not send the %r message for %s by %s", message.event, message.model, channel)
+            continue
+        sent.append(channel)
+    if sent:
+        log.warning("sent %r for %s by %s", message.event, message.model, " and ".join(sent))
+    return bool(sent)
 
-    notifier = SmtpNotifier(
-        to=list(settings.notify_email),
-        from_email=settings.notify_from,
-        subject=message.subject,
-        html_content=message.html,
-    )
-    try:
-        notifier.notify({})  # the texts are final: no template rendering (a reason may hold braces)
-    except Exception:
-        log.exception("could not send the %r message for %s", message.event, message.model)
-        return False
-    log.warning("sent %r for %s to %s", message.event, message.model, ", ".join(settings.notify_email))
-    return True
+
+def _notifiers(message: Message, settings: Settings) -> list[tuple[str, object]]:
+    notifiers = []
+    if settings.notify_email:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        mail = SmtpNotifier(
+            to=list(settings.notify_email),
+            from_email=settings.notify_from,
+            subject=message.subject,
+            html_content=message.html,
+        )
+        notifiers.append((f"mail to {', '.join(settings.notify_email)}", mail))
+    if settings.notify_apprise:
+        from airflow.providers.apprise.notifications.apprise import AppriseNotifier
+
+        lines = [f"{k}: {v}" for k, v in (("decision", message.decision), ("reason", message.reason))]
+        body = "\n".join([*lines, f"Airflow: {message.airflow_url}", f"MLflow: {message.mlflow_url}"])
+        notifiers.append(
+            (
+                f"Apprise ({settings.notify_apprise})",
+                AppriseNotifier(body=body, title=message.subject, apprise_conn_id=settings.notify_apprise),
+            )
+        )
+    return notifiers
 
 
 def airflow_run_url(dag_id: str, run_id: str) -> str:
@@ -91,7 +115,7 @@ def night_failed(context) -> None:
     dag_id = context["dag"].dag_id
     model = next(m for m, p in PIPELINES.items() if p.dag_id == dag_id)
     settings = get_settings()
-    if not settings.notify_email:
+    if not (settings.notify_email or settings.notify_apprise):
         return
     ctx = tracking.RunContext(dag_id=dag_id, run_id=context.get("run_id") or context["dag_run"].run_id)
     run_id = tracking.find_run(model, ctx, settings)

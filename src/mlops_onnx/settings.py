@@ -83,6 +83,7 @@ class Settings:
     unpause: str = "all"  # MLOPS_UNPAUSE: DAGs `make up` unpauses: all, none, or comma-separated DAG ids
     notify_email: tuple[str, ...] = ()  # MLOPS_NOTIFY_EMAIL: who hears of failed nights and moved champions
     notify_from: str = "mlops-onnx@localhost"  # MLOPS_NOTIFY_FROM: the sender of those mails
+    notify_apprise: str | None = None  # MLOPS_NOTIFY_APPRISE: the Airflow connection of Apprise URLs to tell too
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
     code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
     # The fake-news API (`mlops_onnx.serving`), read once when the app is created; README, Serving.
@@ -268,6 +269,7 @@ def get_settings() -> Settings:
         unpause=os.environ.get("MLOPS_UNPAUSE", "all").strip(),
         notify_email=tuple(a.strip() for a in os.environ.get("MLOPS_NOTIFY_EMAIL", "").split(",") if a.strip()),
         notify_from=os.environ.get("MLOPS_NOTIFY_FROM", "").strip() or "mlops-onnx@localhost",
+        notify_apprise=os.environ.get("MLOPS_NOTIFY_APPRISE", "").strip() or None,
         mlflow_ui_url=(os.environ.get("MLOPS_MLFLOW_UI_URL", "").strip() or "http://127.0.0.1:5000").rstrip("/"),
         code_version=os.environ.get("MLOPS_CODE_VERSION", "").strip() or None,
         serve_model=os.environ.get("MLOPS_SERVE_MODEL", "").strip() or None,
