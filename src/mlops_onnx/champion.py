@@ -129,11 +129,6 @@ def rollback(name: str, reason: str, settings: Settings, to: str | None = None, 
 
 def _tell_servers(settings: Settings, name: str) -> None:
     """Touch the reload signal every API worker on this MLOPS_HOME watches (`POST /reload` does the same)."""
-    import os
-    import time
+    from mlops_onnx.serving.holder import signal_file, touch_signal
 
-    from mlops_onnx.serving.holder import signal_file
-
-    signal = signal_file(settings, name, CHAMPION)
-    signal.parent.mkdir(parents=True, exist_ok=True)
-    signal.write_text(f"{time.time_ns()} {os.getpid()}\n")
+    touch_signal(signal_file(settings, name, CHAMPION))

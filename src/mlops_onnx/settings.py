@@ -103,7 +103,7 @@ class Settings:
     serve_max_in_flight: int = 64  # MLOPS_SERVE_MAX_IN_FLIGHT: requests inside a worker at once (503 beyond)
     serve_request_timeout_s: float = 10.0  # MLOPS_SERVE_REQUEST_TIMEOUT_S: a request's deadline, body included
     # MLOPS_SERVE_BATCHING: requests that arrive while an ONNX Runtime call runs share the next one (off: no
-    # measured gain at 32 clients on an otherwise idle machine; README, Load test)
+    # measured gain at 32 clients on an otherwise idle machine; docs/serving.md)
     serve_batching: bool = False
     serve_batch_wait_ms: float = 0.0  # MLOPS_SERVE_BATCH_WAIT_MS: how long a batch waits beyond what is queued
     serve_batch_max_items: int = 32  # MLOPS_SERVE_BATCH_MAX_ITEMS: most articles in one ONNX Runtime call

@@ -238,6 +238,17 @@ def _distributions() -> dict[str, list[str]]:
     return dict(metadata.packages_distributions())
 
 
+def sklearn_native(device: str, settings: Settings, predictor: Callable[[], Predictor]) -> dict[str, Predictor]:
+    """A scikit-learn model's one native path, `native_eager` (`predictor()` builds it), with as many BLAS
+    threads as ONNX Runtime gets in the benchmark; none on a GPU (scikit-learn runs on the CPU)."""
+    if device != "cpu":
+        return {}
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(settings.bench_threads)
+    return {"native_eager": predictor()}
+
+
 def profile_config(settings: Settings, full: Any, quick: Any, **from_settings: str) -> Any:
     """The profile's config (`full` or `quick`) with the seed and the MLOPS_* overrides that are set;
     `from_settings` maps a config field to the Settings attribute that overrides it."""

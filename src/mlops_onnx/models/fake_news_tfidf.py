@@ -43,7 +43,16 @@ from typing import Any
 
 import numpy as np
 
-from mlops_onnx.models import ONNX_OPSET, EpochCallback, Predictor, Scored, TestRows, TrainResult, profile_config
+from mlops_onnx.models import (
+    ONNX_OPSET,
+    EpochCallback,
+    Predictor,
+    Scored,
+    TestRows,
+    TrainResult,
+    profile_config,
+    sklearn_native,
+)
 from mlops_onnx.models.fake_news import QUICK as LSTM_QUICK
 from mlops_onnx.models.fake_news import TOKENIZER_FILE, FakeNewsConfig, FakeNewsSpec
 from mlops_onnx.models.news_data import (
@@ -270,14 +279,8 @@ class FakeNewsTfidfSpec(FakeNewsSpec):
     def native_predictors(
         self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
     ) -> dict[str, Predictor]:
-        """`native_eager`: the TfidfTransformer and LogisticRegression on the ids' counts, with as many BLAS
-        threads as ONNX Runtime gets in the benchmark. None on a GPU (scikit-learn runs on the CPU)."""
-        if device != "cpu":
-            return {}
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(settings.bench_threads)
-        return {"native_eager": TfidfModel.load(checkpoint).probability}
+        """`native_eager`: the TfidfTransformer and LogisticRegression on the ids' counts (`sklearn_native`)."""
+        return sklearn_native(device, settings, lambda: TfidfModel.load(checkpoint).probability)
 
 
 def tfidf_graph(model: TfidfModel, input_name: str):

@@ -38,7 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from mlops_onnx.models import ONNX_OPSET, EpochCallback, Predictor, Scored, TestRows, TrainResult, profile_config
+from mlops_onnx.models import (
+    ONNX_OPSET,
+    EpochCallback,
+    Predictor,
+    Scored,
+    TestRows,
+    TrainResult,
+    profile_config,
+    sklearn_native,
+)
 from mlops_onnx.models.fashion import (
     CLASS_NAMES,
     QUICK,
@@ -212,15 +221,13 @@ class FashionLogRegSpec(FashionSpec):
     def native_predictors(
         self, checkpoint: Path, settings: Settings, device: str = "cpu", compiled: bool = False
     ) -> dict[str, Predictor]:
-        """`native_eager`: scikit-learn's `decision_function` on the flattened pixels, with as many BLAS
-        threads as ONNX Runtime gets in the benchmark. None on a GPU (scikit-learn runs on the CPU)."""
-        if device != "cpu":
-            return {}
-        from threadpoolctl import threadpool_limits
+        """`native_eager`: scikit-learn's `decision_function` on the flattened pixels (`sklearn_native`)."""
 
-        threadpool_limits(settings.bench_threads)
-        model = load_model(checkpoint)
-        return {"native_eager": lambda inputs: model.decision_function(flat(inputs)).astype(np.float32)}
+        def predictor() -> Predictor:
+            model = load_model(checkpoint)
+            return lambda inputs: model.decision_function(flat(inputs)).astype(np.float32)
+
+        return sklearn_native(device, settings, predictor)
 
 
 def _needed_nodes(graph, output: str) -> list:

@@ -78,6 +78,12 @@ def signal_file(settings: Settings, name: str, alias: str) -> Path:
     return settings.home / "serving" / f"reload-{name}-{alias}"
 
 
+def touch_signal(signal: Path) -> None:
+    """Change the reload signal file: every worker watching it reads its alias again within a second."""
+    signal.parent.mkdir(parents=True, exist_ok=True)
+    signal.write_text(f"{time.time_ns()} {os.getpid()}\n")
+
+
 class ModelHolder:
     """The live model, replaced only by a complete new one."""
 
@@ -145,8 +151,7 @@ class ModelHolder:
 
     def signal_reload(self) -> None:
         """Ask every worker on this MLOPS_HOME to read the alias again now."""
-        self.signal.parent.mkdir(parents=True, exist_ok=True)
-        self.signal.write_text(f"{time.time_ns()} {os.getpid()}\n")
+        touch_signal(self.signal)
         self._signal_seen = self._signal_stamp()  # this worker has just reloaded
 
     def _signal_stamp(self) -> tuple[int, int] | None:

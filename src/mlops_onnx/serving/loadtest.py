@@ -151,7 +151,7 @@ def run(duration: float, levels: list[int], out: Path, data_dir: Path | None, po
     from mlops_onnx.catalog import served_model
 
     settings = get_settings()
-    port = port or _free_port()
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     articles = sample_articles(settings, data_dir)
     server = start_server(port)
@@ -178,7 +178,7 @@ def run(duration: float, levels: list[int], out: Path, data_dir: Path | None, po
     return report
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:

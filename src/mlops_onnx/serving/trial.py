@@ -61,12 +61,12 @@ def try_in_server(name: str, version: str, articles: list[dict], settings: Setti
     from mlflow import MlflowClient
 
     from mlops_onnx.serving.holder import load_version
-    from mlops_onnx.serving.loadtest import _free_port, start_server, wait_ready
+    from mlops_onnx.serving.loadtest import free_port, start_server, wait_ready
 
     if not articles:
         return Trial(False, "no test article the API accepts to try it on")
     started = time.perf_counter()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLOPS_SERVE_RELOAD_TOKEN"} | {
         "MLOPS_SERVE_MODEL": name,
         "MLOPS_SERVE_VERSION": version,
