@@ -27,7 +27,7 @@ FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, SKIPPED, NOT_CHOSEN = (
     "kept_champion",
     "rejected",
     "skipped_unchanged",
-    "not_chosen",  # passed the gate, but another candidate of the same night scored better
+    "not_chosen",  # passed the gate, but the paired choice on validation rows took another candidate
 )
 REJECTED_IN_SERVER = "rejected_in_server"  # won, but failed its trial in the real server: no alias moved
 # A run that got through the gate, one way or the other: the same data, code and config would decide the same.
