@@ -61,6 +61,34 @@ def compare_and_set_champion(client, name: str, expected, version: str) -> bool:
     return True
 
 
+def record_decision(
+    name: str,
+    client,
+    version: str,
+    run_id: str,
+    decision: str,
+    reason: str,
+    alias: str | None,
+    compared=None,
+    when: str = "on registration",
+) -> None:
+    """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
+    tags = {"promotion_decision": decision, "promotion_reason": reason}
+    if compared is not None:
+        tags |= {
+            "compare_p_value": f"{compared.test.p_value:.6g}",
+            "compare_test": compared.test.test,
+            "compare_alternative": compared.claim,
+        }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    on_registration = f"Alias {when}: @{alias}." if alias else "No alias: champion did not move."
+    client.update_model_version(name, version, description=f"{reason} {on_registration}")
+    tracking.set_run_tags(
+        run_id, {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias or "none"}
+    )
+
+
 def record_displaced(name: str, client, displaced, version: str, reason: str) -> None:
     """The version that lost `champion` says so, when, and why, in its tags and its description (the earlier
     description, why it had become champion, is kept after it)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import (
     Asset,
     AssetAlias,
@@ -33,6 +34,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops_onnx.approval import APPROVE, REJECT
 from mlops_onnx.catalog import PIPELINES, Pipeline, registry_pool
 from mlops_onnx.links import model_url
 from mlops_onnx.notify import night_failed
@@ -166,12 +168,49 @@ def _export_kaggle_connection() -> None:
         os.environ["KAGGLE_KEY"] = connection.password
 
 
+class PromotionApproval(HITLOperator):
+    """`approve_promotion`: when the gate registered a version `awaiting_approval` (MLOPS_PROMOTION_APPROVAL),
+    Airflow's human-in-the-loop form asks whether it becomes champion, with the gate's numbers and plot
+    (`approval.request`); no answer within MLOPS_APPROVAL_TIMEOUT_HOURS answers Reject. Skipped otherwise."""
+
+    def __init__(self, *, model: str, gate_task_id: str, **kwargs) -> None:
+        super().__init__(
+            subject=f"{model}: approve a new champion?",  # the request's own subject replaces it at run time
+            options=[APPROVE, REJECT],
+            defaults=[REJECT],
+            response_timeout=timedelta(hours=get_settings().approval_timeout_hours),
+            **kwargs,
+        )
+        self.model, self.gate_task_id = model, gate_task_id
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlops_onnx import notify
+
+        state = context["ti"].xcom_pull(task_ids=self.gate_task_id) or {}
+        asked = state.get("approval")
+        if not asked:
+            raise AirflowSkipException(f"nothing to approve: {state.get('promotion_decision') or 'nothing registered'}")
+        self.subject, self.body = asked["subject"], asked["body"]
+        form = (
+            f"{notify.airflow_run_url(context['dag'].dag_id, context['run_id'])}/tasks/{self.task_id}/required_actions"
+        )
+        notify.send(
+            notify.Message(notify.APPROVAL_NEEDED, self.model, f"v{asked['version']}", asked["why"], form, form)
+        )
+        return super().execute(context)
+
+
 # One XCom per task (the whole state dict), not one per key as a `-> dict` annotation would infer.
 pipeline_task = functools.partial(task, multiple_outputs=False)
 
 
 def nightly_dag(model: str):
     pipeline = PIPELINES[model]
+    settings = get_settings()
+    # A night that waits for approval may take up to MLOPS_APPROVAL_TIMEOUT_HOURS longer before it ends.
+    waits = timedelta(hours=settings.approval_timeout_hours if settings.promotion_approval != "never" else 0)
 
     @dag(
         dag_id=pipeline.dag_id,
@@ -183,7 +222,7 @@ def nightly_dag(model: str):
         catchup=False,
         max_active_runs=1,
         default_args=default_args(),
-        dagrun_timeout=timedelta(hours=4),
+        dagrun_timeout=timedelta(hours=4) + waits,
         on_failure_callback=night_failed,  # one message to MLOPS_NOTIFY_EMAIL (notify.py)
         params={
             "force_retrain": Param(
@@ -213,7 +252,9 @@ native model (per-epoch curves in MLflow), `export` writes ONNX fp32, `quantize`
 `gate_and_register` takes the best candidate that passed every check and registers it as
 **`{pipeline.model}`** (tag `architecture`); `champion` moves only when it beats the champion, whatever its
 architecture, **on the same test rows, by a paired test** (McNemar for classifiers, Diebold–Mariano for
-the forecaster). `prune` keeps the registry and the storage bounded.
+the forecaster). With `MLOPS_PROMOTION_APPROVAL=close` (now `{settings.promotion_approval}`), a candidate better
+but not significantly so waits in `approve_promotion` (*Required actions*) and `apply_approval` applies
+the answer. `prune` keeps the registry and the storage bounded.
 
 MLflow experiment: `{pipeline.model}`: one MLflow run per DAG run (data, validation, decision) with one
 nested run per candidate (tag `architecture`); each task has an **MLflow run** and an **MLflow model**
@@ -296,6 +337,16 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
                 raise AirflowFailException("the data did not get through ingest and validate: nothing to gate")
             return _call(pipeline, stage, state, {"candidate_results": _results(results)})
 
+        # MLOPS_PROMOTION_APPROVAL: a human answers in Airflow's form (skipped when the gate asks nobody), and
+        # the answer moves `champion` or keeps it (skipped with the form).
+        approve = PromotionApproval(task_id="approve_promotion", model=pipeline.model, gate_task_id="gate_and_register")
+
+        @pipeline_task(pool=registry_pool(pipeline.model))
+        def apply_approval(state: dict, answer: dict) -> dict:
+            from mlops_onnx.stages.apply_approval import apply_approval as stage
+
+            return _call(pipeline, stage, {"approval": state["approval"], "approval_answer": answer})
+
         # A teardown: runs after every night, skipped or failed, and never decides the run's state.
         @pipeline_task()
         def prune() -> dict:
@@ -308,7 +359,9 @@ Registered model in the MLflow UI: [{pipeline.model}]({model_url(pipeline.model)
         benchmarked = candidate.expand(state=candidates(validated))
         gate = gate_and_register(benchmarked, validated)
         gpu_benchmarks[0] >> gate
-        gate >> prune().as_teardown()
+        applied = apply_approval(gate, approve.output)
+        gate >> approve
+        applied >> prune().as_teardown()
 
     return nightly()
 

@@ -30,8 +30,10 @@ FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, SKIPPED, NOT_CHOSEN = (
     "not_chosen",  # passed the gate, but the paired choice on validation rows took another candidate
 )
 REJECTED_IN_SERVER = "rejected_in_server"  # won, but failed its trial in the real server: no alias moved
+# MLOPS_PROMOTION_APPROVAL: registered as `challenger`, waiting for a human (then promoted or kept_champion)
+AWAITING_APPROVAL = "awaiting_approval"
 # A run that got through the gate, one way or the other: the same data, code and config would decide the same.
-DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, NOT_CHOSEN, REJECTED_IN_SERVER)
+DECIDED = (FIRST_CHAMPION, PROMOTED, KEPT, REJECTED, NOT_CHOSEN, REJECTED_IN_SERVER, AWAITING_APPROVAL)
 
 
 ACCURACY = "test_accuracy"  # a mean of per-row correctness: McNemar's discordant rows test it exactly
@@ -149,6 +151,13 @@ def decide(result: HeadToHead, alpha: float, champion_version: str) -> tuple[str
     if result.candidate_is_better:
         return KEPT, f"Champion kept: better but not significantly, {numbers}."
     return KEPT, f"Champion kept: not better, {numbers}."
+
+
+def needs_approval(mode: str, decision: str, result: HeadToHead | None) -> bool:
+    """Whether a human decides this move (MLOPS_PROMOTION_APPROVAL): `close`, a candidate better on the
+    metric whose paired test did not reach alpha; `always`, that and every move the test alone would make."""
+    close = decision == KEPT and result is not None and result.candidate_is_better
+    return (mode == "close" and close) or (mode == "always" and (close or decision in (FIRST_CHAMPION, PROMOTED)))
 
 
 def write_artifacts(result: HeadToHead, folder: Path, champion_version: str) -> list[Path]:

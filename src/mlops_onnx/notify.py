@@ -2,7 +2,9 @@
 `SmtpNotifier` (on the standard connection `smtp_default`, e.g. `AIRFLOW_CONN_SMTP_DEFAULT`) and the apprise
 provider's `AppriseNotifier` (any Apprise URL, Slack's included, in the connection MLOPS_NOTIFY_APPRISE names):
 
-- a champion that moved (the gate stage, after the alias moved: first champion or promotion);
+- a champion that moved (the gate stage, after the alias moved: first champion or promotion; or the
+  `apply_approval` stage, on an approval);
+- a version that waits for approval (MLOPS_PROMOTION_APPROVAL), with the link to Airflow's form;
 - a night that failed (the DAG's failure callback), or, when its data failed validation, that instead.
 
 Each message holds the model, the decision, the one-sentence reason and links to the Airflow run and the
@@ -21,6 +23,7 @@ from mlops_onnx.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 CHAMPION_MOVED, NIGHT_FAILED, DATA_INVALID = "champion moved", "night failed", "data failed validation"
+APPROVAL_NEEDED = "approval needed"  # MLOPS_PROMOTION_APPROVAL: a version waits for a human
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,19 @@ from mlops_onnx.champion import (
     CHAMPION,
     compare_and_set_champion,
     current_champion,
+    record_decision,
     record_displaced,
     same_version,
 )
-from mlops_onnx.decisions import FIRST_CHAMPION, KEPT, PROMOTED, REJECTED, REJECTED_IN_SERVER
+from mlops_onnx.decisions import (
+    AWAITING_APPROVAL,
+    FIRST_CHAMPION,
+    KEPT,
+    PROMOTED,
+    REJECTED,
+    REJECTED_IN_SERVER,
+    needs_approval,
+)
 from mlops_onnx.serving.trial import server_trial
 from mlops_onnx.settings import Settings
 from mlops_onnx.tracking import RunContext
@@ -180,10 +189,11 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
     champion = current_champion(client, spec.name)
     decision, reason, compared = _decide(spec, client, champion, state, settings)
     version = _register(spec, client, ctx, state, decision, reason)
-    trial = server_trial(spec, version, state, settings) if decision in (FIRST_CHAMPION, PROMOTED) else None
+    tried = decision in (FIRST_CHAMPION, PROMOTED, AWAITING_APPROVAL)  # a human approves only what serves
+    trial = server_trial(spec, version, state, settings) if tried else None
     if trial is not None and not trial.passed:
         decision, reason, alias = REJECTED_IN_SERVER, f"Rejected in the server: {trial.reason}.", None
-        _record_decision(spec, client, version, state, decision, reason, alias, compared)
+        record_decision(spec.name, client, version, state["mlflow_run_id"], decision, reason, alias, compared)
     else:
         decided = (decision, reason, compared)
         decision, reason, alias = _move_alias(spec, client, version, champion, decided, state, settings)
@@ -200,7 +210,18 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
 
 
 def _decide(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None):
-    """(decision, one-sentence reason, HeadToHead or None) against `champion` on tonight's test rows."""
+    """(decision, one-sentence reason, HeadToHead or None) against `champion` on tonight's test rows;
+    `awaiting_approval` where MLOPS_PROMOTION_APPROVAL asks a human (`decisions.needs_approval`)."""
+    decision, reason, compared = _decide_by_test(spec, client, champion, state, settings, exclude)
+    if not needs_approval(settings.promotion_approval, decision, compared):
+        return decision, reason, compared
+    # what the test says, without its verdict ("Champion kept: ", "Promoted: "), which the human now gives
+    why = reason.split(": ", 1)[1] if decision in (KEPT, PROMOTED) else reason[0].lower() + reason[1:]
+    mode = f"MLOPS_PROMOTION_APPROVAL={settings.promotion_approval}"
+    return AWAITING_APPROVAL, f"Awaiting approval in Airflow ({mode}): {why}", compared
+
+
+def _decide_by_test(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None):
     from mlops_onnx.decisions import decide
 
     if champion is None or str(champion.version) == exclude:
@@ -371,31 +392,10 @@ def _move_alias(
         decided = _decide(spec, client, now, state, settings, exclude=version)
     else:
         raise RuntimeError(f"{spec.name}: the champion kept moving during {attempts} comparisons; nothing moved")
-    _record_decision(spec, client, version, state, decision, reason, alias, compared)
+    record_decision(spec.name, client, version, state["mlflow_run_id"], decision, reason, alias, compared)
     if alias == CHAMPION and compared_with is not None and str(compared_with.version) != version:
         record_displaced(spec.name, client, compared_with, version, reason)
     return decision, reason, alias
-
-
-def _record_decision(
-    spec, client, version: str, state: dict, decision: str, reason: str, alias: str, compared=None
-) -> None:
-    """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
-    tags = {"promotion_decision": decision, "promotion_reason": reason}
-    if compared is not None:
-        tags |= {
-            "compare_p_value": f"{compared.test.p_value:.6g}",
-            "compare_test": compared.test.test,
-            "compare_alternative": compared.claim,
-        }
-    for key, value in tags.items():
-        client.set_model_version_tag(spec.name, version, key, value)
-    on_registration = f"Alias on registration: @{alias}." if alias else "No alias: champion did not move."
-    client.update_model_version(spec.name, version, description=f"{reason} {on_registration}")
-    tracking.set_run_tags(
-        state["mlflow_run_id"],
-        {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias or "none"},
-    )
 
 
 def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, settings: Settings) -> dict:

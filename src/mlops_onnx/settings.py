@@ -23,6 +23,9 @@ BENCH_PROVIDERS = ("cpu", "cuda", "tensorrt")
 # Synthetic data sizes: `small` for tests, `demo` for a first `make demo` in minutes, `kaggle` at the real datasets'
 # sizes and layout (times MLOPS_SYNTHETIC_SCALE).
 SYNTHETIC_SIZES = ("small", "demo", "kaggle")
+# MLOPS_PROMOTION_APPROVAL: who moves `champion`: the paired test alone (never), a human for the close calls
+# (better, but p not below alpha), a human for every move (always)
+APPROVAL_MODES = ("never", "close", "always")
 # The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
 DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
@@ -69,6 +72,8 @@ class Settings:
     max_file_growth: float = 5.0  # a file more than this many times larger (or smaller) than in last_good fails
     force_retrain: bool = False  # train even when data, code and config are unchanged (MLOPS_FORCE_RETRAIN=1)
     promotion_alpha: float = 0.05  # significance level of the paired test that may move `champion`
+    promotion_approval: str = "never"  # APPROVAL_MODES: when a human approves the move in Airflow's HITL operator
+    approval_timeout_hours: float = 12.0  # no answer by then: the champion stays
     keep_versions: int = 10  # registered versions without an alias kept per model (the newest)
     keep_runs_days: float = 30.0  # run folders (and unused snapshots) older than this are removed
     drift_max_rows: int = 20_000  # rows per side of the drift report (a seeded sample beyond that)
@@ -257,6 +262,8 @@ def get_settings() -> Settings:
         max_file_growth=_float("MLOPS_MAX_FILE_GROWTH", 5.0) or 5.0,
         force_retrain=_flag("MLOPS_FORCE_RETRAIN"),
         promotion_alpha=_alpha(),
+        promotion_approval=_choice("MLOPS_PROMOTION_APPROVAL", "never", APPROVAL_MODES),
+        approval_timeout_hours=max(0.001, _float("MLOPS_APPROVAL_TIMEOUT_HOURS", 12.0)),
         keep_versions=max(1, _int("MLOPS_KEEP_VERSIONS", 10) or 1),
         keep_runs_days=max(0.0, _float("MLOPS_KEEP_RUNS_DAYS", 30.0)),
         drift_max_rows=max(100, _int("MLOPS_DRIFT_MAX_ROWS", 20_000) or 100),

@@ -10,9 +10,8 @@ from mlops_onnx.catalog import NIGHTLY, PIPELINES, airflow_pools, registry_pool
 
 # Per candidate architecture (one mapped instance each): the `candidate` task group.
 CANDIDATE_TASKS = ("train", "export", "quantize", "parity", "benchmark_cpu", "benchmark_gpu")
-EXPECTED_TASKS = {"ingest", "validate", "candidates", "gate_and_register", "prune"} | {
-    f"candidate.{name}" for name in CANDIDATE_TASKS
-}
+EXPECTED_TASKS = {"ingest", "validate", "candidates", "gate_and_register", "approve_promotion", "apply_approval"}
+EXPECTED_TASKS |= {"prune"} | {f"candidate.{name}" for name in CANDIDATE_TASKS}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +58,16 @@ def test_nightly_shape(dagbag, pipeline):
     assert (registry_pool(pipeline.model), 1) in {(name, slots) for name, slots, _ in airflow_pools()}
     assert gate.upstream_task_ids == {"candidate.benchmark_cpu", "candidate.benchmark_gpu", "validate"}
     assert dag.get_task("validate").upstream_task_ids == {"ingest"}
+    # MLOPS_PROMOTION_APPROVAL: Airflow's human-in-the-loop form after the gate, then its answer applied
+    approve = dag.get_task("approve_promotion")
+    assert approve.upstream_task_ids == {"gate_and_register"} and approve.options == ["Approve", "Reject"]
+    assert approve.defaults == ["Reject"] and approve.response_timeout.total_seconds() == 12 * 3600
+    applied = dag.get_task("apply_approval")
+    assert applied.upstream_task_ids == {"gate_and_register", "approve_promotion"}
+    assert applied.pool == registry_pool(pipeline.model)
+    assert dag.dagrun_timeout.total_seconds() == 4 * 3600  # MLOPS_PROMOTION_APPROVAL=never: nobody is waited for
     prune = dag.get_task("prune")  # after every night, never deciding the run's state
-    assert prune.is_teardown and prune.upstream_task_ids == {"gate_and_register"}
+    assert prune.is_teardown and prune.upstream_task_ids == {"apply_approval"}
     assert not prune.on_failure_fail_dagrun
 
 

@@ -17,8 +17,9 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     every simpler one clearly); the chosen one meets the champion head to head on the test rows
     (`registry.gate_and_register`), whatever the champion's architecture. Every candidate's run and
     the night's run say what became of it, in one sentence."""
+    from mlops_onnx import approval
     from mlops_onnx.catalog import PIPELINES
-    from mlops_onnx.decisions import FIRST_CHAMPION, NOT_CHOSEN, PROMOTED, REJECTED, SKIPPED
+    from mlops_onnx.decisions import AWAITING_APPROVAL, FIRST_CHAMPION, NOT_CHOSEN, PROMOTED, REJECTED, SKIPPED
     from mlops_onnx.models import load_spec
     from mlops_onnx.registry import gate_and_register as register
     from mlops_onnx.registry import gate_reasons
@@ -94,16 +95,18 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     )
     tracking.set_run_tags(best_state["mlflow_run_id"], {"candidate_status": "chosen"})
     if result.get("promotion_decision") in (FIRST_CHAMPION, PROMOTED):
-        _tell(spec.name, ctx, result, decided.get("promotion_reason", ""), settings)
+        tell(spec.name, ctx, result, decided.get("promotion_reason", ""), settings)
+    if result.get("promotion_decision") == AWAITING_APPROVAL:  # the DAG's approve_promotion shows it
+        result["approval"] = approval.request(spec.name, result["version"], night["mlflow_run_id"], settings)
     return result
 
 
-def _tell(model: str, ctx: RunContext, result: dict, reason: str, settings: Settings) -> None:
-    """One message: the champion moved (`notify`; nothing without MLOPS_NOTIFY_EMAIL)."""
+def tell(model: str, ctx: RunContext, result: dict, reason: str, settings: Settings, event: str = "") -> None:
+    """One message: the champion moved (`notify`; nothing without a channel), or `event`."""
     from mlops_onnx import links, notify
 
     message = notify.Message(
-        notify.CHAMPION_MOVED,
+        event or notify.CHAMPION_MOVED,
         model,
         f"{result['promotion_decision']}: v{result['version']}",
         reason,
