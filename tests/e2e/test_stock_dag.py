@@ -169,6 +169,9 @@ def test_the_better_candidate_beats_naive_and_is_registered_as_the_first_champio
     assert tags["gate_status"] == "registered", tags.get("gate_reason")
     assert tags["promotion_decision"] == "first_champion" and night.data.tags["promotion_decision"] == "first_champion"
     assert tags["choice_reason"].startswith("Chosen: ") and "choice_p_value" not in metrics
+    # tried in the dashboard's own loader, in a fresh interpreter, before `champion` moved
+    assert tags["server_trial_status"] == "passed", tags.get("server_trial")
+    assert metrics["server_trial_rows"] > 0 and metrics["server_trial_max_abs_diff"] <= 1e-4
     assert other.data.tags["promotion_decision"] in ("not_chosen", "rejected")
     if other.data.tags["promotion_decision"] == "not_chosen":
         assert other.data.tags["promotion_reason"].startswith("Not chosen: ")
@@ -243,6 +246,7 @@ def test_a_night_with_the_baselines_compares_them_with_the_model_and_serves_the_
     assert choice["chosen"] == chosen and choice["reasons"][chosen].startswith("Chosen")
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.run_id == runs[chosen].info.run_id and version.tags["architecture"] == chosen
+    assert runs[chosen].data.tags["server_trial_status"] == "passed"  # in the dashboard's loader, a fresh process
 
     # The dashboard serves the champion, whichever it is, through its one loader, with the scaler beside it.
     champion = dashboard.load_champion(client)

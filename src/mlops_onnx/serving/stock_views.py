@@ -152,25 +152,37 @@ def scores(close_now: np.ndarray, close_next: np.ndarray, predicted: np.ndarray)
     return scored
 
 
+def view_days(path: Path, window: int, days: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A ticker's rows, its features and the view's forecast origins: its last `days` days that have a full
+    `window` of features before them."""
+    from mlops_onnx.timeseries import WARMUP, make_features, read_ticker
+
+    frame = read_ticker(path)
+    origins = np.arange(max(WARMUP + window - 1, len(frame) - 1 - days), len(frame) - 1)
+    if len(origins) == 0:
+        raise ValueError(f"{path.name}: {len(frame)} rows are too few for a {window}-day window")
+    return frame, make_features(frame).to_numpy(dtype=np.float32), origins
+
+
+def line_forecast(model: OnnxForecaster, features: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """One model's next-day log-return forecast at each origin, through ONNX Runtime."""
+    from mlops_onnx.runtime import run_batched
+    from mlops_onnx.timeseries import windows
+
+    return run_batched(model.session, windows(model.scaler.transform(features), origins, model.window)).reshape(-1)
+
+
 def forecast_view(lines: list[Line], path: Path, days: int) -> ForecastView:
     """Every line's and every baseline's next-day close forecasts for the last `days` days of a ticker,
     on the days every line has a full window for, with their SCORES."""
     from mlops_onnx.baselines import FORECASTERS
-    from mlops_onnx.runtime import run_batched
-    from mlops_onnx.timeseries import WARMUP, TickerSeries, make_features, read_ticker, windows
+    from mlops_onnx.timeseries import TickerSeries
 
-    frame = read_ticker(path)
-    window = max(line.model.window for line in lines)
-    origins = np.arange(max(WARMUP + window - 1, len(frame) - 1 - days), len(frame) - 1)
-    if len(origins) == 0:
-        raise ValueError(f"{path.name}: {len(frame)} rows are too few for a {window}-day window")
-    features = make_features(frame).to_numpy(dtype=np.float32)
+    frame, features, origins = view_days(path, max(line.model.window for line in lines), days)
     close = frame["Close"].to_numpy(dtype=np.float64)
     kinds, predicted, not_drawn = {}, {}, {}
     for line in lines:
-        model = line.model
-        inputs = windows(model.scaler.transform(features), origins, model.window)
-        kinds[line.label], predicted[line.label] = line.kind, run_batched(model.session, inputs).reshape(-1)
+        kinds[line.label], predicted[line.label] = line.kind, line_forecast(line.model, features, origins)
     # The baselines' "training part" (`training_log_close`): the closes up to the first origin, the day before
     # the first day forecast.
     series = TickerSeries(
