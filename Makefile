@@ -40,7 +40,7 @@ demo: setup
 # After `make demo`: the registered version (champion, else newest) of every model and the other candidate
 # architectures of its night that got through export, every variant, provider
 # (MLOPS_BENCH_PROVIDERS) and batch size (MLOPS_BENCH_BATCHES) in one run; writes reports/benchmark.{json,md},
-# PNG charts and the README's performance table, and logs them to MLflow.
+# PNG charts and the performance table of docs/performance.md, and logs them to MLflow.
 bench: setup
 	$(PY) -m mlops_onnx.benchmarks all
 

@@ -23,7 +23,7 @@ class Candidate:
     architecture: str  # the `architecture` tag of its MLflow runs and registered versions
     spec_module: str  # the module whose `SPEC` (or `spec_name`) is the candidate's spec
     # Runs when MLOPS_CANDIDATES_<TASK> is unset. False for a candidate too slow for a night on a CPU host
-    # (README, Candidates): it runs only when named.
+    # (docs/models.md): it runs only when named.
     by_default: bool = True
     # A floor the task's models must beat (a scikit-learn model, a statistical forecaster; seconds to fit): it
     # runs in `first_only` nights too, so even a first look compares the model with what it must beat.

@@ -26,7 +26,7 @@ SYNTHETIC_SIZES = ("small", "demo", "kaggle")
 # MLOPS_PROMOTION_APPROVAL: who moves `champion`: the paired test alone (never), a human for the close calls
 # (better, but p not below alpha), a human for every move (always)
 APPROVAL_MODES = ("never", "close", "always")
-# The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (README, Reliability).
+# The largest task measured here, validating full-size Fashion-MNIST, peaks at about 2.8 GB (docs/reliability.md).
 DEFAULT_MEMORY_BUDGET_MB = 4096.0
 
 
@@ -91,7 +91,7 @@ class Settings:
     notify_apprise: str | None = None  # MLOPS_NOTIFY_APPRISE: the Airflow connection of Apprise URLs to tell too
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # MLOPS_MLFLOW_UI_URL: where users open MLflow (the links)
     code_version: str | None = None  # MLOPS_CODE_VERSION: overrides the git commit (e.g. an image tag)
-    # The fake-news API (`mlops_onnx.serving`), read once when the app is created; README, Serving.
+    # The fake-news API (`mlops_onnx.serving`), read once when the app is created; docs/serving.md.
     serve_model: str | None = None  # MLOPS_SERVE_MODEL: the registered model served (None: catalog.served_model("api"))
     serve_alias: str = "champion"  # MLOPS_SERVE_ALIAS: the alias it follows
     serve_version: str | None = None  # MLOPS_SERVE_VERSION: this version alone, not the alias (the server trial)

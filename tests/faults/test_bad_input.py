@@ -5,7 +5,7 @@ layout, ends at `validate` (or `ingest`) with a message naming the file, the col
 Stocks are validated per ticker file: a bad file is quarantined and the run goes on (on the
 snapshot minus that file) as long as enough tickers pass; too many bad files fail the run.
 
-The matrix below is also the README's "Bad input" table (`test_readme_table_matches_the_matrix`).
+The matrix below is also the "Bad input" table of docs/reliability.md (`test_readme_table_matches_the_matrix`).
 Most cases run the `ingest` and `validate` stages directly, as a DAG task does; one case per
 dataset goes through a real Airflow run (`airflow dags test`) in `test_fault_dags.py`.
 """
@@ -172,7 +172,7 @@ def directory(ds: Dataset, path: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     name: str
-    problem: str  # the README's words
+    problem: str  # the words of docs/reliability.md's table
     breaks: Callable[[Dataset, Path], None]
     # dataset key -> (outcome, texts the message must contain: the file, the column, the count)
     expected: dict[str, tuple[str, list[str]]]
@@ -422,7 +422,7 @@ def test_row_count_caps_catch_a_huge_file_on_the_first_night(tmp_path):
     assert failed == ["fashion-mnist_train.csv: 300 data row(s); expected between 10 and 100"]
 
 
-# --- the README's table is this matrix --------------------------------------------------------------------
+# --- docs/reliability.md's table is this matrix----------------------------------------------------------
 
 
 def readme_table() -> str:
@@ -448,5 +448,5 @@ def readme_table() -> str:
 
 
 def test_readme_table_matches_the_matrix():
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert readme_table() in readme, "regenerate the README's Bad input table:\n" + readme_table()
+    readme = (REPO_ROOT / "docs" / "reliability.md").read_text()
+    assert readme_table() in readme, "regenerate the Bad input table of docs/reliability.md:\n" + readme_table()

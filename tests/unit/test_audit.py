@@ -2,7 +2,7 @@
 no unpickling of anything downloaded, and the serving API's size limits.
 
 Dependency audit decisions live in `security/audit-decisions.toml` (one entry per accepted finding,
-with its reason); the README lists them. A finding without a decision fails the test.
+with its reason), shown in docs/security.md. A finding without a decision fails the test.
 """
 
 from __future__ import annotations

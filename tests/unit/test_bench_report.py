@@ -1,4 +1,4 @@
-"""The benchmark report's arithmetic: targets from one run's rows, the README table, Airflow's overhead."""
+"""The benchmark report's arithmetic: targets from one run's rows, the docs' performance table, Airflow's overhead."""
 
 import pytest
 

@@ -6,6 +6,6 @@
 - `nightly`: the DAG's `benchmark_cpu`/`benchmark_gpu`: ONNX variants and the fastest native path;
 - `registered` and `suite`: `make bench` on the registered versions and the other candidates of their nights,
   every path, a fresh interpreter per cell;
-- `report` and `publish`: targets, Markdown, README table, charts, MLflow;
+- `report` and `publish`: targets, Markdown, the docs' performance table, charts, MLflow;
 - `cli`: `python -m mlops_onnx.benchmarks {all,prepare,run,report,worker,nightly}`.
 """

@@ -6,7 +6,7 @@ entries the harness runs in fresh interpreters (`worker`: one cell; `nightly`: t
    that got through export, with their files from MLflow and the shared storage: one bundle per
    architecture (`benchmarks.bundle`); a candidate that stopped earlier is listed with its reason.
 2. `run` — every cell in a fresh interpreter, parity judged by the model's spec; `benchmark.json`.
-3. `report` — `benchmark.md`, PNG charts, the targets, the README table and one MLflow run;
+3. `report` — `benchmark.md`, PNG charts, the targets, the table of docs/performance.md and one MLflow run;
    `report --from DIR/benchmark.json` does it again alone, e.g. on what a GPU machine's
    `run --no-readme --no-mlflow` wrote.
 

@@ -1,4 +1,4 @@
-"""The benchmark's outputs: `benchmark.json` and `benchmark.md`, PNG charts, the README's table, one MLflow run."""
+"""The benchmark's outputs: `benchmark.json` and `benchmark.md`, PNG charts, the docs' table, one MLflow run."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def report_main(report: dict, out_dir: Path, readme: bool, mlflow_log: bool) -> 
     md_path.write_text(markdown(report))
     files = [json_path, md_path, *charts(report, out_dir)]
     if readme and update_readme(readme_table(report)):
-        print("[bench] README performance table updated", flush=True)
+        print("[bench] performance table of docs/performance.md updated", flush=True)
     if mlflow_log:
         run_id = log_to_mlflow(report, files)
         print(f"[bench] logged to MLflow experiment 'benchmarks', run {run_id}", flush=True)

@@ -1,4 +1,4 @@
-"""The benchmark report: the targets each model's spec sets, the Markdown report and the README's table.
+"""The benchmark report: the targets each model's spec sets, the Markdown report and the table of docs/performance.md.
 
 Everything here is arithmetic on one run's rows (`benchmark.json`), so `report --from` can redo it
 on another machine.
@@ -241,7 +241,7 @@ README_COLUMNS = (
 
 
 def readme_table(report: dict) -> str:
-    """The README's performance table: p50 at batch 1 and 256 of each measured architecture's variants (its
+    """The docs' performance table: p50 at batch 1 and 256 of each measured architecture's variants (its
     registered version and alias, or that it is not registered), on each provider (and way of feeding it)
     that has rows; '–' where a cell is empty (the full report says why)."""
     m, rows = report["machine"], report["rows"]
@@ -283,7 +283,9 @@ def readme_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(table: str, readme: Path = REPO_ROOT / "README.md") -> bool:
+def update_readme(table: str, readme: Path = REPO_ROOT / "docs" / "performance.md") -> bool:
+    """Replace the table between the markers of the docs' performance page (the site shows it; nobody types
+    it); False where the page has no markers."""
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         return False
