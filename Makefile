@@ -80,8 +80,9 @@ summary: setup
 test: setup system-packages lint
 	$(PY) -m pytest -n 2 --dist loadfile --durations=25
 
-# The edit-run loop: unit, data and DAG-integrity tests without the slow ones (under 5 minutes).
-test-fast: setup system-packages lint
+# The edit-run loop: unit, data and DAG-integrity tests, no server, no apt (tests/integration, tests/model,
+# tests/faults and tests/e2e start servers or train real models: make test).
+test-fast: setup lint
 	$(PY) -m pytest tests/unit tests/data tests/dags -m "not slow and not e2e"
 
 lint: setup

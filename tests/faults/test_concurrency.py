@@ -1,7 +1,8 @@
 """Two runs of the same DAG at once, each started with `airflow dags test` (which, unlike the scheduler, does
 not hold the second run back behind `max_active_runs=1`): each keeps its own files and both register.
 Serialised promotion through the scheduler (one run per DAG, one `gate_and_register` per model in its
-registry pool) is shown by the Celery scale-out test; the compare-and-set re-read by tests/unit/test_decisions.py."""
+registry pool) is shown by the Celery scale-out test; the compare-and-set re-read by
+tests/integration/test_decisions.py."""
 
 import json
 import subprocess

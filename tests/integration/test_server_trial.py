@@ -3,7 +3,7 @@ and matches the same registered files run offline; one whose serving file cannot
 
 import pytest
 from conftest import mlflow_client
-from test_serving import NAME, TEXTS, register
+from serving_support import NAME, TEXTS, register
 
 from mlops_onnx.serving.trial import try_in_server
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 from conftest import free_port
-from test_serving import TEXTS, tiny_classifier
+from serving_support import TEXTS, tiny_classifier
 
 from mlops_onnx import mlflow_auth, services, tracking
 from mlops_onnx.mlflow_auth import ADMIN, PIPELINE, READER, VIEWER

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from conftest import HAS_SHARED_DATA, SHARED_DATA
-from test_serving import register
+from serving_support import register
 
 from mlops_onnx.serving import loadtest
 

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 from conftest import free_port, mlflow_client
-from test_serving import NAME, register
+from serving_support import NAME, register
 
 from mlops_onnx.settings import Settings
 
