@@ -96,7 +96,7 @@ def answer(asked: dict, response: dict | None, settings: Settings) -> Answered:
     default) to the version `asked` is about, record the decision on the version and both runs."""
     from mlflow import MlflowClient
 
-    from mlops_onnx.decisions import KEPT, PROMOTED
+    from mlops_onnx.decisions import KEPT, PROMOTED, Decision
 
     tracking.configure(settings)
     client = MlflowClient()
@@ -124,7 +124,13 @@ def answer(asked: dict, response: dict | None, settings: Settings) -> Answered:
     if decision == PROMOTED and _alias_version(client, model, CHALLENGER) == version:
         client.delete_registered_model_alias(model, CHALLENGER)  # a champion is nobody's challenger
     record_decision(
-        model, client, version, asked["candidate_run_id"], decision, reason, alias, when="after the approval request"
+        model,
+        client,
+        version,
+        asked["candidate_run_id"],
+        Decision(decision, reason),
+        alias,
+        "after the approval request",
     )
     tracking.set_run_tags(
         asked["night_run_id"],

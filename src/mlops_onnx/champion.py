@@ -12,9 +12,13 @@ from __future__ import annotations
 import getpass
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mlops_onnx import tracking
 from mlops_onnx.settings import Settings
+
+if TYPE_CHECKING:  # not at import: the DAG file imports this module (through `approval`), and decisions pandas
+    from mlops_onnx.decisions import Decision
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ROLLED_BACK = "rolled_back"  # the `promotion_decision` of a version made champion by hand
@@ -62,18 +66,11 @@ def compare_and_set_champion(client, name: str, expected, version: str) -> bool:
 
 
 def record_decision(
-    name: str,
-    client,
-    version: str,
-    run_id: str,
-    decision: str,
-    reason: str,
-    alias: str | None,
-    compared=None,
-    when: str = "on registration",
+    name: str, client, version: str, run_id: str, decided: Decision, alias: str | None, when: str = "on registration"
 ) -> None:
     """The decision in words on the run and on the version (its description is what the MLflow UI shows)."""
-    tags = {"promotion_decision": decision, "promotion_reason": reason}
+    reason, compared = decided.reason, decided.compared
+    tags = {"promotion_decision": decided.outcome, "promotion_reason": reason}
     if compared is not None:
         tags |= {
             "compare_p_value": f"{compared.test.p_value:.6g}",
@@ -85,7 +82,7 @@ def record_decision(
     on_registration = f"Alias {when}: @{alias}." if alias else "No alias: champion did not move."
     client.update_model_version(name, version, description=f"{reason} {on_registration}")
     tracking.set_run_tags(
-        run_id, {"promotion_decision": decision, "promotion_reason": reason, "registered_alias": alias or "none"}
+        run_id, {"promotion_decision": decided.outcome, "promotion_reason": reason, "registered_alias": alias or "none"}
     )
 
 

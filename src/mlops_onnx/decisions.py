@@ -70,6 +70,20 @@ class HeadToHead:
         return self.candidate > self.champion if self.higher_is_better else self.candidate < self.champion
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What becomes of a registered candidate: the outcome (FIRST_CHAMPION, PROMOTED, KEPT, ...), its
+    one-sentence reason, and the head-to-head behind it (None where there was none, e.g. no champion)."""
+
+    outcome: str
+    reason: str
+    compared: HeadToHead | None = None
+
+    @property
+    def takes_champion(self) -> bool:
+        return self.outcome in (FIRST_CHAMPION, PROMOTED)
+
+
 def classifier_head_to_head(spec, candidate: np.ndarray, champion: np.ndarray, rows) -> HeadToHead:
     """The primary metric of both (the spec's `quality`) and the one-sided paired test of its difference:
     exact McNemar on correctness when the metric is accuracy, else the paired permutation test of `quality`
@@ -137,7 +151,7 @@ def forecast_head_to_head(candidate: np.ndarray, champion: np.ndarray, rows) -> 
     )
 
 
-def decide(result: HeadToHead, alpha: float, champion_version: str) -> tuple[str, str]:
+def decide(result: HeadToHead, alpha: float, champion_version: str) -> Decision:
     """`promoted` or `kept_champion`, and why, in one sentence with the numbers: promoted only on a win in
     the claimed direction that the one-sided paired test finds significant."""
     t = result.test
@@ -147,17 +161,17 @@ def decide(result: HeadToHead, alpha: float, champion_version: str) -> tuple[str
         f"{result.claim}, alpha={alpha:g})"
     )
     if result.candidate_is_better and t.p_value < alpha:
-        return PROMOTED, f"Promoted: {numbers}."
+        return Decision(PROMOTED, f"Promoted: {numbers}.", result)
     if result.candidate_is_better:
-        return KEPT, f"Champion kept: better but not significantly, {numbers}."
-    return KEPT, f"Champion kept: not better, {numbers}."
+        return Decision(KEPT, f"Champion kept: better but not significantly, {numbers}.", result)
+    return Decision(KEPT, f"Champion kept: not better, {numbers}.", result)
 
 
-def needs_approval(mode: str, decision: str, result: HeadToHead | None) -> bool:
+def needs_approval(mode: str, decided: Decision) -> bool:
     """Whether a human decides this move (MLOPS_PROMOTION_APPROVAL): `close`, a candidate better on the
     metric whose paired test did not reach alpha; `always`, that and every move the test alone would make."""
-    close = decision == KEPT and result is not None and result.candidate_is_better
-    return (mode == "close" and close) or (mode == "always" and (close or decision in (FIRST_CHAMPION, PROMOTED)))
+    close = decided.outcome == KEPT and decided.compared is not None and decided.compared.candidate_is_better
+    return (mode == "close" and close) or (mode == "always" and (close or decided.takes_champion))
 
 
 def write_artifacts(result: HeadToHead, folder: Path, champion_version: str) -> list[Path]:

@@ -63,7 +63,7 @@ def send(message: Message, settings: Settings | None = None) -> bool:
     sent = []
     for channel, notifier in _notifiers(message, settings):
         try:
-            notifier.notify({})  # the texts are final: no template rendering (a reason may hold braces)
+            _deliver(notifier)
         except Exception:
             log.exception("could not send the %r message for %s by %s", message.event, message.model, channel)
             continue
@@ -71,6 +71,22 @@ def send(message: Message, settings: Settings | None = None) -> bool:
     if sent:
         log.warning("sent %r for %s by %s", message.event, message.model, " and ".join(sent))
     return bool(sent)
+
+
+def _deliver(notifier) -> None:
+    """Run the notifier (the texts are final: no template rendering, a reason may hold braces). The apprise
+    provider drops Apprise's own verdict, so a URL that failed is read from Apprise's log and raised."""
+    from airflow.providers.apprise.notifications.apprise import AppriseNotifier
+
+    if not isinstance(notifier, AppriseNotifier):
+        notifier.notify({})
+        return
+    import apprise
+
+    with apprise.LogCapture(level=logging.WARNING) as problems:
+        notifier.notify({})
+    if problems.getvalue().strip():
+        raise RuntimeError(f"Apprise did not deliver: {problems.getvalue().strip()[:500]}")
 
 
 def _notifiers(message: Message, settings: Settings) -> list[tuple[str, object]]:

@@ -34,6 +34,7 @@ from mlops_onnx.decisions import (
     PROMOTED,
     REJECTED,
     REJECTED_IN_SERVER,
+    Decision,
     needs_approval,
 )
 from mlops_onnx.serving.trial import server_trial
@@ -187,17 +188,10 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
         }
 
     champion = current_champion(client, spec.name)
-    decision, reason, compared = _decide(spec, client, champion, state, settings)
-    version = _register(spec, client, ctx, state, decision, reason)
-    tried = decision in (FIRST_CHAMPION, PROMOTED, AWAITING_APPROVAL)  # a human approves only what serves
-    trial = server_trial(spec, version, state, settings) if tried else None
-    if trial is not None and not trial.passed:
-        decision, reason, alias = REJECTED_IN_SERVER, f"Rejected in the server: {trial.reason}.", None
-        record_decision(spec.name, client, version, state["mlflow_run_id"], decision, reason, alias, compared)
-    else:
-        decided = (decision, reason, compared)
-        decision, reason, alias = _move_alias(spec, client, version, champion, decided, state, settings)
-    print(f"[{spec.name}] registered version {version} as @{alias}: {reason}", flush=True)
+    decided = _decide(spec, client, champion, state, settings)
+    version = _register(spec, client, ctx, state, decided)
+    decided, alias = _try_then_move(spec, client, version, champion, decided, state, settings)
+    print(f"[{spec.name}] registered version {version} as @{alias}: {decided.reason}", flush=True)
     return {
         **state,
         "registered": True,
@@ -205,50 +199,56 @@ def gate_and_register(spec, ctx: RunContext, state: dict, settings: Settings) ->
         "aliases": [alias] if alias else [],
         "gate": "registered",
         "serving_variant": client.get_model_version(spec.name, version).tags.get("serving_variant"),
-        "promotion_decision": decision,
+        "promotion_decision": decided.outcome,
     }
 
 
-def _decide(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None):
-    """(decision, one-sentence reason, HeadToHead or None) against `champion` on tonight's test rows;
-    `awaiting_approval` where MLOPS_PROMOTION_APPROVAL asks a human (`decisions.needs_approval`)."""
-    decision, reason, compared = _decide_by_test(spec, client, champion, state, settings, exclude)
-    if not needs_approval(settings.promotion_approval, decision, compared):
-        return decision, reason, compared
+def _try_then_move(spec, client, version: str, champion, decided: Decision, state: dict, settings: Settings):
+    """A version that would take `champion` (or wait for approval: a human approves only what serves) is tried
+    in its server first (`serving.trial`); refused there, it keeps no alias. Otherwise the alias moves."""
+    tried = decided.takes_champion or decided.outcome == AWAITING_APPROVAL
+    trial = server_trial(spec, version, state, settings) if tried else None
+    if trial is None or trial.passed:
+        return _move_alias(spec, client, version, champion, decided, state, settings)
+    refused = Decision(REJECTED_IN_SERVER, f"Rejected in the server: {trial.reason}.", decided.compared)
+    record_decision(spec.name, client, version, state["mlflow_run_id"], refused, None)
+    return refused, None
+
+
+def _decide(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None) -> Decision:
+    """Tonight's candidate against `champion` on tonight's test rows; `awaiting_approval` where
+    MLOPS_PROMOTION_APPROVAL asks a human (`decisions.needs_approval`)."""
+    decided = _decide_by_test(spec, client, champion, state, settings, exclude)
+    if not needs_approval(settings.promotion_approval, decided):
+        return decided
     # what the test says, without its verdict ("Champion kept: ", "Promoted: "), which the human now gives
-    why = reason.split(": ", 1)[1] if decision in (KEPT, PROMOTED) else reason[0].lower() + reason[1:]
+    reason = decided.reason
+    why = reason.split(": ", 1)[1] if decided.outcome in (KEPT, PROMOTED) else reason[0].lower() + reason[1:]
     mode = f"MLOPS_PROMOTION_APPROVAL={settings.promotion_approval}"
-    return AWAITING_APPROVAL, f"Awaiting approval in Airflow ({mode}): {why}", compared
+    return Decision(AWAITING_APPROVAL, f"Awaiting approval in Airflow ({mode}): {why}", decided.compared)
 
 
-def _decide_by_test(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None):
+def _decide_by_test(spec, client, champion, state: dict, settings: Settings, exclude: str | None = None) -> Decision:
     from mlops_onnx.decisions import decide
 
     if champion is None or str(champion.version) == exclude:
         score = state["metrics"][spec.primary_metric]
-        return (
+        return Decision(
             FIRST_CHAMPION,
-            (
-                f"First champion: no champion yet and the gate passed ({spec.primary_metric} "
-                f"{score:.4f}, threshold {spec.gate_min(settings):.4f})."
-            ),
-            None,
+            f"First champion: no champion yet and the gate passed ({spec.primary_metric} "
+            f"{score:.4f}, threshold {spec.gate_min(settings):.4f}).",
         )
     try:
         result = head_to_head(spec, client, champion, state, settings)
     except Exception as exc:  # an incomparable champion is never replaced automatically
         log.warning("head-to-head against %s v%s failed", spec.name, champion.version, exc_info=True)
-        return (
+        return Decision(
             KEPT,
-            (
-                f"Champion kept: champion v{champion.version} could not be run on tonight's test rows "
-                f"({type(exc).__name__}: {str(exc)[:300]}); move `champion` by hand if this one is better."
-            ),
-            None,
+            f"Champion kept: champion v{champion.version} could not be run on tonight's test rows "
+            f"({type(exc).__name__}: {str(exc)[:300]}); move `champion` by hand if this one is better.",
         )
-    decision, reason = decide(result, settings.promotion_alpha, str(champion.version))
     _log_head_to_head(spec, state, result, str(champion.version))
-    return decision, reason, result
+    return decide(result, settings.promotion_alpha, str(champion.version))
 
 
 def head_to_head(spec, client, champion, state: dict, settings: Settings):
@@ -338,7 +338,7 @@ def _log_head_to_head(spec, state: dict, result, champion_version: str) -> None:
         mlflow.log_artifact(str(plot), "plots")
 
 
-def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason: str) -> str:
+def _register(spec, client, ctx: RunContext, state: dict, decided: Decision) -> str:
     import mlflow
 
     score = state["metrics"][spec.primary_metric]
@@ -358,8 +358,8 @@ def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason:
             spec.primary_metric: f"{score:.6f}",
             "variants_passed": ",".join(sorted(state.get("passing_variants", {}))) or "none",
             "forced": str(state.get("forced", False)).lower(),
-            "promotion_decision": decision,
-            "promotion_reason": reason,
+            "promotion_decision": decided.outcome,
+            "promotion_reason": decided.reason,
         } | ({"airflow_logical_date": ctx.logical_date} if ctx.logical_date else {})
         version = str(mlflow.register_model(model_uri, spec.name, tags=tags).version)
         mlflow.set_tags(
@@ -374,13 +374,12 @@ def _register(spec, client, ctx: RunContext, state: dict, decision: str, reason:
 
 
 def _move_alias(
-    spec, client, version: str, compared_with, decided: tuple, state: dict, settings: Settings, attempts: int = 3
-) -> tuple[str, str, str]:
-    """Set `champion` or `challenger` by `decided` (decision, reason, HeadToHead or None); if the champion
-    changed since that comparison, compare again with the new one first."""
+    spec, client, version: str, compared_with, decided: Decision, state: dict, settings: Settings, attempts: int = 3
+) -> tuple[Decision, str]:
+    """Set `champion` or `challenger` by `decided`; if the champion changed since that comparison, compare
+    again with the new one first. The decision that stood, and the alias it set."""
     for _ in range(attempts):
-        decision, reason, compared = decided
-        alias = CHAMPION if decision in (FIRST_CHAMPION, PROMOTED) else CHALLENGER
+        alias = CHAMPION if decided.takes_champion else CHALLENGER
         if alias == CHAMPION and compare_and_set_champion(client, spec.name, compared_with, version):
             break
         now = current_champion(client, spec.name)
@@ -392,10 +391,10 @@ def _move_alias(
         decided = _decide(spec, client, now, state, settings, exclude=version)
     else:
         raise RuntimeError(f"{spec.name}: the champion kept moving during {attempts} comparisons; nothing moved")
-    record_decision(spec.name, client, version, state["mlflow_run_id"], decision, reason, alias, compared)
+    record_decision(spec.name, client, version, state["mlflow_run_id"], decided, alias)
     if alias == CHAMPION and compared_with is not None and str(compared_with.version) != version:
-        record_displaced(spec.name, client, compared_with, version, reason)
-    return decision, reason, alias
+        record_displaced(spec.name, client, compared_with, version, decided.reason)
+    return decided, alias
 
 
 def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, settings: Settings) -> dict:
@@ -419,8 +418,8 @@ def _finish_existing(spec, client, existing, ctx: RunContext, state: dict, setti
             settings,
             exclude=version,
         )
-        decision, _, alias = _move_alias(spec, client, version, champion, decided, state, settings)
-        aliases = [alias]
+        decided, alias = _try_then_move(spec, client, version, champion, decided, state, settings)
+        decision, aliases = decided.outcome, [alias] if alias else []
     tags = {"gate_status": "registered", "registered_version": version, "registered_alias": (aliases or ["none"])[0]}
     if existing.run_id != run_id:
         tags["gate_reason"] = (

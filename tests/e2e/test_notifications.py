@@ -122,3 +122,20 @@ def test_nothing_is_sent_without_recipients(settings_env):
     settings = settings_env(AIRFLOW_CONN_SMTP_DEFAULT="smtp://127.0.0.1:9?disable_ssl=true&disable_tls=true")
     message = notify.Message(notify.NIGHT_FAILED, MODEL, "nothing registered", "x", "http://a", "http://m")
     assert settings.notify_email == () and notify.send(message, settings) is False
+
+
+def test_an_apprise_url_that_fails_is_reported_not_counted_as_sent(settings_env, webhook, capfd):
+    """The apprise provider drops Apprise's verdict; `notify.send` reads it from Apprise's log instead."""
+    from mlops_onnx import notify
+
+    posts, hook_port = webhook
+    message = notify.Message(notify.CHAMPION_MOVED, MODEL, "promoted: v2", "x", "http://a", "http://m")
+    for name, port in (("up", hook_port), ("down", free_port())):  # nothing listens on the second port
+        config = {"conn_type": "apprise", "extra": {"config": {"path": f"json://127.0.0.1:{port}/"}}}
+        settings = settings_env(
+            MLOPS_NOTIFY_APPRISE=f"apprise_{name}", **{f"AIRFLOW_CONN_APPRISE_{name.upper()}": json.dumps(config)}
+        )
+        assert notify.send(message, settings) is (name == "up"), name
+    assert len(posts) == 1
+    logged = "".join(capfd.readouterr())  # Airflow's logging writes the reason to the console
+    assert "Apprise did not deliver" in logged and "Connection error" in logged

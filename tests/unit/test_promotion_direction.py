@@ -36,7 +36,9 @@ def test_a_higher_f1_that_is_less_accurate_is_not_promoted_on_mcnemars_accuracy_
     assert result.metric == "test_f1"
     assert (result.candidate, result.champion) == (pytest.approx(1000 / 1300), pytest.approx(0.75))
     assert np.mean(SPEC.labels(candidate) == rows.targets) == pytest.approx(0.7)
-    decision, reason = decide(result, ALPHA, "1")
+    decided = decide(result, ALPHA, "1")
+    decision, reason = decided.outcome, decided.reason
+    assert decided.compared is result
     assert decision == KEPT, reason
     assert reason.startswith("Champion kept: better but not significantly, test_f1 0.7692 vs champion v1 0.7500")
     assert result.test.p_value > 0.1
@@ -60,7 +62,9 @@ def test_a_clear_f1_win_is_promoted_by_the_paired_permutation_test():
 
     candidate, champion, rows = news_rows(champion_flags=(300, 0), candidate_flags=(450, 0))
     result = SPEC.head_to_head(candidate, champion, rows)
-    decision, reason = decide(result, ALPHA, "1")
+    decided = decide(result, ALPHA, "1")
+    decision, reason = decided.outcome, decided.reason
+    assert decided.compared is result
     assert decision == PROMOTED, reason
     assert result.test.test == "paired_permutation" and result.test.alternative == "greater"
     assert result.test.p_value == pytest.approx(1 / 1000)  # no resample reaches the observed gain
@@ -106,7 +110,9 @@ def test_a_lower_pooled_mase_from_a_few_crowded_days_is_not_promoted_when_most_d
     pooled = [forecast_metrics(x["close_now"], x["close_next"], m, "test", x["ticker"])["test_mase"] for m in models]
     assert pooled[0] < pooled[1] - 0.3  # the pooled MASE calls the candidate better
     result = SPEC.head_to_head(candidate, champion, rows)
-    decision, reason = decide(result, ALPHA, "1")
+    decided = decide(result, ALPHA, "1")
+    decision, reason = decided.outcome, decided.reason
+    assert decided.compared is result
     assert decision == KEPT, reason
     assert result.test.statistic > 2  # the candidate's daily loss is higher, clearly
     assert result.candidate > result.champion and reason.startswith("Champion kept: not better")
@@ -117,7 +123,9 @@ def test_a_forecaster_better_every_day_is_promoted_on_the_one_sided_daily_test()
 
     candidate, champion, rows = stock_rows(candidate_gap_error=0.8, candidate_daily_error=0.5)
     result = SPEC.head_to_head(candidate, champion, rows)
-    decision, reason = decide(result, ALPHA, "1")
+    decided = decide(result, ALPHA, "1")
+    decision, reason = decided.outcome, decided.reason
+    assert decided.compared is result
     assert decision == PROMOTED, reason
     assert result.test.test == "diebold_mariano_hln" and result.test.alternative == "less"
     assert result.test.statistic < 0 and result.test.p_value < 1e-6

@@ -29,9 +29,10 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
     night = {k: v for k, v in state.items() if k != "candidate_results"}
     finished = {r["architecture"]: r for r in state.get("candidate_results", [])}
     # Why each candidate that did not reach the gate stopped (read from its run only for those).
-    outcomes = {
-        a: _dropped_out(spec.name, ctx, a, settings) for a in PIPELINES[spec.name].active(settings) if a not in finished
+    dropped = {
+        a: _run_tags(spec.name, ctx, a, settings) for a in PIPELINES[spec.name].active(settings) if a not in finished
     }
+    outcomes = {a: tracking.why_dropped_out(tags) for a, tags in dropped.items()}
     passing = {}
     for architecture, result in finished.items():
         candidate_spec = load_spec(spec.name, architecture)
@@ -58,7 +59,7 @@ def gate_and_register(spec, ctx: RunContext, state: dict) -> dict:
             _tag_night(night, {"gate_status": "rejected", "promotion_decision": REJECTED, "promotion_reason": reason})
             print(f"[{spec.name}] GATE REJECTED: {reason} Nothing registered.", flush=True)
             return {**night, "registered": False, "gate": "rejected", "gate_reason": reason}
-        if outcomes and all(why.startswith("unchanged") for why in outcomes.values()):
+        if dropped and all(tags.get("promotion_decision") == SKIPPED for tags in dropped.values()):
             _tag_night(night, {"gate_status": "skipped", "promotion_decision": SKIPPED, "promotion_reason": summary})
             raise StageSkipped(f"every candidate unchanged: {summary}")
         reason = f"No candidate got through: {summary or 'none ran'}."
@@ -161,10 +162,10 @@ def _choose(spec, passing: dict, night: dict, settings: Settings):
     return choice
 
 
-def _dropped_out(model: str, ctx: RunContext, architecture: str, settings: Settings) -> str:
-    """Why a candidate that did not reach the gate stopped: from its MLflow run's tags."""
+def _run_tags(model: str, ctx: RunContext, architecture: str, settings: Settings) -> dict[str, str]:
+    """The tags of a candidate's MLflow run this night (what became of it), {} without one."""
     run_id = tracking.find_run(model, ctx, settings, architecture)
-    return tracking.why_dropped_out(tracking.get_run_tags(run_id) if run_id else {})
+    return tracking.get_run_tags(run_id) if run_id else {}
 
 
 def _tag_night(night: dict, tags: dict) -> None:
