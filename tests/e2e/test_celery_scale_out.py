@@ -430,7 +430,8 @@ def test_the_run_is_scheduled_through_celery_to_success(cluster):
 
 def test_tasks_ran_on_both_workers_and_handed_over_between_them(cluster):
     tis = task_instances(cluster)
-    assert {ti["hostname"] for ti in tis.values()} == set(WORKERS), tis
+    # (a task the scheduler skipped, e.g. apply_approval with nothing to approve, never reached a worker)
+    assert {ti["hostname"] for ti in tis.values() if ti["hostname"]} == set(WORKERS), tis
     chain = ["ingest", "validate", "candidates", "train", "export", "quantize", "parity", "benchmark_cpu"]
     chain += ["gate_and_register"]
     handovers = [(a, b) for a, b in zip(chain, chain[1:]) if tis[a]["hostname"] != tis[b]["hostname"]]
@@ -523,9 +524,10 @@ def test_tasks_hand_on_storage_urls_and_no_worker_reads_another_workers_folder(c
         assert set(logs) - retried == ran_here
         other = next(r for n, r in roots.items() if n != worker)
         assert not any(other in text for text in logs.values()), f"{worker}'s logs mention {other}"
-        assert all(f"pulled from {run_url} into {local}" in text for task, text in logs.items() if task != "prune"), (
+        stages_here = (task for task in logs if task not in ("prune", "approve_promotion"))
+        assert all(f"pulled from {run_url} into {local}" in logs[task] for task in stages_here), (
             worker
-        )  # prune (retention) reads no run files
+        )  # prune (retention) and approve_promotion (Airflow's HITL form, skipped here) read no run files
 
     # The snapshot: published once to the storage, validated there, and copied into each reader's own cache.
     digest = xcoms["ingest"]["snapshot"]
